@@ -1,0 +1,358 @@
+//! The pipeline file exactly as written: serde + schemars types that mirror the TOML.
+//!
+//! Nothing here fills defaults that depend on other fields or touches the file system; that is
+//! `resolve`'s job. The `///` comments become the JSON Schema descriptions and the README reference.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::duration::HumanDuration;
+use crate::metric::{Goal, MemoryUnit};
+
+/// An arun pipeline: what to edit, how to run one experiment, how to read and judge its metric,
+/// who proposes the edits, and when to stop.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[schemars(title = "arun pipeline")]
+pub struct PipelineFile {
+    /// Short name of the pipeline, shown in reports and usable in the run tag as `{name}`.
+    /// Default: the file name without `.toml`.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// One or two sentences on what this pipeline optimises; shown to agents and in reports.
+    #[serde(default)]
+    pub description: Option<String>,
+    /// The git repository under experiment and which of its files may change.
+    pub target: Target,
+    /// Checks that must pass before anything runs (data present, tools installed).
+    #[serde(default)]
+    pub preflight: Vec<Preflight>,
+    /// How to build and run one experiment, and its time budget.
+    pub experiment: Experiment,
+    /// The number an experiment is judged on, read from its output.
+    pub metric: Metric,
+    /// When an experiment is kept, discarded or counted as a crash.
+    #[serde(default)]
+    pub decision: Decision,
+    /// Who proposes each edit: a coding agent, an HTTP model, or the built-in knob search.
+    pub proposer: Proposer,
+    /// Hyperparameters of the editable file that the knob search may change, one `[[knob]]` each.
+    #[serde(default)]
+    pub knob: Vec<Knob>,
+    /// When to stop, how to name the run, where to write results.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// The target repository and the files of it that arun may change.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Target {
+    /// Path of the target git repository, relative to the pipeline file.
+    pub repo: String,
+    /// A directory, relative to the pipeline file, copied into `repo` (and committed as its first
+    /// commit) when `repo` does not exist yet.
+    #[serde(default)]
+    pub template: Option<String>,
+    /// A git URL cloned into `repo` when `repo` does not exist yet, e.g.
+    /// `https://github.com/karpathy/autoresearch`.
+    #[serde(default)]
+    pub clone: Option<String>,
+    /// The only files an experiment may change, relative to `repo`.
+    pub editable: Vec<String>,
+    /// Files that must not change (data preparation, evaluation), relative to `repo`. They are
+    /// hashed at start and re-checked before every run; agents are shown them.
+    #[serde(default)]
+    pub read_only: Vec<String>,
+    /// Further files shown to agents (notes, docs), relative to `repo`. Not pinned.
+    #[serde(default)]
+    pub context: Vec<String>,
+}
+
+/// A command that must succeed before the run starts.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Preflight {
+    /// Shell command, run with `sh -c` in the target repository; exit status 0 means ready.
+    pub run: String,
+    /// What to tell the user when the command fails, e.g. "data missing: run `uv run prepare.py`".
+    pub message: String,
+    /// How long the check may take. Default: `1m`.
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+}
+
+/// How one experiment is built and run.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Experiment {
+    /// Optional build command (`sh -c`, in the repository). Its time does not count against the
+    /// budget; its failure is a crash.
+    #[serde(default)]
+    pub build: Option<String>,
+    /// How long the build may take. Default: `30m`.
+    #[serde(default)]
+    pub build_timeout: Option<HumanDuration>,
+    /// The experiment command (`sh -c`, in the repository), e.g. `uv run train.py`.
+    pub run: String,
+    /// The time the experiment is meant to take; exported to it as `ARUN_BUDGET_SECONDS`.
+    /// Default: `5m`.
+    #[serde(default)]
+    pub budget: Option<HumanDuration>,
+    /// Wall-clock limit after which the run is stopped (SIGTERM to its process group, then
+    /// SIGKILL after `grace`) and counted as a crash. Default: twice the budget.
+    #[serde(default)]
+    pub hard_limit: Option<HumanDuration>,
+    /// Time between SIGTERM and SIGKILL when a process must stop. Default: `10s`.
+    #[serde(default)]
+    pub grace: Option<HumanDuration>,
+    /// Environment variables set for the build and the run.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Names of environment variables that must never reach the build or the run (API keys).
+    /// `*` matches any run of characters. Added to the defaults `*_API_KEY`, `*_API_TOKEN`,
+    /// `*_SECRET_KEY` and `*_ACCESS_KEY`.
+    #[serde(default)]
+    pub scrub_env: Vec<String>,
+}
+
+/// The metric an experiment is judged on and other values read from its output.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Metric {
+    /// Name of the metric; also the second column of `results.tsv`, e.g. `val_bpb`.
+    pub name: String,
+    /// Regular expression with exactly one capture group, matched against each output line;
+    /// the last match wins. E.g. `^val_bpb:\s*([0-9.]+)`.
+    pub regex: String,
+    /// Whether lower or higher is better. Default: `minimize`.
+    #[serde(default)]
+    pub goal: Goal,
+    /// Further values to capture, name = regex with one capture group, e.g.
+    /// `peak_vram_mb = '^peak_vram_mb:\s*([0-9.]+)'`.
+    #[serde(default)]
+    pub extra: BTreeMap<String, String>,
+    /// Which `extra` value is the experiment's peak memory (for the `memory_gb` column and the
+    /// memory guard) when no GPU reading is available.
+    #[serde(default)]
+    pub memory: Option<String>,
+    /// Unit of the `memory` value. Default: `mb`.
+    #[serde(default)]
+    pub memory_unit: MemoryUnit,
+}
+
+/// Rules that turn a measured experiment into keep, discard or crash.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Decision {
+    /// An experiment is kept only when it beats the best kept metric by at least this much (in
+    /// the metric's units). Default: `0`, any strict improvement.
+    #[serde(default)]
+    pub min_improvement: Option<f64>,
+    /// How many times the proposer may try to fix a crashed experiment before it is reverted.
+    /// Default: `2`.
+    #[serde(default)]
+    pub fix_attempts: Option<u32>,
+    /// Peak memory limits; an experiment over them is a crash.
+    #[serde(default)]
+    pub memory: MemoryGuard,
+}
+
+/// Peak-memory limits for an experiment.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct MemoryGuard {
+    /// Crash when peak memory exceeds this multiple of the baseline's. Default: `2.0`.
+    #[serde(default)]
+    #[schemars(range(min = 1.0))]
+    pub max_ratio: Option<f64>,
+    /// Crash when peak memory exceeds this many GiB. Default: no absolute cap.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub max_gb: Option<f64>,
+}
+
+/// Who proposes edits, with which prompts.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Proposer {
+    /// Which proposer runs; its settings are in the section of the same name. Sections of other
+    /// kinds may stay in the file, so switching is a one-word change.
+    pub kind: ProposerKind,
+    /// The research instructions given to an agent (like autoresearch's program.md).
+    #[serde(default)]
+    pub instructions: Option<String>,
+    /// A file holding the instructions, relative to the pipeline file; instead of `instructions`.
+    #[serde(default)]
+    pub instructions_file: Option<String>,
+    /// How long one proposal may take before the proposer is stopped. Default: `20m`.
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
+    /// How many of the latest results rows the prompt shows. Default: `20`.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub history: Option<u32>,
+    /// After this many experiments without a keep, the prompt asks for bolder changes.
+    /// Default: `8`.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub stall: Option<u32>,
+    /// Prompt templates (minijinja) overriding the built-in ones, relative to the pipeline file.
+    #[serde(default)]
+    pub templates: Templates,
+    /// Settings of the `agent` kind.
+    #[serde(default)]
+    pub agent: Option<Agent>,
+    /// Settings of the `http` kind.
+    #[serde(default)]
+    pub http: Option<Http>,
+    /// Settings of the `knobs` kind.
+    #[serde(default)]
+    pub knobs: Option<KnobSearch>,
+}
+
+/// The kinds of proposer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProposerKind {
+    /// A coding-agent command that edits the files itself (`[proposer.agent]`).
+    Agent,
+    /// An OpenAI-compatible chat-completions model that answers with edits (`[proposer.http]`).
+    Http,
+    /// arun's built-in search over the declared `[[knob]]`s; needs no LLM (`[proposer.knobs]`).
+    Knobs,
+}
+
+/// Prompt template files; each is optional and replaces the built-in template of that name.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Templates {
+    /// Template for proposing the next experiment.
+    #[serde(default)]
+    pub propose: Option<String>,
+    /// Template for fixing a crashed experiment.
+    #[serde(default)]
+    pub fix_crash: Option<String>,
+    /// Template asking for the next ideas, shown in the interrupt summary.
+    #[serde(default)]
+    pub summary: Option<String>,
+}
+
+/// A coding agent run as a command.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Agent {
+    /// Shell command (`sh -c`, in the target repository). The prompt is on its stdin and in the
+    /// file named by `ARUN_PROMPT_FILE`. It edits the editable files itself and may print
+    /// `DESCRIPTION: <one line>` to describe the change.
+    #[serde(default)]
+    pub command: Option<String>,
+    /// Environment variables set for the agent only (never for the experiment).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+}
+
+/// An OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, llama.cpp server, Ollama).
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Http {
+    /// Base URL up to `/v1`, e.g. `http://localhost:8000/v1`.
+    pub base_url: String,
+    /// Model name sent in each request.
+    pub model: String,
+    /// Environment variable holding the API key; never logged, never passed to experiments.
+    /// Default: no key.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Sampling temperature. Default: the server's.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub temperature: Option<f64>,
+    /// How many times the model may retry an edit that does not apply. Default: `2`.
+    #[serde(default)]
+    pub edit_retries: Option<u32>,
+}
+
+/// Settings of the built-in knob search.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct KnobSearch {
+    /// Seed of the search's random choices. Default: `0`.
+    #[serde(default)]
+    pub seed: Option<u64>,
+}
+
+/// A hyperparameter assignment in an editable file, e.g. `MATRIX_LR = 0.04` or
+/// `const DEPTH: usize = 4;`.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Knob {
+    /// The name assigned in the file, e.g. `MATRIX_LR`.
+    pub name: String,
+    /// Which editable file holds it. Default: the only editable file.
+    #[serde(default)]
+    pub file: Option<String>,
+    /// What values it takes.
+    pub kind: KnobKind,
+    /// Smallest value (`float`, `int`, `pow2`).
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// Largest value (`float`, `int`, `pow2`).
+    #[serde(default)]
+    pub max: Option<f64>,
+    /// Whether a `float` is searched on a log or linear scale. Default: `log`.
+    #[serde(default)]
+    pub scale: Option<Scale>,
+    /// The literals a `choice` knob may take, written as they appear in the file, e.g.
+    /// `["\"relu2\"", "\"gelu\""]`.
+    #[serde(default)]
+    pub choices: Vec<String>,
+}
+
+/// The kinds of knob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum KnobKind {
+    /// A real number between `min` and `max`.
+    Float,
+    /// An integer between `min` and `max`.
+    Int,
+    /// A power of two between `min` and `max`.
+    Pow2,
+    /// One of `choices`.
+    Choice,
+}
+
+/// Scale on which a float knob is searched.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scale {
+    /// Multiplicative steps (learning rates, weight decay).
+    #[default]
+    Log,
+    /// Additive steps (ratios, fractions).
+    Linear,
+}
+
+/// When the run stops, how it is named, where results go.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Limits {
+    /// Stop after this many experiments (the baseline included). Default: no limit.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_experiments: Option<u32>,
+    /// Stop starting new experiments after this much wall time. Default: no limit.
+    #[serde(default)]
+    pub max_time: Option<HumanDuration>,
+    /// Pattern of the run tag, which names the branch `autoresearch/<tag>`. Placeholders:
+    /// `{month}` (`nov`), `{day}` (`22`), `{year}` (`2026`), `{name}` (the pipeline's name).
+    /// Default: `{month}{day}`.
+    #[serde(default)]
+    pub tag: Option<String>,
+    /// Results table, relative to the target repository. Default: `results.tsv`.
+    #[serde(default)]
+    pub results: Option<String>,
+}

@@ -1,0 +1,764 @@
+//! From the file as written to a resolved `Pipeline`: defaults filled, paths made absolute,
+//! cross-field and file-system checks done. Every problem is collected, not only the first.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Component, Path, PathBuf};
+use std::time::Duration;
+
+use super::diagnostic::Problem;
+use super::file::{self, KnobKind, PipelineFile, ProposerKind};
+use crate::metric::{Capture, MetricSpec};
+use crate::prompt::{PromptContext, PromptTemplates, Template, TemplateKind};
+
+/// Environment variables never passed to experiments, whatever the pipeline says.
+pub const DEFAULT_SCRUB_ENV: [&str; 4] =
+    ["*_API_KEY", "*_API_TOKEN", "*_SECRET_KEY", "*_ACCESS_KEY"];
+
+/// A pipeline ready to run: nothing after this re-reads the TOML.
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    /// The pipeline file, absolute.
+    pub file: PathBuf,
+    pub name: String,
+    pub description: String,
+    pub target: TargetSpec,
+    pub preflight: Vec<PreflightCheck>,
+    pub experiment: ExperimentSpec,
+    pub metric: MetricSpec,
+    pub decision: DecisionRules,
+    pub proposer: ProposerSpec,
+    pub knobs: Vec<file::Knob>,
+    pub limits: LimitsSpec,
+}
+
+#[derive(Debug, Clone)]
+pub struct TargetSpec {
+    /// The target repository, absolute.
+    pub repo: PathBuf,
+    /// The directory that initialises `repo` when it does not exist, absolute.
+    pub template: Option<PathBuf>,
+    /// The git URL cloned into `repo` when it does not exist.
+    pub clone: Option<String>,
+    /// Paths relative to `repo`, normalised (`./a/../b` is `b`).
+    pub editable: Vec<String>,
+    pub read_only: Vec<String>,
+    pub context: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct PreflightCheck {
+    pub run: String,
+    pub message: String,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ExperimentSpec {
+    pub build: Option<String>,
+    pub build_timeout: Duration,
+    pub run: String,
+    pub budget: Duration,
+    pub hard_limit: Duration,
+    pub grace: Duration,
+    pub env: BTreeMap<String, String>,
+    /// Name patterns (`*` wildcard) removed from the environment of builds and runs.
+    pub scrub_env: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecisionRules {
+    pub min_improvement: f64,
+    pub fix_attempts: u32,
+    pub memory_max_ratio: f64,
+    pub memory_max_gb: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProposerSpec {
+    pub kind: ProposerSettings,
+    pub instructions: String,
+    pub timeout: Duration,
+    pub history: u32,
+    pub stall: u32,
+    pub templates: PromptTemplates,
+}
+
+/// The settings of the proposer kind that runs.
+#[derive(Debug, Clone)]
+pub enum ProposerSettings {
+    Agent {
+        command: String,
+        env: BTreeMap<String, String>,
+    },
+    Http {
+        base_url: String,
+        model: String,
+        api_key_env: Option<String>,
+        temperature: Option<f64>,
+        edit_retries: u32,
+    },
+    Knobs {
+        seed: u64,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct LimitsSpec {
+    pub max_experiments: Option<u32>,
+    pub max_time: Option<Duration>,
+    pub tag_pattern: String,
+    /// Relative to the target repository.
+    pub results: String,
+}
+
+/// Resolves `raw`, read from `file` (absolute). Returns every problem found.
+pub fn resolve(raw: PipelineFile, file: &Path) -> Result<Pipeline, Vec<Problem>> {
+    let base = file.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let mut problems = Vec::new();
+    let name = raw.name.clone().unwrap_or_else(|| {
+        file.file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "pipeline".to_string())
+    });
+    let target = resolve_target(&raw.target, &base, &mut problems);
+    let preflight = raw
+        .preflight
+        .iter()
+        .map(|check| PreflightCheck {
+            run: check.run.clone(),
+            message: check.message.clone(),
+            timeout: check.timeout.map_or(Duration::from_secs(60), |d| d.0),
+        })
+        .collect();
+    let experiment = resolve_experiment(&raw, &mut problems);
+    let metric = resolve_metric(&raw.metric, &mut problems);
+    let decision = DecisionRules {
+        min_improvement: raw.decision.min_improvement.unwrap_or(0.0),
+        fix_attempts: raw.decision.fix_attempts.unwrap_or(2),
+        memory_max_ratio: raw.decision.memory.max_ratio.unwrap_or(2.0),
+        memory_max_gb: raw.decision.memory.max_gb,
+    };
+    if decision.min_improvement < 0.0 {
+        problems.push(Problem::at(
+            "decision.min-improvement",
+            "must not be negative; it is how much better a keep must be",
+        ));
+    }
+    let proposer = resolve_proposer(&raw, &base, &mut problems);
+    check_knobs(&raw, &target, &mut problems);
+    let limits = resolve_limits(&raw.limits, &name, &mut problems);
+
+    match (metric, proposer) {
+        (Some(metric), Some(proposer)) if problems.is_empty() => Ok(Pipeline {
+            file: file.to_path_buf(),
+            name,
+            description: raw.description.unwrap_or_default(),
+            target,
+            preflight,
+            experiment,
+            metric,
+            decision,
+            proposer,
+            knobs: raw.knob,
+            limits,
+        }),
+        _ => Err(problems),
+    }
+}
+
+fn resolve_target(raw: &file::Target, base: &Path, problems: &mut Vec<Problem>) -> TargetSpec {
+    let repo = normalize(&base.join(&raw.repo));
+    let template = raw.template.as_ref().map(|t| normalize(&base.join(t)));
+    let repo_exists = repo.exists();
+    if repo_exists && !repo.join(".git").exists() {
+        problems.push(Problem::at(
+            "target.repo",
+            format!(
+                "`{}` is not a git repository; run `git init` there or point `repo` at one",
+                repo.display()
+            ),
+        ));
+    }
+    if template.is_some() && raw.clone.is_some() {
+        problems.push(Problem::at(
+            "target.clone",
+            "set `template` or `clone`, not both: each creates the repository",
+        ));
+    }
+    match &template {
+        Some(dir) if !dir.is_dir() => problems.push(Problem::at(
+            "target.template",
+            format!("template directory `{}` does not exist", dir.display()),
+        )),
+        None if !repo_exists && raw.clone.is_none() => problems.push(Problem::at(
+            "target.repo",
+            format!(
+                "target repository `{}` does not exist; create it, or set `target.template` (a \
+                 directory) or `target.clone` (a git URL) to create it on first use",
+                repo.display()
+            ),
+        )),
+        _ => {}
+    }
+    // Files are looked for where the run will find them: the repo, or the template it starts from.
+    let tree = if repo_exists {
+        Some(repo.clone())
+    } else {
+        template.clone()
+    };
+
+    let mut list = |key: &str, paths: &[String], must_exist: bool| -> Vec<String> {
+        let mut seen = BTreeSet::new();
+        let mut out = Vec::new();
+        for (i, path) in paths.iter().enumerate() {
+            let at = format!("target.{key}.{i}");
+            let Some(clean) = relative_path(path) else {
+                problems.push(Problem::at(
+                    &at,
+                    format!("`{path}` must be a path inside the repository, relative to it"),
+                ));
+                continue;
+            };
+            if !seen.insert(clean.clone()) {
+                problems.push(Problem::at(&at, format!("`{path}` is listed twice")));
+                continue;
+            }
+            if let Some(tree) = &tree
+                && must_exist
+                && tree.exists()
+                && !tree.join(&clean).is_file()
+            {
+                problems.push(Problem::at(
+                    &at,
+                    format!("`{clean}` is not a file in `{}`", tree.display()),
+                ));
+            }
+            out.push(clean);
+        }
+        out
+    };
+    let editable = list("editable", &raw.editable, true);
+    let read_only = list("read-only", &raw.read_only, true);
+    let context = list("context", &raw.context, true);
+    if raw.editable.is_empty() {
+        problems.push(Problem::at(
+            "target.editable",
+            "list at least one file the experiments may change, e.g. `editable = [\"train.py\"]`",
+        ));
+    }
+    for (i, path) in raw.read_only.iter().enumerate() {
+        if relative_path(path).is_some_and(|clean| editable.contains(&clean)) {
+            problems.push(Problem::at(
+                &format!("target.read-only.{i}"),
+                format!("`{path}` is also editable; a file is either editable or read-only"),
+            ));
+        }
+    }
+    TargetSpec {
+        repo,
+        template,
+        clone: raw.clone.clone(),
+        editable,
+        read_only,
+        context,
+    }
+}
+
+fn resolve_experiment(raw: &PipelineFile, problems: &mut Vec<Problem>) -> ExperimentSpec {
+    let e = &raw.experiment;
+    let budget = e.budget.map_or(Duration::from_secs(300), |d| d.0);
+    let hard_limit = e.hard_limit.map_or(budget * 2, |d| d.0);
+    if budget.is_zero() {
+        problems.push(Problem::at("experiment.budget", "must be longer than zero"));
+    }
+    if e.hard_limit.is_some() && hard_limit <= budget {
+        problems.push(Problem::at(
+            "experiment.hard-limit",
+            format!(
+                "`{}` must be longer than the budget `{}`; the run is killed at the hard limit",
+                crate::config::HumanDuration(hard_limit),
+                crate::config::HumanDuration(budget)
+            ),
+        ));
+    }
+    if e.run.trim().is_empty() {
+        problems.push(Problem::at("experiment.run", "the run command is empty"));
+    }
+    let env_key = |name: &str| super::KeyPath::parse("experiment.env").key(name);
+    for name in e.env.keys() {
+        if !valid_env_name(name) {
+            problems.push(Problem::new(
+                env_key(name),
+                format!("`{name}` is not a valid environment variable name"),
+            ));
+        }
+    }
+    let mut scrub_env: Vec<String> = DEFAULT_SCRUB_ENV.iter().map(|s| s.to_string()).collect();
+    scrub_env.extend(e.scrub_env.iter().cloned());
+    if let Some(http) = &raw.proposer.http
+        && let Some(key) = &http.api_key_env
+    {
+        scrub_env.push(key.clone());
+    }
+    for name in e.env.keys() {
+        if scrub_env
+            .iter()
+            .any(|pattern| env_pattern_matches(pattern, name))
+        {
+            problems.push(Problem::new(
+                env_key(name),
+                format!("`{name}` is set here but also scrubbed by `scrub-env`; remove one"),
+            ));
+        }
+    }
+    ExperimentSpec {
+        build: e.build.clone().filter(|b| !b.trim().is_empty()),
+        build_timeout: e
+            .build_timeout
+            .map_or(Duration::from_secs(30 * 60), |d| d.0),
+        run: e.run.clone(),
+        budget,
+        hard_limit,
+        grace: e.grace.map_or(Duration::from_secs(10), |d| d.0),
+        env: e.env.clone(),
+        scrub_env,
+    }
+}
+
+fn resolve_metric(raw: &file::Metric, problems: &mut Vec<Problem>) -> Option<MetricSpec> {
+    let mut ok = true;
+    if raw.name.is_empty() || raw.name.contains(char::is_whitespace) {
+        problems.push(Problem::at(
+            "metric.name",
+            format!(
+                "`{}` must be one word; it becomes a column of results.tsv",
+                raw.name
+            ),
+        ));
+        ok = false;
+    }
+    let primary = match Capture::new(&raw.name, &raw.regex) {
+        Ok(capture) => Some(capture),
+        Err(message) => {
+            problems.push(Problem::at("metric.regex", message));
+            None
+        }
+    };
+    let mut extra = Vec::new();
+    for (name, pattern) in &raw.extra {
+        match Capture::new(name, pattern) {
+            Ok(capture) => extra.push(capture),
+            Err(message) => {
+                problems.push(Problem::new(
+                    super::KeyPath::parse("metric.extra").key(name),
+                    message,
+                ));
+                ok = false;
+            }
+        }
+    }
+    if let Some(memory) = &raw.memory
+        && !raw.extra.contains_key(memory)
+    {
+        problems.push(Problem::at(
+            "metric.memory",
+            format!(
+                "`{memory}` is not a value of `[metric.extra]`; add \
+                 `{memory} = '^{memory}:\\s*([0-9.]+)'` there"
+            ),
+        ));
+        ok = false;
+    }
+    match primary {
+        Some(primary) if ok => Some(MetricSpec {
+            primary,
+            goal: raw.goal,
+            extra,
+            memory: raw.memory.clone().map(|m| (m, raw.memory_unit)),
+        }),
+        _ => None,
+    }
+}
+
+fn resolve_proposer(
+    raw: &PipelineFile,
+    base: &Path,
+    problems: &mut Vec<Problem>,
+) -> Option<ProposerSpec> {
+    let p = &raw.proposer;
+    let before = problems.len();
+    let kind = match p.kind {
+        ProposerKind::Agent => match p.agent.as_ref().and_then(|a| a.command.clone()) {
+            Some(command) if !command.trim().is_empty() => Some(ProposerSettings::Agent {
+                command,
+                env: p.agent.as_ref().map(|a| a.env.clone()).unwrap_or_default(),
+            }),
+            _ => {
+                problems.push(Problem::at(
+                    "proposer.agent",
+                    "`kind = \"agent\"` needs `[proposer.agent]` with a `command`, e.g. \
+                     `command = \"my-agent --prompt-file \\\"$ARUN_PROMPT_FILE\\\"\"`",
+                ));
+                None
+            }
+        },
+        ProposerKind::Http => match &p.http {
+            Some(http) => Some(ProposerSettings::Http {
+                base_url: http.base_url.trim_end_matches('/').to_string(),
+                model: http.model.clone(),
+                api_key_env: http.api_key_env.clone(),
+                temperature: http.temperature,
+                edit_retries: http.edit_retries.unwrap_or(2),
+            }),
+            None => {
+                problems.push(Problem::at(
+                    "proposer.http",
+                    "`kind = \"http\"` needs `[proposer.http]` with `base-url` and `model`",
+                ));
+                None
+            }
+        },
+        ProposerKind::Knobs => {
+            if raw.knob.is_empty() {
+                problems.push(Problem::at(
+                    "proposer.kind",
+                    "`kind = \"knobs\"` needs at least one `[[knob]]` to search over",
+                ));
+            }
+            Some(ProposerSettings::Knobs {
+                seed: p.knobs.as_ref().and_then(|k| k.seed).unwrap_or(0),
+            })
+        }
+    };
+    if let Some(http) = &p.http
+        && !(http.base_url.starts_with("http://") || http.base_url.starts_with("https://"))
+    {
+        problems.push(Problem::at(
+            "proposer.http.base-url",
+            format!("`{}` must start with http:// or https://", http.base_url),
+        ));
+    }
+
+    let instructions = match (&p.instructions, &p.instructions_file) {
+        (Some(_), Some(_)) => {
+            problems.push(Problem::at(
+                "proposer.instructions-file",
+                "set `instructions` or `instructions-file`, not both",
+            ));
+            String::new()
+        }
+        (Some(text), None) => text.clone(),
+        (None, Some(path)) => {
+            let full = normalize(&base.join(path));
+            match std::fs::read_to_string(&full) {
+                Ok(text) => text,
+                Err(err) => {
+                    problems.push(Problem::at(
+                        "proposer.instructions-file",
+                        format!("cannot read `{}`: {err}", full.display()),
+                    ));
+                    String::new()
+                }
+            }
+        }
+        (None, None) => String::new(),
+    };
+
+    let mut load = |kind: TemplateKind, path: &Option<String>| -> Template {
+        let Some(path) = path else {
+            return Template::builtin(kind);
+        };
+        let at = format!("proposer.templates.{}", kind.key());
+        let full = normalize(&base.join(path));
+        match Template::from_file(kind, &full) {
+            Ok(template) => {
+                if let Err(message) = template.render(&PromptContext::sample()) {
+                    problems.push(Problem::at(&at, message));
+                }
+                template
+            }
+            Err(err) => {
+                problems.push(Problem::at(
+                    &at,
+                    format!("cannot read template `{}`: {err}", full.display()),
+                ));
+                Template::builtin(kind)
+            }
+        }
+    };
+    let templates = PromptTemplates {
+        propose: load(TemplateKind::Propose, &p.templates.propose),
+        fix_crash: load(TemplateKind::FixCrash, &p.templates.fix_crash),
+        summary: load(TemplateKind::Summary, &p.templates.summary),
+    };
+
+    let spec = ProposerSpec {
+        kind: kind?,
+        instructions,
+        timeout: p.timeout.map_or(Duration::from_secs(20 * 60), |d| d.0),
+        history: p.history.unwrap_or(20),
+        stall: p.stall.unwrap_or(8),
+        templates,
+    };
+    (problems.len() == before).then_some(spec)
+}
+
+fn check_knobs(raw: &PipelineFile, target: &TargetSpec, problems: &mut Vec<Problem>) {
+    let mut names = BTreeSet::new();
+    for (i, knob) in raw.knob.iter().enumerate() {
+        let at = |key: &str| format!("knob.{i}.{key}");
+        if !names.insert(knob.name.as_str()) {
+            problems.push(Problem::at(
+                &at("name"),
+                format!("knob `{}` is declared twice", knob.name),
+            ));
+        }
+        match &knob.file {
+            Some(file) if !relative_path(file).is_some_and(|f| target.editable.contains(&f)) => {
+                problems.push(Problem::at(
+                    &at("file"),
+                    format!("`{file}` is not one of the editable files"),
+                ));
+            }
+            None if target.editable.len() > 1 => problems.push(Problem::at(
+                &at("file"),
+                format!(
+                    "knob `{}` needs `file`: there are {} editable files",
+                    knob.name,
+                    target.editable.len()
+                ),
+            )),
+            _ => {}
+        }
+        match knob.kind {
+            KnobKind::Choice => {
+                if knob.choices.len() < 2 {
+                    problems.push(Problem::at(
+                        &at("choices"),
+                        "a `choice` knob needs at least two `choices`",
+                    ));
+                }
+            }
+            KnobKind::Float | KnobKind::Int | KnobKind::Pow2 => match (knob.min, knob.max) {
+                (Some(min), Some(max)) if min < max => {
+                    let log = knob.kind == KnobKind::Pow2
+                        || (knob.kind == KnobKind::Float
+                            && knob.scale.unwrap_or_default() == file::Scale::Log);
+                    if log && min <= 0.0 {
+                        problems.push(Problem::at(
+                            &at("min"),
+                            "must be above zero on a log scale; use `scale = \"linear\"`",
+                        ));
+                    }
+                }
+                (Some(_), Some(_)) => {
+                    problems.push(Problem::at(&at("max"), "`max` must be greater than `min`"))
+                }
+                _ => problems.push(Problem::at(
+                    &at("kind"),
+                    "a numeric knob needs both `min` and `max`",
+                )),
+            },
+        }
+    }
+}
+
+fn resolve_limits(raw: &file::Limits, name: &str, problems: &mut Vec<Problem>) -> LimitsSpec {
+    let tag_pattern = raw
+        .tag
+        .clone()
+        .unwrap_or_else(|| "{month}{day}".to_string());
+    match expand_tag(&tag_pattern, name, 2026, 11, 22) {
+        Ok(tag) if !valid_tag(&tag) => problems.push(Problem::at(
+            "limits.tag",
+            format!(
+                "`{tag_pattern}` gives `{tag}`; a tag may only use letters, digits, `-`, `_` and `.`"
+            ),
+        )),
+        Ok(_) => {}
+        Err(message) => problems.push(Problem::at("limits.tag", message)),
+    }
+    let results = raw
+        .results
+        .clone()
+        .unwrap_or_else(|| "results.tsv".to_string());
+    let results = match relative_path(&results) {
+        Some(clean) => clean,
+        None => {
+            problems.push(Problem::at(
+                "limits.results",
+                format!("`{results}` must be a path inside the target repository"),
+            ));
+            results
+        }
+    };
+    LimitsSpec {
+        max_experiments: raw.max_experiments,
+        max_time: raw.max_time.map(|d| d.0),
+        tag_pattern,
+        results,
+    }
+}
+
+/// Fills a tag pattern's placeholders; `month` is 1-based.
+pub fn expand_tag(
+    pattern: &str,
+    name: &str,
+    year: i32,
+    month: u32,
+    day: u32,
+) -> Result<String, String> {
+    const MONTHS: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let mut out = String::new();
+    let mut rest = pattern;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let Some(close) = rest[open..].find('}') else {
+            return Err(format!("`{pattern}` has a `{{` without a closing `}}`"));
+        };
+        let placeholder = &rest[open + 1..open + close];
+        match placeholder {
+            "month" => out.push_str(MONTHS[(month as usize).saturating_sub(1) % 12]),
+            "day" => out.push_str(&day.to_string()),
+            "year" => out.push_str(&year.to_string()),
+            "name" => out.push_str(name),
+            other => {
+                return Err(format!(
+                    "unknown placeholder `{{{other}}}`; use `{{month}}`, `{{day}}`, `{{year}}` or `{{name}}`"
+                ));
+            }
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// A tag becomes part of a branch and ref names, so it keeps to a safe alphabet.
+pub fn valid_tag(tag: &str) -> bool {
+    !tag.is_empty()
+        && !tag.starts_with('.')
+        && !tag.ends_with(".lock")
+        && !tag.contains("..")
+        && tag
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// `*` matches any run of characters; everything else matches itself.
+pub fn env_pattern_matches(pattern: &str, name: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == name;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !name.starts_with(first) || name.len() < first.len() + last.len() || !name.ends_with(last) {
+        return false;
+    }
+    let mut rest = &name[first.len()..name.len() - last.len()];
+    for middle in &parts[1..parts.len() - 1] {
+        match rest.find(middle) {
+            Some(at) => rest = &rest[at + middle.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+fn valid_env_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// A relative path inside a repository, normalised; `None` when it is absolute or leaves it.
+pub fn relative_path(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for component in Path::new(path).components() {
+        match component {
+            Component::Normal(part) => parts.push(part.to_str()?),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop()?;
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    (!parts.is_empty()).then(|| parts.join("/"))
+}
+
+/// Removes `.` and `..` components without touching the file system (the path may not exist).
+pub fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_stay_inside() {
+        assert_eq!(relative_path("train.py").as_deref(), Some("train.py"));
+        assert_eq!(
+            relative_path("./src/../src/train.rs").as_deref(),
+            Some("src/train.rs")
+        );
+        assert_eq!(relative_path("../train.py"), None);
+        assert_eq!(relative_path("/etc/passwd"), None);
+        assert_eq!(relative_path("."), None);
+    }
+
+    #[test]
+    fn tags_expand_and_reject_unknown_placeholders() {
+        assert_eq!(
+            expand_tag("{month}{day}", "x", 2026, 11, 22).unwrap(),
+            "nov22"
+        );
+        assert_eq!(
+            expand_tag("{name}-{year}", "gpt", 2026, 1, 2).unwrap(),
+            "gpt-2026"
+        );
+        assert!(
+            expand_tag("{week}", "x", 2026, 1, 1)
+                .unwrap_err()
+                .contains("`{week}`")
+        );
+        assert!(expand_tag("{month", "x", 2026, 1, 1).is_err());
+        assert!(valid_tag("nov22"));
+        assert!(!valid_tag("nov 22"));
+        assert!(!valid_tag("a..b"));
+    }
+
+    #[test]
+    fn env_patterns() {
+        let cases = [
+            ("*_API_KEY", "OPENAI_API_KEY", true),
+            ("*_API_KEY", "OPENAI_API_KEYS", false),
+            ("AWS_*", "AWS_SECRET", true),
+            ("*SECRET*", "MY_SECRET_THING", true),
+            ("HF_TOKEN", "HF_TOKEN", true),
+            ("HF_TOKEN", "HF_TOKENS", false),
+            ("A*B*C", "AXBYC", true),
+            ("A*B*C", "AC", false),
+        ];
+        for (pattern, name, expected) in cases {
+            assert_eq!(
+                env_pattern_matches(pattern, name),
+                expected,
+                "{pattern} {name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The error type of the library and the one place that renders errors for the user.
+
+use std::io::Write;
+
+use crate::config::InvalidPipeline;
+use crate::exit_codes;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    InvalidPipeline(#[from] InvalidPipeline),
+    #[error("{context}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            context: context.into(),
+            source,
+        }
+    }
+
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::InvalidPipeline(_) => exit_codes::INVALID_PIPELINE,
+            Error::Io { .. } => exit_codes::FAILURE,
+        }
+    }
+}
+
+/// Prints `error: ...` then one `caused by: ...` line per source.
+pub fn report(error: &Error, out: &mut impl Write) {
+    let _ = match error {
+        // Each problem already names its file and line; print them as they are.
+        Error::InvalidPipeline(invalid) => {
+            for diagnostic in &invalid.diagnostics {
+                let _ = writeln!(out, "error: {diagnostic}");
+            }
+            Ok(())
+        }
+        _ => writeln!(out, "error: {error}"),
+    };
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        let _ = writeln!(out, "caused by: {cause}");
+        source = cause.source();
+    }
+}

@@ -1,0 +1,310 @@
+//! Prompt templates (minijinja): the built-in ones from `templates/`, per-pipeline overrides, the
+//! context they are rendered with, and strict rendering (an unknown variable is an error).
+
+use std::path::{Path, PathBuf};
+
+use minijinja::{Environment, UndefinedBehavior};
+use serde::Serialize;
+
+/// Which prompt a template produces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TemplateKind {
+    Propose,
+    FixCrash,
+    Summary,
+}
+
+impl TemplateKind {
+    pub const ALL: [TemplateKind; 3] = [
+        TemplateKind::Propose,
+        TemplateKind::FixCrash,
+        TemplateKind::Summary,
+    ];
+
+    /// The key under `[proposer.templates]` and the built-in file's stem.
+    pub fn key(self) -> &'static str {
+        match self {
+            TemplateKind::Propose => "propose",
+            TemplateKind::FixCrash => "fix-crash",
+            TemplateKind::Summary => "summary",
+        }
+    }
+
+    fn builtin(self) -> &'static str {
+        match self {
+            TemplateKind::Propose => include_str!("../templates/propose.md.j2"),
+            TemplateKind::FixCrash => include_str!("../templates/fix-crash.md.j2"),
+            TemplateKind::Summary => include_str!("../templates/summary.md.j2"),
+        }
+    }
+}
+
+/// One template's text and where it came from.
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub kind: TemplateKind,
+    /// The override file, or `None` for the built-in template.
+    pub path: Option<PathBuf>,
+    pub source: String,
+}
+
+impl Template {
+    pub fn builtin(kind: TemplateKind) -> Template {
+        Template {
+            kind,
+            path: None,
+            source: kind.builtin().to_string(),
+        }
+    }
+
+    pub fn from_file(kind: TemplateKind, path: &Path) -> std::io::Result<Template> {
+        Ok(Template {
+            kind,
+            path: Some(path.to_path_buf()),
+            source: std::fs::read_to_string(path)?,
+        })
+    }
+
+    fn name(&self) -> String {
+        match &self.path {
+            Some(path) => path.display().to_string(),
+            None => format!("built-in {}", self.kind.key()),
+        }
+    }
+
+    /// Renders with `context`; a syntax error or an unknown variable is an error that names the
+    /// template and line.
+    pub fn render(&self, context: &PromptContext) -> Result<String, String> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        let name = self.name();
+        let describe = |err: minijinja::Error| {
+            let line = err.line().map(|l| format!(" line {l}")).unwrap_or_default();
+            let detail = err.detail().map(|d| format!(": {d}")).unwrap_or_default();
+            format!("template `{name}`{line}: {}{detail}", err.kind())
+        };
+        env.add_template(&name, &self.source).map_err(describe)?;
+        let template = env.get_template(&name).map_err(describe)?;
+        template
+            .render(minijinja::value::Serde(context))
+            .map_err(describe)
+    }
+}
+
+/// The prompt templates of a pipeline.
+#[derive(Debug, Clone)]
+pub struct PromptTemplates {
+    pub propose: Template,
+    pub fix_crash: Template,
+    pub summary: Template,
+}
+
+impl PromptTemplates {
+    pub fn get(&self, kind: TemplateKind) -> &Template {
+        match kind {
+            TemplateKind::Propose => &self.propose,
+            TemplateKind::FixCrash => &self.fix_crash,
+            TemplateKind::Summary => &self.summary,
+        }
+    }
+}
+
+/// Everything a template may use. The same shape serves all three templates; `crash` is set
+/// only for fix-crash.
+#[derive(Debug, Clone, Serialize)]
+pub struct PromptContext {
+    pub pipeline: PipelineInfo,
+    pub instructions: String,
+    pub metric: MetricInfo,
+    /// The experiment budget, e.g. `5m`.
+    pub budget: String,
+    /// Number of the experiment being proposed.
+    pub experiment: u64,
+    pub baseline: Option<f64>,
+    pub best: Option<f64>,
+    /// The latest results rows, oldest first, at most `proposer.history` of them.
+    pub results: Vec<ResultRow>,
+    /// How many experiments there are in all.
+    pub results_total: u64,
+    /// Kept experiments in order, baseline first.
+    pub kept: Vec<KeptRow>,
+    /// Experiments since the last keep.
+    pub since_keep: u64,
+    /// Whether `since_keep` reached `proposer.stall`.
+    pub stalled: bool,
+    pub files: Files,
+    pub crash: Option<CrashInfo>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PipelineInfo {
+    pub name: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricInfo {
+    pub name: String,
+    /// `minimize` or `maximize`.
+    pub goal: String,
+    /// `lower` or `higher`.
+    pub better: String,
+}
+
+/// One results row as text, formatted as in `results.tsv`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultRow {
+    pub n: u64,
+    pub commit: String,
+    pub metric: String,
+    pub memory_gb: String,
+    pub status: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptRow {
+    pub commit: String,
+    pub metric: String,
+    /// Change against the previous keep, signed, e.g. `-0.004100`; empty for the baseline.
+    pub delta: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Files {
+    pub editable: Vec<FileText>,
+    pub read_only: Vec<FileText>,
+    pub context: Vec<FileText>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct FileText {
+    pub path: String,
+    pub content: String,
+    /// Whether `content` was cut to keep the prompt bounded.
+    pub truncated: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CrashInfo {
+    pub reason: String,
+    pub diff: String,
+    pub log_tail: String,
+    pub attempt: u32,
+    pub attempts: u32,
+}
+
+impl PromptContext {
+    /// A context with every field filled, for checking templates without a run.
+    pub fn sample() -> PromptContext {
+        let row = |n: u64, metric: &str, status: &str, description: &str| ResultRow {
+            n,
+            commit: format!("abc{n:04}"),
+            metric: metric.to_string(),
+            memory_gb: "44.0".to_string(),
+            status: status.to_string(),
+            description: description.to_string(),
+        };
+        PromptContext {
+            pipeline: PipelineInfo {
+                name: "sample".to_string(),
+                description: "A sample pipeline.".to_string(),
+            },
+            instructions: "Lower val_bpb.".to_string(),
+            metric: MetricInfo {
+                name: "val_bpb".to_string(),
+                goal: "minimize".to_string(),
+                better: "lower".to_string(),
+            },
+            budget: "5m".to_string(),
+            experiment: 3,
+            baseline: Some(0.9979),
+            best: Some(0.9932),
+            results: vec![
+                row(0, "0.997900", "keep", "baseline"),
+                row(1, "0.993200", "keep", "increase LR to 0.04"),
+                row(2, "0.000000", "crash", "double the width"),
+            ],
+            results_total: 3,
+            kept: vec![
+                KeptRow {
+                    commit: "abc0000".to_string(),
+                    metric: "0.997900".to_string(),
+                    delta: String::new(),
+                    description: "baseline".to_string(),
+                },
+                KeptRow {
+                    commit: "abc0001".to_string(),
+                    metric: "0.993200".to_string(),
+                    delta: "-0.004700".to_string(),
+                    description: "increase LR to 0.04".to_string(),
+                },
+            ],
+            since_keep: 1,
+            stalled: false,
+            files: Files {
+                editable: vec![FileText {
+                    path: "train.py".to_string(),
+                    content: "LR = 0.04\n".to_string(),
+                    truncated: false,
+                }],
+                read_only: vec![FileText {
+                    path: "prepare.py".to_string(),
+                    content: "MAX_SEQ_LEN = 2048\n".to_string(),
+                    truncated: false,
+                }],
+                context: Vec::new(),
+            },
+            crash: Some(CrashInfo {
+                reason: "exit status 1".to_string(),
+                diff: "-LR = 0.04\n+LR = 0.4\n".to_string(),
+                log_tail: "FAIL\n".to_string(),
+                attempt: 1,
+                attempts: 2,
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtin_templates_render_the_sample() {
+        let context = PromptContext::sample();
+        for kind in TemplateKind::ALL {
+            let text = Template::builtin(kind).render(&context).unwrap();
+            assert!(text.contains("train.py"), "{}: {text}", kind.key());
+        }
+    }
+
+    #[test]
+    fn propose_shows_results_and_the_stall_instruction_only_when_stalled() {
+        let mut context = PromptContext::sample();
+        let calm = Template::builtin(TemplateKind::Propose)
+            .render(&context)
+            .unwrap();
+        assert!(calm.contains("| 1 | abc0001 | 0.993200 | 44.0 | keep | increase LR to 0.04 |"));
+        assert!(!calm.contains("stalled"));
+        context.stalled = true;
+        context.since_keep = 9;
+        let stalled = Template::builtin(TemplateKind::Propose)
+            .render(&context)
+            .unwrap();
+        assert!(stalled.contains("9 experiments in a row did not improve"));
+    }
+
+    #[test]
+    fn unknown_variables_are_errors_with_a_line() {
+        let template = Template {
+            kind: TemplateKind::Propose,
+            path: Some(PathBuf::from("mine.j2")),
+            source: "ok\n{{ resluts }}\n".to_string(),
+        };
+        let err = template.render(&PromptContext::sample()).unwrap_err();
+        assert!(err.starts_with("template `mine.j2` line 2: "), "{err}");
+        assert!(err.contains("undefined"), "{err}");
+    }
+}

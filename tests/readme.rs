@@ -1,0 +1,61 @@
+//! README.md stays true: its example pipeline validates and its reference matches the types.
+
+use std::path::Path;
+use std::process::Command;
+
+fn readme() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
+}
+
+fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
+    let from = text
+        .find(start)
+        .unwrap_or_else(|| panic!("README lacks {start}"))
+        + start.len();
+    let to = text[from..]
+        .find(end)
+        .unwrap_or_else(|| panic!("README lacks {end}"))
+        + from;
+    &text[from..to]
+}
+
+#[test]
+fn the_example_pipeline_validates() {
+    let text = readme();
+    let block = between(
+        &text,
+        "<!-- example-pipeline:start -->",
+        "<!-- example-pipeline:end -->",
+    );
+    let toml = between(block, "```toml\n", "```");
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("pipelines/example.toml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, toml).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_arun"))
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_reference_matches_the_schema() {
+    let text = readme();
+    let documented = between(
+        &text,
+        "<!-- reference:start -->\n",
+        "<!-- reference:end -->",
+    );
+    let generated = arun::schema::reference_markdown();
+    assert!(
+        documented == generated,
+        "README.md's reference is out of date: replace the section between the reference markers \
+         with the output of `cargo run -- schema --markdown`"
+    );
+}
