@@ -10,15 +10,55 @@ use crate::exit_codes;
 
 /// Runs autonomous ML research loops: propose an edit, run it under a hard budget, keep it only
 /// if the metric improves, repeat.
+///
+/// `arun PIPELINE.toml` runs the loop until a limit or Ctrl-C; the same command after a crash or
+/// a stop continues the run.
 #[derive(Debug, Parser)]
-#[command(name = "arun", version, about, max_term_width = 100)]
+#[command(
+    name = "arun",
+    version,
+    about,
+    max_term_width = 100,
+    args_conflicts_with_subcommands = true,
+    override_usage = "arun [OPTIONS] PIPELINE.toml\n       arun <COMMAND>"
+)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Arguments of a run.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// The pipeline to run.
+    #[arg(value_name = "PIPELINE.toml")]
+    pub pipeline: Option<PathBuf>,
+    /// Run tag, naming the branch `autoresearch/<tag>` (default: the pipeline's pattern, e.g.
+    /// today's date `nov22`). An existing run with this tag is resumed.
+    #[arg(long)]
+    pub tag: Option<String>,
+    /// Continue the latest run (or the one named by `--tag`) where it stopped.
+    #[arg(long)]
+    pub resume: bool,
+    /// Stop after this many experiments, the baseline included (overrides the pipeline).
+    #[arg(long, value_name = "N")]
+    pub max_experiments: Option<u32>,
+    /// Stop starting experiments after this long, e.g. `8h` (overrides the pipeline).
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_time: Option<crate::config::HumanDuration>,
+}
+
+fn parse_duration(text: &str) -> Result<crate::config::HumanDuration, String> {
+    text.parse()
+        .map_err(|err: crate::config::duration::DurationError| err.to_string())
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run a pipeline (the same as `arun PIPELINE.toml`).
+    Run(RunArgs),
     /// Check pipeline files: TOML syntax, the schema, and everything that can be checked before
     /// a run (regexes, durations, files, templates). Prints every problem as
     /// `file:line:col: key: message`.
@@ -59,7 +99,12 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> Result<i32, Error> {
-    match cli.command {
+    let command = match cli.command {
+        Some(command) => command,
+        None => Command::Run(cli.run),
+    };
+    match command {
+        Command::Run(args) => run_pipeline(args),
         Command::Validate { files } => Ok(validate(&files)),
         Command::Schema { markdown } => {
             let text = if markdown {
@@ -72,6 +117,25 @@ fn run(cli: Cli) -> Result<i32, Error> {
                 .map_err(|err| Error::io("cannot write the schema to stdout", err))?;
             Ok(exit_codes::SUCCESS)
         }
+    }
+}
+
+fn run_pipeline(args: RunArgs) -> Result<i32, Error> {
+    let Some(file) = &args.pipeline else {
+        use clap::CommandFactory;
+        let _ = Cli::command().print_help();
+        return Ok(exit_codes::USAGE);
+    };
+    let pipeline = crate::config::load(file)?;
+    let options = crate::session::RunOptions {
+        tag: args.tag,
+        resume: args.resume,
+        max_experiments: args.max_experiments,
+        max_time: args.max_time.map(|d| d.0),
+    };
+    match crate::session::run(pipeline, options)? {
+        crate::session::Ending::Finished(_) => Ok(exit_codes::SUCCESS),
+        crate::session::Ending::Interrupted => Ok(exit_codes::INTERRUPTED),
     }
 }
 

@@ -15,6 +15,22 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+    /// The run cannot start as things are (dirty tree, taken branch, missing files).
+    #[error("{0}")]
+    Setup(String),
+    /// A preflight check failed: its own message first, then what ran.
+    #[error("{message}\n  check: `{command}` ({detail})")]
+    Preflight {
+        message: String,
+        command: String,
+        detail: String,
+    },
+    /// The run stopped on something it cannot go past (the baseline crashed, the proposer keeps
+    /// failing, a read-only file changed).
+    #[error("{0}")]
+    RunFailed(String),
 }
 
 impl Error {
@@ -28,7 +44,10 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::InvalidPipeline(_) => exit_codes::INVALID_PIPELINE,
-            Error::Io { .. } => exit_codes::FAILURE,
+            Error::Preflight { .. } => exit_codes::PREFLIGHT_FAILED,
+            Error::Io { .. } | Error::Git(_) | Error::Setup(_) | Error::RunFailed(_) => {
+                exit_codes::FAILURE
+            }
         }
     }
 }

@@ -8,3 +8,7 @@ pub const FAILURE: i32 = 1;
 pub const USAGE: i32 = 2;
 /// A pipeline file is invalid (`arun validate` found problems, or the run refused to start).
 pub const INVALID_PIPELINE: i32 = 3;
+/// A preflight check failed; its message says what to do.
+pub const PREFLIGHT_FAILED: i32 = 4;
+/// The run was stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it).
+pub const INTERRUPTED: i32 = 130;

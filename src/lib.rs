@@ -4,10 +4,21 @@
 
 pub mod cli;
 pub mod config;
+pub mod decide;
 pub mod error;
+pub mod exec;
 pub mod exit_codes;
+pub mod git;
+pub mod gpu;
+pub mod journal;
 pub mod metric;
+pub mod progress;
 pub mod prompt;
+pub mod propose;
+pub mod results;
 pub mod schema;
+pub mod search;
+pub mod session;
+pub mod summary;
 
 pub use error::Error;

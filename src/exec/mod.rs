@@ -1,0 +1,209 @@
+//! Child processes: every command runs with `sh -c` in its own process group, its output goes
+//! straight to a log file (never into memory), and it is stopped at its time limit with SIGTERM
+//! to the whole group, a grace period, then SIGKILL.
+//!
+//! Because output goes to a file and not a pipe, a grandchild that keeps the output open cannot
+//! keep arun waiting: arun waits for the group leader only, then stops what is left of the group.
+
+pub mod env;
+pub mod interrupt;
+pub mod tail;
+
+use std::io;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+pub use env::Environment;
+use tail::LogTail;
+
+/// How often the wait loop reads new output, samples the GPU and checks for Ctrl-C.
+const POLL: Duration = Duration::from_millis(100);
+
+/// One command to run.
+pub struct Spawn<'a> {
+    /// Shell command, run as `sh -c COMMAND`.
+    pub command: &'a str,
+    pub dir: &'a Path,
+    pub env: &'a Environment,
+    /// A file given to the command as stdin; without one stdin is empty.
+    pub stdin: Option<&'a Path>,
+    /// Where stdout and stderr go, together, in order; the file is truncated first.
+    pub log: &'a Path,
+    /// Wall-clock limit, after which the group is stopped.
+    pub limit: Duration,
+    /// Time between SIGTERM and SIGKILL.
+    pub grace: Duration,
+}
+
+/// Sees a running command: each output line as it is written, and a tick every poll.
+pub trait Watch {
+    fn line(&mut self, _line: &str) {}
+    fn tick(&mut self, _elapsed: Duration, _group: i32) {}
+}
+
+/// A watcher that ignores everything.
+pub struct Ignore;
+impl Watch for Ignore {}
+
+/// How a command ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// It exited by itself with this status.
+    Exited(i32),
+    /// It was killed by this signal, not by arun.
+    Signaled(i32),
+    /// arun stopped it at its time limit.
+    TimedOut,
+    /// arun stopped it because the user interrupted the run.
+    Interrupted,
+}
+
+impl Ending {
+    pub fn success(self) -> bool {
+        self == Ending::Exited(0)
+    }
+
+    /// The exit code a shell would report: the status, or 128 + the signal.
+    pub fn code(self) -> Option<i32> {
+        match self {
+            Ending::Exited(code) => Some(code),
+            Ending::Signaled(signal) => Some(128 + signal),
+            Ending::TimedOut | Ending::Interrupted => None,
+        }
+    }
+
+    /// Words for results and prompts, e.g. "exit status 1", "killed by signal 9 (SIGKILL)".
+    pub fn describe(self, limit: Duration) -> String {
+        match self {
+            Ending::Exited(code) => format!("exit status {code}"),
+            Ending::Signaled(signal) => {
+                format!("killed by signal {signal} ({})", signal_name(signal))
+            }
+            Ending::TimedOut => format!(
+                "timed out: still running at the hard limit of {}",
+                crate::config::HumanDuration(limit)
+            ),
+            Ending::Interrupted => "interrupted".to_string(),
+        }
+    }
+}
+
+fn signal_name(signal: i32) -> &'static str {
+    match signal {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGINT => "SIGINT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        _ => "signal",
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Finished {
+    pub ending: Ending,
+    pub elapsed: Duration,
+}
+
+/// Runs `spawn` to its end, feeding its output lines to `watch`.
+pub fn run(spawn: &Spawn, watch: &mut dyn Watch) -> io::Result<Finished> {
+    if let Some(dir) = spawn.log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let expression = duct::cmd("sh", ["-c", spawn.command])
+        .dir(spawn.dir)
+        .full_env(spawn.env.vars())
+        .stdout_path(spawn.log)
+        .stderr_to_stdout()
+        .unchecked()
+        .before_spawn(|command| {
+            command.process_group(0);
+            Ok(())
+        });
+    let expression = match spawn.stdin {
+        Some(path) => expression.stdin_path(path),
+        None => expression.stdin_null(),
+    };
+    let started = Instant::now();
+    let handle = expression.start()?;
+    // The leader's pid is the group id (process_group(0)).
+    let group = handle.pids()[0] as i32;
+    interrupt::set_running_group(group);
+    let mut tail = LogTail::open(spawn.log)?;
+    let deadline = started + spawn.limit;
+
+    let ending = loop {
+        if let Some(output) = handle.wait_timeout(POLL)? {
+            break exit_ending(output.status);
+        }
+        tail.poll(&mut |line| watch.line(line))?;
+        watch.tick(started.elapsed(), group);
+        if interrupt::requested() {
+            stop_group(group, spawn.grace, &handle)?;
+            break Ending::Interrupted;
+        }
+        if Instant::now() >= deadline {
+            stop_group(group, spawn.grace, &handle)?;
+            break Ending::TimedOut;
+        }
+    };
+    let elapsed = started.elapsed();
+    // Whatever the leader left behind in its group (background workers) goes too.
+    signal_group(group, libc::SIGKILL);
+    interrupt::set_running_group(0);
+    tail.poll(&mut |line| watch.line(line))?;
+    tail.finish(&mut |line| watch.line(line));
+    Ok(Finished { ending, elapsed })
+}
+
+fn exit_ending(status: std::process::ExitStatus) -> Ending {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => Ending::Exited(code),
+        (None, Some(signal)) => Ending::Signaled(signal),
+        (None, None) => Ending::Exited(-1),
+    }
+}
+
+/// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL to the group.
+fn stop_group(group: i32, grace: Duration, handle: &duct::Handle) -> io::Result<()> {
+    signal_group(group, libc::SIGTERM);
+    if handle.wait_timeout(grace)?.is_none() {
+        signal_group(group, libc::SIGKILL);
+        handle.wait()?;
+    }
+    Ok(())
+}
+
+/// Sends `signal` to every process of the group; a group that is gone already is fine.
+pub fn signal_group(group: i32, signal: i32) {
+    if group > 0 {
+        // SAFETY: killpg only sends a signal; a stale or empty group yields ESRCH, ignored.
+        unsafe {
+            libc::killpg(group, signal);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endings_describe_themselves() {
+        let limit = Duration::from_secs(600);
+        assert_eq!(Ending::Exited(1).describe(limit), "exit status 1");
+        assert_eq!(Ending::Signaled(9).code(), Some(137));
+        assert_eq!(
+            Ending::Signaled(9).describe(limit),
+            "killed by signal 9 (SIGKILL)"
+        );
+        assert_eq!(
+            Ending::TimedOut.describe(limit),
+            "timed out: still running at the hard limit of 10m"
+        );
+    }
+}

@@ -1,0 +1,525 @@
+//! The target repository through git2: the run branch, experiment commits and their refs,
+//! resets, what a proposer changed (scope checks) and undoing what it must not change.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use git2::{
+    BranchType, DiffFormat, DiffOptions, ErrorCode, IndexAddOption, ObjectType, Oid, Repository,
+    ResetType, Signature, StatusOptions,
+};
+
+/// A git failure with what arun was doing at the time.
+#[derive(Debug, thiserror::Error)]
+#[error("{context}")]
+pub struct GitError {
+    pub context: String,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+pub type Result<T> = std::result::Result<T, GitError>;
+
+trait Context<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T, E: std::error::Error + Send + Sync + 'static> Context<T> for std::result::Result<T, E> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| GitError {
+            context: context(),
+            source: Box::new(source),
+        })
+    }
+}
+
+/// Where HEAD should be: on a branch, or detached at a commit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Head {
+    Branch(String),
+    Detached(Oid),
+}
+
+/// A path a proposer changed relative to the commit it started from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub path: String,
+    /// The path did not exist in the commit (a new, untracked file).
+    pub added: bool,
+}
+
+pub struct Git {
+    repo: Repository,
+    workdir: PathBuf,
+}
+
+impl Git {
+    pub fn open(path: &Path) -> Result<Git> {
+        let repo = Repository::open(path)
+            .context(|| format!("`{}` is not a git repository", path.display()))?;
+        let workdir = repo
+            .workdir()
+            .map(|dir| dir.components().collect::<PathBuf>())
+            .ok_or_else(|| GitError {
+                context: format!(
+                    "`{}` is a bare repository; arun needs a work tree",
+                    path.display()
+                ),
+                source: "bare repository".into(),
+            })?;
+        Ok(Git { repo, workdir })
+    }
+
+    /// Creates `path` as a copy of `template` (without `.git` and `target/`) and commits it.
+    pub fn init_from_template(path: &Path, template: &Path) -> Result<Git> {
+        copy_tree(template, path).context(|| {
+            format!(
+                "cannot copy template `{}` to `{}`",
+                template.display(),
+                path.display()
+            )
+        })?;
+        let repo =
+            Repository::init(path).context(|| format!("cannot `git init` `{}`", path.display()))?;
+        let mut index = repo
+            .index()
+            .context(|| "cannot open the index".to_string())?;
+        index
+            .add_all(["*"], IndexAddOption::DEFAULT, None)
+            .context(|| "cannot add the template's files".to_string())?;
+        index
+            .write()
+            .context(|| "cannot write the index".to_string())?;
+        let tree_id = index
+            .write_tree()
+            .context(|| "cannot write the tree".to_string())?;
+        let git = Git::open(path)?;
+        {
+            let tree = git
+                .repo
+                .find_tree(tree_id)
+                .context(|| "cannot read the tree".to_string())?;
+            let signature = git.signature()?;
+            let message = format!("Initial commit from template {}", template.display());
+            git.repo
+                .commit(Some("HEAD"), &signature, &signature, &message, &tree, &[])
+                .context(|| "cannot make the initial commit".to_string())?;
+        }
+        Ok(git)
+    }
+
+    /// `git clone URL PATH` with the git command line (it knows the user's credentials and proxies).
+    pub fn clone(url: &str, path: &Path) -> Result<Git> {
+        let output = duct::cmd!("git", "clone", "--quiet", url, path)
+            .stderr_capture()
+            .stdout_null()
+            .unchecked()
+            .run()
+            .context(|| "cannot run `git clone`: is git installed?".to_string())?;
+        if !output.status.success() {
+            return Err(GitError {
+                context: format!("`git clone {url}` failed"),
+                source: String::from_utf8_lossy(&output.stderr)
+                    .trim()
+                    .to_string()
+                    .into(),
+            });
+        }
+        Git::open(path)
+    }
+
+    pub fn workdir(&self) -> &Path {
+        &self.workdir
+    }
+
+    fn signature(&self) -> Result<Signature<'static>> {
+        match self.repo.signature() {
+            Ok(signature) => Ok(signature.to_owned()),
+            Err(_) => Signature::now("arun", "arun@localhost")
+                .context(|| "cannot make a signature".to_string()),
+        }
+    }
+
+    /// Tracked files with uncommitted changes (staged or not).
+    pub fn dirty_tracked(&self) -> Result<Vec<String>> {
+        let mut options = StatusOptions::new();
+        options.include_untracked(false).include_ignored(false);
+        let statuses = self
+            .repo
+            .statuses(Some(&mut options))
+            .context(|| "cannot read git status".to_string())?;
+        Ok(statuses
+            .iter()
+            .filter(|entry| !entry.status().is_empty())
+            .filter_map(|entry| entry.path().ok().map(str::to_string))
+            .collect())
+    }
+
+    /// Untracked files that are not ignored.
+    pub fn untracked(&self) -> Result<Vec<String>> {
+        let mut options = StatusOptions::new();
+        options
+            .include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_ignored(false);
+        let statuses = self
+            .repo
+            .statuses(Some(&mut options))
+            .context(|| "cannot read git status".to_string())?;
+        Ok(statuses
+            .iter()
+            .filter(|entry| entry.status().is_wt_new())
+            .filter_map(|entry| entry.path().ok().map(str::to_string))
+            .collect())
+    }
+
+    pub fn head_commit(&self) -> Result<Oid> {
+        let head = self
+            .repo
+            .head()
+            .context(|| "the repository has no commit yet; commit something first".to_string())?;
+        head.peel_to_commit()
+            .map(|c| c.id())
+            .context(|| "HEAD does not point at a commit".to_string())
+    }
+
+    pub fn head(&self) -> Result<Head> {
+        let head = self
+            .repo
+            .head()
+            .context(|| "cannot read HEAD".to_string())?;
+        if self.repo.head_detached().unwrap_or(false) {
+            Ok(Head::Detached(
+                head.peel_to_commit()
+                    .map(|c| c.id())
+                    .context(|| "cannot read HEAD".to_string())?,
+            ))
+        } else {
+            Ok(Head::Branch(
+                head.shorthand().unwrap_or_default().to_string(),
+            ))
+        }
+    }
+
+    pub fn branch_tip(&self, branch: &str) -> Result<Option<Oid>> {
+        match self.repo.find_branch(branch, BranchType::Local) {
+            Ok(found) => Ok(found.get().target()),
+            Err(err) if err.code() == ErrorCode::NotFound => Ok(None),
+            Err(err) => Err(err).context(|| format!("cannot read branch `{branch}`")),
+        }
+    }
+
+    /// Points `branch` at `commit`, creating it if needed.
+    pub fn set_branch(&self, branch: &str, commit: Oid, why: &str) -> Result<()> {
+        self.repo
+            .reference(&format!("refs/heads/{branch}"), commit, true, why)
+            .map(|_| ())
+            .context(|| format!("cannot move branch `{branch}`"))
+    }
+
+    pub fn set_ref(&self, name: &str, commit: Oid, why: &str) -> Result<()> {
+        self.repo
+            .reference(name, commit, true, why)
+            .map(|_| ())
+            .context(|| format!("cannot write ref `{name}`"))
+    }
+
+    pub fn ref_target(&self, name: &str) -> Result<Option<Oid>> {
+        match self.repo.find_reference(name) {
+            Ok(reference) => Ok(reference.target()),
+            Err(err) if err.code() == ErrorCode::NotFound => Ok(None),
+            Err(err) => Err(err).context(|| format!("cannot read ref `{name}`")),
+        }
+    }
+
+    /// Names of the refs under `prefix`, e.g. `refs/arun/nov22/`.
+    pub fn refs_under(&self, prefix: &str) -> Result<Vec<String>> {
+        let refs = self
+            .repo
+            .references_glob(&format!("{prefix}*"))
+            .context(|| format!("cannot list refs under `{prefix}`"))?;
+        Ok(refs
+            .filter_map(|r| r.ok().and_then(|r| r.name().ok().map(str::to_string)))
+            .collect())
+    }
+
+    /// Puts HEAD where it should be and the work tree and index at `commit`, discarding changes to
+    /// tracked files (untracked files are left alone). On a branch, the branch is moved to `commit`.
+    pub fn reset_hard(&self, head: &Head, commit: Oid) -> Result<()> {
+        self.place_head(head, commit)?;
+        let object = self
+            .repo
+            .find_object(commit, None)
+            .context(|| format!("cannot find commit {commit}"))?;
+        self.repo
+            .reset(&object, ResetType::Hard, None)
+            .context(|| format!("cannot reset to {}", short(commit)))
+    }
+
+    /// Like `reset_hard` but the work tree is left as it is; only HEAD and the index move.
+    pub fn reset_keeping_files(&self, head: &Head, commit: Oid) -> Result<()> {
+        self.place_head(head, commit)?;
+        let object = self
+            .repo
+            .find_object(commit, None)
+            .context(|| format!("cannot find commit {commit}"))?;
+        self.repo
+            .reset(&object, ResetType::Mixed, None)
+            .context(|| format!("cannot reset to {}", short(commit)))
+    }
+
+    fn place_head(&self, head: &Head, commit: Oid) -> Result<()> {
+        match head {
+            Head::Branch(branch) => {
+                self.set_branch(branch, commit, "arun: reset")?;
+                self.repo
+                    .set_head(&format!("refs/heads/{branch}"))
+                    .context(|| format!("cannot check out `{branch}`"))
+            }
+            Head::Detached(_) => self
+                .repo
+                .set_head_detached(commit)
+                .context(|| format!("cannot check out {}", short(commit))),
+        }
+    }
+
+    /// Every path whose content in the work tree differs from `base`, new untracked files included.
+    pub fn changes_since(&self, base: Oid) -> Result<Vec<Change>> {
+        let tree = self.tree_of(base)?;
+        let mut options = DiffOptions::new();
+        options
+            .include_untracked(true)
+            .recurse_untracked_dirs(true)
+            .include_typechange(true);
+        let diff = self
+            .repo
+            .diff_tree_to_workdir(Some(&tree), Some(&mut options))
+            .context(|| "cannot compare the work tree with the last commit".to_string())?;
+        let mut changes = Vec::new();
+        for delta in diff.deltas() {
+            let file = delta.new_file().path().or(delta.old_file().path());
+            if let Some(path) = file.and_then(Path::to_str) {
+                changes.push(Change {
+                    path: path.to_string(),
+                    added: tree.get_path(Path::new(path)).is_err(),
+                });
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Undoes `changes`: tracked paths get their content from `base` back, new files are deleted.
+    pub fn restore(&self, base: Oid, changes: &[Change]) -> Result<()> {
+        let tree = self.tree_of(base)?;
+        let mut checkout = git2::build::CheckoutBuilder::new();
+        checkout.force().update_index(false);
+        let mut any_tracked = false;
+        for change in changes {
+            if change.added {
+                let full = self.workdir.join(&change.path);
+                let _ = fs::remove_file(&full);
+                remove_empty_parents(&full, &self.workdir);
+            } else {
+                checkout.path(&change.path);
+                any_tracked = true;
+            }
+        }
+        if any_tracked {
+            self.repo
+                .checkout_tree(tree.as_object(), Some(&mut checkout))
+                .context(|| "cannot restore files from the last commit".to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Commits the work-tree content of `paths` on top of `parent`, without moving any branch;
+    /// HEAD is left detached at the new commit.
+    pub fn commit_paths(&self, parent: Oid, paths: &[String], message: &str) -> Result<Oid> {
+        let parent_commit = self
+            .repo
+            .find_commit(parent)
+            .context(|| format!("cannot find commit {parent}"))?;
+        let mut index = self
+            .repo
+            .index()
+            .context(|| "cannot open the index".to_string())?;
+        index
+            .read_tree(
+                &parent_commit
+                    .tree()
+                    .context(|| "cannot read a tree".to_string())?,
+            )
+            .context(|| "cannot read the last commit into the index".to_string())?;
+        for path in paths {
+            if self.workdir.join(path).exists() {
+                index
+                    .add_path(Path::new(path))
+                    .context(|| format!("cannot stage `{path}`"))?;
+            } else {
+                let _ = index.remove_path(Path::new(path));
+            }
+        }
+        index
+            .write()
+            .context(|| "cannot write the index".to_string())?;
+        let tree_id = index
+            .write_tree()
+            .context(|| "cannot write the tree".to_string())?;
+        let tree = self
+            .repo
+            .find_tree(tree_id)
+            .context(|| "cannot read the new tree".to_string())?;
+        let signature = self.signature()?;
+        let commit = self
+            .repo
+            .commit(
+                None,
+                &signature,
+                &signature,
+                message,
+                &tree,
+                &[&parent_commit],
+            )
+            .context(|| "cannot commit the experiment".to_string())?;
+        self.repo
+            .set_head_detached(commit)
+            .context(|| "cannot check out the experiment commit".to_string())?;
+        Ok(commit)
+    }
+
+    /// Lines added and removed between two commits.
+    pub fn diff_stat(&self, from: Oid, to: Oid) -> Result<(usize, usize)> {
+        let diff = self.diff(from, to)?;
+        let stats = diff
+            .stats()
+            .context(|| "cannot count changed lines".to_string())?;
+        Ok((stats.insertions(), stats.deletions()))
+    }
+
+    /// The unified diff between two commits, cut at `max_bytes`.
+    pub fn diff_text(&self, from: Oid, to: Oid, max_bytes: usize) -> Result<String> {
+        let diff = self.diff(from, to)?;
+        let mut text = String::new();
+        diff.print(DiffFormat::Patch, |_, _, line| {
+            if text.len() >= max_bytes {
+                return false;
+            }
+            if matches!(line.origin(), '+' | '-' | ' ') {
+                text.push(line.origin());
+            }
+            text.push_str(&String::from_utf8_lossy(line.content()));
+            true
+        })
+        .or_else(|err| {
+            if err.code() == ErrorCode::User {
+                Ok(())
+            } else {
+                Err(err)
+            }
+        })
+        .context(|| "cannot print the diff".to_string())?;
+        Ok(text)
+    }
+
+    fn diff(&self, from: Oid, to: Oid) -> Result<git2::Diff<'_>> {
+        let old = self.tree_of(from)?;
+        let new = self.tree_of(to)?;
+        self.repo
+            .diff_tree_to_tree(Some(&old), Some(&new), None)
+            .context(|| format!("cannot diff {} and {}", short(from), short(to)))
+    }
+
+    fn tree_of(&self, commit: Oid) -> Result<git2::Tree<'_>> {
+        self.repo
+            .find_commit(commit)
+            .and_then(|c| c.tree())
+            .context(|| format!("cannot read commit {commit}"))
+    }
+
+    /// The subject line of a commit.
+    pub fn summary(&self, commit: Oid) -> Result<String> {
+        let commit = self
+            .repo
+            .find_commit(commit)
+            .context(|| format!("cannot read commit {commit}"))?;
+        Ok(commit
+            .summary()
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// Adds lines to `.git/info/exclude` (never to the user's .gitignore) unless already there.
+    pub fn exclude(&self, patterns: &[String]) -> Result<()> {
+        let path = self.repo.commondir().join("info/exclude");
+        let existing = fs::read_to_string(&path).unwrap_or_default();
+        let missing: Vec<&String> = patterns
+            .iter()
+            .filter(|p| !existing.lines().any(|line| line.trim() == p.as_str()))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut text = existing;
+        if !text.is_empty() && !text.ends_with('\n') {
+            text.push('\n');
+        }
+        text.push_str("# added by arun: run files, never committed\n");
+        for pattern in missing {
+            text.push_str(pattern);
+            text.push('\n');
+        }
+        fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))
+            .and_then(|_| fs::write(&path, text))
+            .context(|| format!("cannot write `{}`", path.display()))
+    }
+}
+
+/// The git blob hash of a file's current content, or `None` when it does not exist.
+pub fn hash_file(path: &Path) -> Option<String> {
+    Oid::hash_file(ObjectType::Blob, path)
+        .ok()
+        .map(|oid| oid.to_string())
+}
+
+/// The 7-character abbreviation used in results.tsv.
+pub fn short(commit: Oid) -> String {
+    commit.to_string()[..7].to_string()
+}
+
+pub fn parse_oid(text: &str) -> Option<Oid> {
+    Oid::from_str(text).ok()
+}
+
+fn remove_empty_parents(file: &Path, root: &Path) {
+    let mut dir = file.parent();
+    while let Some(current) = dir {
+        if current == root || fs::remove_dir(current).is_err() {
+            break;
+        }
+        dir = current.parent();
+    }
+}
+
+/// Copies a directory tree, leaving out `.git` and build output (`target/`).
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name == ".git" || name == "target" {
+            continue;
+        }
+        let kind = entry.file_type()?;
+        let target = to.join(&name);
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(entry.path())?, &target)?;
+        } else {
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}

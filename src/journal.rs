@@ -1,0 +1,596 @@
+//! The append-only journal `.arun/<tag>/journal.jsonl`: one JSON event per line, synced before
+//! the step it announces takes effect. It is the source of truth: `History` is rebuilt from it on
+//! resume, and results.tsv can always be rewritten from it.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::decide::{Decision, Measurement, Status};
+
+/// One line of the journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "kebab-case")]
+pub enum Event {
+    /// A new run: its branch, where it started, and what setup pinned.
+    RunStarted {
+        time: f64,
+        tag: String,
+        branch: String,
+        start_commit: String,
+        pipeline: String,
+        /// Read-only files and their git blob hashes.
+        read_only: BTreeMap<String, String>,
+    },
+    /// The run was started again after a stop or a crash.
+    Resumed { time: f64 },
+    /// Experiment `n` begins from `base_commit`.
+    ExperimentStarted {
+        time: f64,
+        n: u64,
+        /// The experiment this one builds on (`None` for the baseline).
+        parent: Option<u64>,
+        base_commit: String,
+        /// For a fix attempt: the crashed experiment it repairs, and which attempt this is.
+        fix_of: Option<u64>,
+        #[serde(default)]
+        attempt: u32,
+    },
+    /// The proposer finished; files outside the edit target were reverted.
+    Proposed {
+        time: f64,
+        n: u64,
+        description: String,
+        /// Paths it changed outside the edit target (reverted; the experiment is a crash).
+        #[serde(default)]
+        violations: Vec<String>,
+        /// Proposer-specific facts (e.g. the knob values), for proposers that learn from history.
+        #[serde(default)]
+        details: serde_json::Value,
+        /// What the proposal cost, when the proposer reports it.
+        #[serde(default)]
+        cost_usd: Option<f64>,
+    },
+    /// The proposer failed to produce an edit; the experiment number is tried again.
+    ProposalFailed { time: f64, n: u64, reason: String },
+    /// The experiment's commit, kept under `refs/arun/<tag>/<n>`.
+    Committed {
+        time: f64,
+        n: u64,
+        commit: String,
+        lines_added: usize,
+        lines_removed: usize,
+    },
+    /// The experiment ran (or could not run) and this is what it produced.
+    Measured {
+        time: f64,
+        n: u64,
+        measurement: Measurement,
+    },
+    /// Keep, discard or crash, before the branch moves.
+    Decided {
+        time: f64,
+        n: u64,
+        decision: Decision,
+    },
+    /// The results row is written and the branch is where the decision puts it.
+    Recorded { time: f64, n: u64 },
+    /// The user stopped the run during experiment `n`.
+    Interrupted { time: f64, n: Option<u64> },
+    /// The run stopped by itself (a limit was reached, or an error).
+    Stopped { time: f64, reason: String },
+}
+
+impl Event {
+    /// The experiment an event belongs to.
+    pub fn experiment(&self) -> Option<u64> {
+        match self {
+            Event::ExperimentStarted { n, .. }
+            | Event::Proposed { n, .. }
+            | Event::ProposalFailed { n, .. }
+            | Event::Committed { n, .. }
+            | Event::Measured { n, .. }
+            | Event::Decided { n, .. }
+            | Event::Recorded { n, .. } => Some(*n),
+            _ => None,
+        }
+    }
+
+    /// A short name for failpoints and messages, e.g. `committed`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Event::RunStarted { .. } => "run-started",
+            Event::Resumed { .. } => "resumed",
+            Event::ExperimentStarted { .. } => "experiment-started",
+            Event::Proposed { .. } => "proposed",
+            Event::ProposalFailed { .. } => "proposal-failed",
+            Event::Committed { .. } => "committed",
+            Event::Measured { .. } => "measured",
+            Event::Decided { .. } => "decided",
+            Event::Recorded { .. } => "recorded",
+            Event::Interrupted { .. } => "interrupted",
+            Event::Stopped { .. } => "stopped",
+        }
+    }
+}
+
+/// Seconds since the Unix epoch, for event times.
+pub fn now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// The journal file, open for appending.
+pub struct Journal {
+    path: PathBuf,
+    file: File,
+}
+
+impl Journal {
+    /// Opens (creating) the journal at `path`. A last line torn by a crash mid-write is cut off
+    /// first, so the next event starts on a line of its own.
+    pub fn open(path: &Path) -> io::Result<Journal> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        if let Ok(bytes) = std::fs::read(path)
+            && !bytes.is_empty()
+            && !bytes.ends_with(b"\n")
+        {
+            let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+            OpenOptions::new()
+                .write(true)
+                .open(path)?
+                .set_len(keep as u64)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        Ok(Journal {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends one event and syncs it to disk before returning.
+    pub fn append(&mut self, event: &Event) -> io::Result<()> {
+        let mut line = serde_json::to_string(event).map_err(io::Error::other)?;
+        line.push('\n');
+        self.file.write_all(line.as_bytes())?;
+        self.file.sync_data()?;
+        failpoint(event);
+        Ok(())
+    }
+
+    /// Writes the whole journal again from `events` (used when something deleted the file).
+    pub fn rewrite(&mut self, events: &[Event]) -> io::Result<()> {
+        let temporary = self.path.with_extension("jsonl.tmp");
+        {
+            let mut file = File::create(&temporary)?;
+            for event in events {
+                let line = serde_json::to_string(event).map_err(io::Error::other)?;
+                writeln!(file, "{line}")?;
+            }
+            file.sync_all()?;
+        }
+        std::fs::rename(&temporary, &self.path)?;
+        *self = Journal::open(&self.path)?;
+        Ok(())
+    }
+}
+
+/// Reads every event of a journal. A last line cut short by a crash mid-write is ignored; any
+/// other unreadable line is an error naming its line number.
+pub fn read(path: &Path) -> io::Result<Vec<Event>> {
+    let file = File::open(path)?;
+    let lines: Vec<String> = BufReader::new(file).lines().collect::<io::Result<_>>()?;
+    let mut events = Vec::with_capacity(lines.len());
+    for (i, line) in lines.iter().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match serde_json::from_str(line) {
+            Ok(event) => events.push(event),
+            Err(_) if i + 1 == lines.len() => break,
+            Err(err) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "{}:{}: unreadable journal line: {err}",
+                        path.display(),
+                        i + 1
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(events)
+}
+
+/// Tests kill arun right after a chosen event with `ARUN_FAILPOINT=<event>:<n>` (e.g.
+/// `committed:2`), to prove that a restart loses and repeats nothing.
+fn failpoint(event: &Event) {
+    let Ok(spec) = std::env::var("ARUN_FAILPOINT") else {
+        return;
+    };
+    let (name, n) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
+    let n_matches = n.is_empty() || event.experiment().map(|e| e.to_string()).as_deref() == Some(n);
+    if event.name() == name && n_matches {
+        // SAFETY: raise only sends a signal to this process.
+        unsafe {
+            libc::raise(libc::SIGKILL);
+        }
+    }
+}
+
+/// One experiment as the journal tells it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Experiment {
+    pub n: u64,
+    pub parent: Option<u64>,
+    pub base_commit: String,
+    pub fix_of: Option<u64>,
+    pub attempt: u32,
+    pub started: f64,
+    pub description: Option<String>,
+    pub violations: Vec<String>,
+    pub details: serde_json::Value,
+    pub cost_usd: Option<f64>,
+    pub commit: Option<String>,
+    pub lines: (usize, usize),
+    pub measurement: Option<Measurement>,
+    pub decision: Option<Decision>,
+    pub recorded: bool,
+    /// Proposal failures since this number was first started.
+    pub failures: Vec<String>,
+}
+
+impl Experiment {
+    pub fn status(&self) -> Option<Status> {
+        self.decision.as_ref().map(|d| d.status)
+    }
+
+    pub fn metric(&self) -> Option<f64> {
+        self.measurement.as_ref().and_then(|m| m.metric)
+    }
+
+    pub fn is_baseline(&self) -> bool {
+        self.parent.is_none()
+    }
+
+    /// The description shown in results: the proposer's words, or `baseline`.
+    pub fn description_text(&self) -> String {
+        match &self.description {
+            Some(text) => text.clone(),
+            None if self.is_baseline() => "baseline".to_string(),
+            None => String::new(),
+        }
+    }
+}
+
+/// The run as replayed from its journal.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    pub events: Vec<Event>,
+    pub tag: String,
+    pub branch: String,
+    pub start_commit: String,
+    pub read_only: BTreeMap<String, String>,
+    pub experiments: Vec<Experiment>,
+}
+
+impl History {
+    pub fn replay(events: Vec<Event>) -> History {
+        let mut history = History::default();
+        for event in &events {
+            history.apply(event);
+        }
+        history.events = events;
+        history
+    }
+
+    /// Adds an event that was just appended to the journal.
+    pub fn push(&mut self, event: Event) {
+        self.apply(&event);
+        self.events.push(event);
+    }
+
+    fn apply(&mut self, event: &Event) {
+        match event {
+            Event::RunStarted {
+                tag,
+                branch,
+                start_commit,
+                read_only,
+                ..
+            } => {
+                self.tag = tag.clone();
+                self.branch = branch.clone();
+                self.start_commit = start_commit.clone();
+                self.read_only = read_only.clone();
+            }
+            Event::ExperimentStarted {
+                time,
+                n,
+                parent,
+                base_commit,
+                fix_of,
+                attempt,
+            } => {
+                let failures = match self.experiments.last() {
+                    Some(last) if last.n == *n && !last.recorded => last.failures.clone(),
+                    _ => Vec::new(),
+                };
+                if self.experiments.last().is_some_and(|e| e.n == *n) {
+                    self.experiments.pop();
+                }
+                self.experiments.push(Experiment {
+                    n: *n,
+                    parent: *parent,
+                    base_commit: base_commit.clone(),
+                    fix_of: *fix_of,
+                    attempt: *attempt,
+                    started: *time,
+                    description: None,
+                    violations: Vec::new(),
+                    details: serde_json::Value::Null,
+                    cost_usd: None,
+                    commit: None,
+                    lines: (0, 0),
+                    measurement: None,
+                    decision: None,
+                    recorded: false,
+                    failures,
+                });
+            }
+            Event::Proposed {
+                n,
+                description,
+                violations,
+                details,
+                cost_usd,
+                ..
+            } => {
+                if let Some(e) = self.experiment_mut(*n) {
+                    e.description = Some(description.clone());
+                    e.violations = violations.clone();
+                    e.details = details.clone();
+                    e.cost_usd = *cost_usd;
+                }
+            }
+            Event::ProposalFailed { n, reason, .. } => {
+                if let Some(e) = self.experiment_mut(*n) {
+                    e.failures.push(reason.clone());
+                }
+            }
+            Event::Committed {
+                n,
+                commit,
+                lines_added,
+                lines_removed,
+                ..
+            } => {
+                if let Some(e) = self.experiment_mut(*n) {
+                    e.commit = Some(commit.clone());
+                    e.lines = (*lines_added, *lines_removed);
+                }
+            }
+            Event::Measured { n, measurement, .. } => {
+                if let Some(e) = self.experiment_mut(*n) {
+                    e.measurement = Some(measurement.clone());
+                }
+            }
+            Event::Decided { n, decision, .. } => {
+                if let Some(e) = self.experiment_mut(*n) {
+                    e.decision = Some(decision.clone());
+                }
+            }
+            Event::Recorded { n, .. } => {
+                if let Some(e) = self.experiment_mut(*n) {
+                    e.recorded = true;
+                }
+            }
+            Event::Resumed { .. } | Event::Interrupted { .. } | Event::Stopped { .. } => {}
+        }
+    }
+
+    fn experiment_mut(&mut self, n: u64) -> Option<&mut Experiment> {
+        self.experiments.iter_mut().rev().find(|e| e.n == n)
+    }
+
+    pub fn experiment(&self, n: u64) -> Option<&Experiment> {
+        self.experiments.iter().rev().find(|e| e.n == n)
+    }
+
+    /// Experiments whose row is written, in order.
+    pub fn recorded(&self) -> impl Iterator<Item = &Experiment> {
+        self.experiments.iter().filter(|e| e.recorded)
+    }
+
+    /// The experiment in progress: started but not recorded.
+    pub fn current(&self) -> Option<&Experiment> {
+        self.experiments.last().filter(|e| !e.recorded)
+    }
+
+    /// Kept experiments in order, the baseline first.
+    pub fn kept(&self) -> impl Iterator<Item = &Experiment> {
+        self.recorded().filter(|e| e.status() == Some(Status::Keep))
+    }
+
+    /// The kept experiment the branch points at.
+    pub fn best(&self) -> Option<&Experiment> {
+        self.kept().last()
+    }
+
+    pub fn baseline(&self) -> Option<&Experiment> {
+        self.experiments
+            .first()
+            .filter(|e| e.is_baseline() && e.recorded)
+    }
+
+    /// The commit the run branch points at: the last keep's, or where the run started.
+    pub fn branch_tip(&self) -> &str {
+        self.best()
+            .and_then(|e| e.commit.as_deref())
+            .unwrap_or(&self.start_commit)
+    }
+
+    /// The number the next experiment gets.
+    pub fn next_number(&self) -> u64 {
+        self.experiments.last().map_or(0, |e| e.n + 1)
+    }
+
+    /// Recorded experiments since the last keep.
+    pub fn since_keep(&self) -> u64 {
+        self.recorded()
+            .collect::<Vec<_>>()
+            .iter()
+            .rev()
+            .take_while(|e| e.status() != Some(Status::Keep))
+            .count() as u64
+    }
+
+    /// Total reported proposal cost in USD.
+    pub fn cost_usd(&self) -> f64 {
+        self.experiments.iter().filter_map(|e| e.cost_usd).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn measured(metric: f64) -> Measurement {
+        Measurement {
+            failure: None,
+            metric: Some(metric),
+            values: BTreeMap::new(),
+            memory_gb: Some(1.0),
+            seconds: 1.0,
+            fixable: true,
+        }
+    }
+
+    fn experiment_events(
+        n: u64,
+        parent: Option<u64>,
+        commit: &str,
+        metric: f64,
+        status: Status,
+    ) -> Vec<Event> {
+        vec![
+            Event::ExperimentStarted {
+                time: 1.0,
+                n,
+                parent,
+                base_commit: "base".into(),
+                fix_of: None,
+                attempt: 0,
+            },
+            Event::Committed {
+                time: 1.0,
+                n,
+                commit: commit.into(),
+                lines_added: 1,
+                lines_removed: 1,
+            },
+            Event::Measured {
+                time: 1.0,
+                n,
+                measurement: measured(metric),
+            },
+            Event::Decided {
+                time: 1.0,
+                n,
+                decision: Decision {
+                    status,
+                    reason: String::new(),
+                },
+            },
+            Event::Recorded { time: 1.0, n },
+        ]
+    }
+
+    #[test]
+    fn replay_tracks_best_tip_and_streaks() {
+        let mut events = vec![Event::RunStarted {
+            time: 0.0,
+            tag: "t".into(),
+            branch: "autoresearch/t".into(),
+            start_commit: "c0".into(),
+            pipeline: "p.toml".into(),
+            read_only: BTreeMap::new(),
+        }];
+        events.extend(experiment_events(0, None, "c0", 1.0, Status::Keep));
+        events.extend(experiment_events(1, Some(0), "c1", 0.9, Status::Keep));
+        events.extend(experiment_events(2, Some(1), "c2", 0.95, Status::Discard));
+        events.extend(experiment_events(3, Some(1), "c3", 0.97, Status::Discard));
+        let history = History::replay(events);
+        assert_eq!(history.best().unwrap().n, 1);
+        assert_eq!(history.branch_tip(), "c1");
+        assert_eq!(history.since_keep(), 2);
+        assert_eq!(history.next_number(), 4);
+        assert!(history.current().is_none());
+        assert_eq!(history.baseline().unwrap().description_text(), "baseline");
+    }
+
+    #[test]
+    fn a_restarted_number_replaces_the_unfinished_one() {
+        let mut events = experiment_events(0, None, "c0", 1.0, Status::Keep);
+        events.push(Event::ExperimentStarted {
+            time: 2.0,
+            n: 1,
+            parent: Some(0),
+            base_commit: "c0".into(),
+            fix_of: None,
+            attempt: 0,
+        });
+        events.push(Event::ProposalFailed {
+            time: 2.0,
+            n: 1,
+            reason: "agent exited with 1".into(),
+        });
+        events.push(Event::ExperimentStarted {
+            time: 3.0,
+            n: 1,
+            parent: Some(0),
+            base_commit: "c0".into(),
+            fix_of: None,
+            attempt: 0,
+        });
+        let history = History::replay(events);
+        assert_eq!(history.experiments.len(), 2);
+        assert_eq!(history.current().unwrap().failures.len(), 1);
+    }
+
+    #[test]
+    fn a_torn_last_line_is_ignored_but_a_torn_middle_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let mut journal = Journal::open(&path).unwrap();
+        journal.append(&Event::Resumed { time: 1.0 }).unwrap();
+        journal.append(&Event::Resumed { time: 2.0 }).unwrap();
+        let mut text = std::fs::read_to_string(&path).unwrap();
+        text.push_str("{\"event\":\"resu");
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(read(&path).unwrap().len(), 2);
+        let mut reopened = Journal::open(&path).unwrap();
+        reopened.append(&Event::Resumed { time: 3.0 }).unwrap();
+        assert_eq!(read(&path).unwrap().len(), 3);
+        std::fs::write(&path, format!("{{oops\n{text}")).unwrap();
+        let err = read(&path).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("journal.jsonl:1: unreadable journal line"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,1213 @@
+//! The experiment loop as one state machine:
+//!
+//! ```text
+//! Begin -> Propose -> Commit -> Build -> Run -> Decide -> Record -> Begin ... -> Stop
+//! ```
+//!
+//! Each step journals what it is about to do (or what it learned) before it takes effect, and
+//! every step is safe to redo, so a run killed at any moment continues from its journal:
+//! `resume_state` maps the last journaled event of the unfinished experiment to the step that
+//! follows it.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use git2::Oid;
+
+use crate::config::Pipeline;
+use crate::decide::{self, Measurement, Reference, Status};
+use crate::error::Error;
+use crate::exec::{self, Environment, Spawn, Watch};
+use crate::git::{self, Git, Head};
+use crate::gpu::{GpuMonitor, Peak};
+use crate::journal::{self, Event, Experiment, History, Journal};
+use crate::metric::Scanner;
+use crate::progress::Progress;
+use crate::prompt::{self, PromptContext};
+use crate::propose::{self, ProposeError, Proposer, Request, Task};
+use crate::results;
+use crate::search::Strategy;
+
+/// Limits and choices given on the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The run tag; default from the pipeline's pattern and today's date.
+    pub tag: Option<String>,
+    /// Continue an earlier run (the latest one when no tag is given).
+    pub resume: bool,
+    pub max_experiments: Option<u32>,
+    pub max_time: Option<Duration>,
+}
+
+/// How a run ended without an error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// A limit was reached (`max-experiments`, `max-time`, or the proposer has nothing left).
+    Finished(String),
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+}
+
+/// The steps of the loop; `n` is the experiment number.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum State {
+    Begin,
+    Propose { n: u64 },
+    Commit { n: u64 },
+    Build { n: u64 },
+    Run { n: u64 },
+    Decide { n: u64 },
+    Record { n: u64 },
+    Stop(Stop),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Stop {
+    Limit(String),
+    Interrupted,
+    Failed(String),
+}
+
+/// Bytes of an editable file shown in a prompt; of a read-only or context file.
+const EDITABLE_BYTES: usize = 256 * 1024;
+const CONTEXT_BYTES: usize = 32 * 1024;
+/// How much of a crashed run's log and diff the fix prompt shows.
+const LOG_TAIL_BYTES: u64 = 8 * 1024;
+const LOG_TAIL_LINES: usize = 80;
+const DIFF_BYTES: usize = 16 * 1024;
+/// Consecutive proposal failures before the run stops, and the first wait between them.
+const MAX_PROPOSAL_FAILURES: usize = 5;
+const FIRST_RETRY_WAIT: Duration = Duration::from_secs(5);
+
+pub struct Session {
+    pipeline: Pipeline,
+    options: RunOptions,
+    git: Git,
+    journal: Journal,
+    history: History,
+    proposer: Box<dyn Proposer>,
+    strategy: Strategy,
+    /// `.arun/<tag>` in the target repository.
+    dir: PathBuf,
+    results: PathBuf,
+    started: Instant,
+    progress: Progress,
+    gpu: Option<GpuMonitor>,
+}
+
+/// Runs the pipeline until a limit, an interruption or an error; prints the summary.
+pub fn run(pipeline: Pipeline, options: RunOptions) -> Result<Ending, Error> {
+    exec::interrupt::install()
+        .map_err(|err| Error::io("cannot install the Ctrl-C handler", err))?;
+    let mut session = Session::start(pipeline, options)?;
+    let stop = session.drive()?;
+    session.finish(stop)
+}
+
+impl Session {
+    /// Setup: creates the repository if the pipeline says how, then starts a new run or resumes
+    /// the one found in the journal.
+    fn start(pipeline: Pipeline, options: RunOptions) -> Result<Session, Error> {
+        let progress = Progress::new();
+        let git = open_or_create_repo(&pipeline, &progress)?;
+        let tag = choose_tag(&pipeline, &options, git.workdir())?;
+        let dir = git.workdir().join(".arun").join(&tag);
+        let journal_path = dir.join("journal.jsonl");
+        let results = git.workdir().join(&pipeline.limits.results);
+        let resuming = journal_path.exists();
+        if options.resume && !resuming {
+            return Err(Error::Setup(format!(
+                "there is no run `{tag}` to resume (no `{}`)",
+                journal_path.display()
+            )));
+        }
+
+        run_preflight(&pipeline, git.workdir(), &progress)?;
+        let proposer = propose::build(&pipeline).map_err(Error::Setup)?;
+        let mut journal = Journal::open(&journal_path)
+            .map_err(|err| Error::io(format!("cannot open `{}`", journal_path.display()), err))?;
+        let history = if resuming {
+            let events = journal::read(&journal_path).map_err(|err| {
+                Error::io(format!("cannot read `{}`", journal_path.display()), err)
+            })?;
+            let mut history = History::replay(events);
+            if history.branch.is_empty() {
+                return Err(Error::Setup(format!(
+                    "`{}` has no run-started event; remove the directory `{}` to start over",
+                    journal_path.display(),
+                    dir.display()
+                )));
+            }
+            if git.branch_tip(&history.branch)?.is_none() {
+                return Err(Error::Setup(format!(
+                    "run `{tag}` cannot resume: its branch `{}` no longer exists",
+                    history.branch
+                )));
+            }
+            let event = Event::Resumed {
+                time: journal::now(),
+            };
+            journal
+                .append(&event)
+                .map_err(|err| Error::io("cannot write the journal", err))?;
+            history.push(event);
+            results::rewrite(&results, pipeline.metric.name(), &history)
+                .map_err(|err| Error::io(format!("cannot write `{}`", results.display()), err))?;
+            let at = match history.current() {
+                Some(e) => format!("at experiment {}", e.n),
+                None => format!("after {} experiments", history.recorded().count()),
+            };
+            progress.note(&format!("arun: resuming run `{tag}` {at}"));
+            history
+        } else {
+            let history = begin_run(&pipeline, &git, &tag, &results, &dir, &mut journal)?;
+            progress.note(&format!(
+                "arun: run `{tag}` on branch `{}` in {}",
+                history.branch,
+                git.workdir().display()
+            ));
+            history
+        };
+        git.exclude(&[
+            "/.arun/".to_string(),
+            format!("/{}", pipeline.limits.results),
+        ])?;
+
+        Ok(Session {
+            options,
+            git,
+            journal,
+            history,
+            proposer,
+            strategy: Strategy::default(),
+            dir,
+            results,
+            started: Instant::now(),
+            progress,
+            gpu: GpuMonitor::connect(),
+            pipeline,
+        })
+    }
+
+    /// Steps until a stop.
+    fn drive(&mut self) -> Result<Stop, Error> {
+        let mut state = State::Begin;
+        loop {
+            state = match state {
+                State::Stop(stop) => return Ok(stop),
+                state => self.step(state)?,
+            };
+        }
+    }
+
+    fn step(&mut self, state: State) -> Result<State, Error> {
+        match state {
+            State::Begin => self.begin(),
+            State::Propose { n } => self.propose(n),
+            State::Commit { n } => self.commit(n),
+            State::Build { n } => self.build(n),
+            State::Run { n } => self.run_experiment(n),
+            State::Decide { n } => self.decide(n),
+            State::Record { n } => self.record(n),
+            State::Stop(stop) => Ok(State::Stop(stop)),
+        }
+    }
+
+    /// Picks up an unfinished experiment, or checks the limits and starts the next one: the
+    /// baseline, a fix attempt for a crash, or a new proposal on top of the best.
+    fn begin(&mut self) -> Result<State, Error> {
+        if let Some(current) = self.history.current() {
+            return Ok(resume_state(current));
+        }
+        if exec::interrupt::requested() {
+            return Ok(State::Stop(Stop::Interrupted));
+        }
+        let done = self.history.recorded().count() as u64;
+        let max_experiments = self
+            .options
+            .max_experiments
+            .or(self.pipeline.limits.max_experiments);
+        if let Some(max) = max_experiments
+            && done >= u64::from(max)
+        {
+            return Ok(State::Stop(Stop::Limit(format!(
+                "reached the limit of {max} experiments"
+            ))));
+        }
+        let max_time = self.options.max_time.or(self.pipeline.limits.max_time);
+        if let Some(max) = max_time
+            && self.started.elapsed() >= max
+        {
+            return Ok(State::Stop(Stop::Limit(format!(
+                "reached the time limit of {}",
+                crate::config::HumanDuration(max)
+            ))));
+        }
+
+        let n = self.history.next_number();
+        let event = match self.history.recorded().last() {
+            None => Event::ExperimentStarted {
+                time: journal::now(),
+                n,
+                parent: None,
+                base_commit: self.history.start_commit.clone(),
+                fix_of: None,
+                attempt: 0,
+            },
+            Some(last) if self.wants_fix(last) => Event::ExperimentStarted {
+                time: journal::now(),
+                n,
+                parent: last.parent,
+                base_commit: last.commit.clone().unwrap_or_default(),
+                fix_of: Some(last.fix_of.unwrap_or(last.n)),
+                attempt: last.attempt + 1,
+            },
+            Some(_) => Event::ExperimentStarted {
+                time: journal::now(),
+                n,
+                parent: self.strategy.parent(&self.history),
+                base_commit: self.history.branch_tip().to_string(),
+                fix_of: None,
+                attempt: 0,
+            },
+        };
+        self.record_event(event)?;
+        Ok(State::Propose { n })
+    }
+
+    /// Whether a crashed experiment gets another try from the proposer.
+    fn wants_fix(&self, last: &Experiment) -> bool {
+        last.status() == Some(Status::Crash)
+            && !last.is_baseline()
+            && last.measurement.as_ref().is_some_and(|m| m.fixable)
+            && last.attempt < self.pipeline.decision.fix_attempts
+    }
+
+    /// Where HEAD stands while the proposer works on `experiment`: on the run branch for a new
+    /// proposal, detached at the crashed commit for a fix attempt.
+    fn proposer_head(&self, experiment: &Experiment) -> Result<(Head, Oid), Error> {
+        let base = oid(&experiment.base_commit)?;
+        let head = if experiment.fix_of.is_some() {
+            Head::Detached(base)
+        } else {
+            Head::Branch(self.history.branch.clone())
+        };
+        Ok((head, base))
+    }
+
+    fn propose(&mut self, n: u64) -> Result<State, Error> {
+        let experiment = self.experiment(n)?.clone();
+        if experiment.is_baseline() {
+            return Ok(State::Commit { n });
+        }
+        let (head, base) = self.proposer_head(&experiment)?;
+        self.git.reset_hard(&head, base)?;
+        let untracked_before = self.git.untracked()?;
+        let task = if experiment.fix_of.is_some() {
+            Task::FixCrash
+        } else {
+            Task::Propose
+        };
+        let context = self.prompt_context(&experiment)?;
+        let label = match task {
+            Task::Propose => format!("{} #{n} proposing", self.history.tag),
+            Task::FixCrash => format!(
+                "{} #{n} fixing the crash (attempt {} of {})",
+                self.history.tag, experiment.attempt, self.pipeline.decision.fix_attempts
+            ),
+        };
+        self.progress.phase(label, None);
+        let request = Request {
+            n,
+            task,
+            pipeline: &self.pipeline,
+            history: &self.history,
+            context: &context,
+            repo: self.git.workdir(),
+            prompt_file: self.dir.join("prompts").join(format!("{n}.md")),
+            transcript: self.dir.join("agents").join(format!("{n}.log")),
+        };
+        let mut watch = ProgressWatch(&mut self.progress);
+        let outcome = self.proposer.propose(&request, &mut watch);
+        self.repair_after_proposer(&head, base)?;
+
+        let proposal = match outcome {
+            Ok(proposal) => proposal,
+            Err(ProposeError::Interrupted) => return Ok(State::Stop(Stop::Interrupted)),
+            Err(ProposeError::Exhausted(reason)) => return Ok(State::Stop(Stop::Limit(reason))),
+            Err(ProposeError::Failed(reason)) => return self.proposal_failed(n, reason),
+        };
+
+        let editable = &self.pipeline.target.editable;
+        let changes: Vec<git::Change> = self
+            .git
+            .changes_since(base)?
+            .into_iter()
+            .filter(|c| !(c.added && untracked_before.contains(&c.path)))
+            .collect();
+        let (in_scope, outside): (Vec<_>, Vec<_>) = changes
+            .into_iter()
+            .partition(|c| editable.contains(&c.path));
+        if !outside.is_empty() {
+            self.git.restore(base, &outside)?;
+        }
+        if in_scope.is_empty() && outside.is_empty() {
+            return self.proposal_failed(n, "the proposer changed nothing".to_string());
+        }
+        let description = proposal.description.unwrap_or_else(|| {
+            let paths: Vec<&str> = in_scope.iter().map(|c| c.path.as_str()).collect();
+            format!("edit {}", paths.join(", "))
+        });
+        self.record_event(Event::Proposed {
+            time: journal::now(),
+            n,
+            description,
+            violations: outside.into_iter().map(|c| c.path).collect(),
+            details: proposal.details,
+            cost_usd: proposal.cost_usd,
+        })?;
+        Ok(State::Commit { n })
+    }
+
+    /// Undoes what a proposer must not do to git (commits, checkouts, branch moves) while keeping
+    /// its files, and brings back arun's own files if it deleted them.
+    fn repair_after_proposer(&mut self, head: &Head, base: Oid) -> Result<(), Error> {
+        let branch = &self.history.branch;
+        let tip = oid(self.history.branch_tip())?;
+        if self.git.branch_tip(branch)? != Some(tip) {
+            self.git
+                .set_branch(branch, tip, "arun: undo a proposer's branch change")?;
+        }
+        self.git.reset_keeping_files(head, base)?;
+        if !self.journal.path().exists() {
+            self.progress
+                .note("arun: the proposer deleted the run's journal; writing it again from memory");
+            self.journal
+                .rewrite(&self.history.events)
+                .map_err(|err| Error::io("cannot rewrite the journal", err))?;
+        }
+        if !self.results.exists() {
+            results::rewrite(&self.results, self.pipeline.metric.name(), &self.history)
+                .map_err(|err| Error::io("cannot rewrite results", err))?;
+        }
+        Ok(())
+    }
+
+    fn proposal_failed(&mut self, n: u64, reason: String) -> Result<State, Error> {
+        self.progress.note(&format!("arun: #{n}: {reason}"));
+        self.record_event(Event::ProposalFailed {
+            time: journal::now(),
+            n,
+            reason: reason.clone(),
+        })?;
+        let failures = self.experiment(n)?.failures.len();
+        if failures >= MAX_PROPOSAL_FAILURES {
+            return Ok(State::Stop(Stop::Failed(format!(
+                "the proposer failed {failures} times in a row; the last time: {reason}"
+            ))));
+        }
+        let wait = FIRST_RETRY_WAIT * 2u32.pow(failures as u32 - 1);
+        self.progress.note(&format!(
+            "arun: trying again in {} ({failures} of {MAX_PROPOSAL_FAILURES} failures)",
+            crate::progress::clock(wait)
+        ));
+        if sleep_unless_interrupted(wait) {
+            return Ok(State::Stop(Stop::Interrupted));
+        }
+        Ok(State::Propose { n })
+    }
+
+    fn commit(&mut self, n: u64) -> Result<State, Error> {
+        let experiment = self.experiment(n)?.clone();
+        let (commit, lines) = if experiment.is_baseline() {
+            (oid(&experiment.base_commit)?, (0, 0))
+        } else {
+            let base = oid(&experiment.base_commit)?;
+            let message = format!(
+                "{}: {}",
+                self.history.tag,
+                results::one_line(&experiment.description_text())
+            );
+            let commit = self
+                .git
+                .commit_paths(base, &self.pipeline.target.editable, &message)?;
+            let parent_commit = match experiment.parent.and_then(|p| self.history.experiment(p)) {
+                Some(parent) => oid(parent.commit.as_deref().unwrap_or(&experiment.base_commit))?,
+                None => base,
+            };
+            (commit, self.git.diff_stat(parent_commit, commit)?)
+        };
+        self.git.set_ref(
+            &format!("refs/arun/{}/{n}", self.history.tag),
+            commit,
+            "arun: experiment",
+        )?;
+        self.record_event(Event::Committed {
+            time: journal::now(),
+            n,
+            commit: commit.to_string(),
+            lines_added: lines.0,
+            lines_removed: lines.1,
+        })?;
+        Ok(State::Build { n })
+    }
+
+    /// Checks the tree it is about to run, then builds (outside the budget).
+    fn build(&mut self, n: u64) -> Result<State, Error> {
+        let experiment = self.experiment(n)?.clone();
+        if !experiment.violations.is_empty() {
+            return self.measured(
+                n,
+                failure(
+                    format!(
+                        "changed files outside the edit target: {} (reverted)",
+                        experiment.violations.join(", ")
+                    ),
+                    false,
+                ),
+            );
+        }
+        let commit = oid(experiment.commit.as_deref().unwrap_or_default())?;
+        let head = if experiment.is_baseline() {
+            Head::Branch(self.history.branch.clone())
+        } else {
+            Head::Detached(commit)
+        };
+        self.git.reset_hard(&head, commit)?;
+        for (path, pinned) in &self.history.read_only {
+            let now = git::hash_file(&self.git.workdir().join(path));
+            if now.as_deref() != Some(pinned.as_str()) {
+                return Ok(State::Stop(Stop::Failed(format!(
+                    "read-only file `{path}` changed since the run started and arun cannot \
+                     restore it; restore it and resume, or start a new run"
+                ))));
+            }
+        }
+        let Some(command) = self.pipeline.experiment.build.clone() else {
+            return Ok(State::Run { n });
+        };
+        self.progress
+            .phase(format!("{} #{n} building", self.history.tag), None);
+        let log = self.log_path(n, "build.log");
+        let env = self.experiment_env(n);
+        let mut watch = ProgressWatch(&mut self.progress);
+        let finished = exec::run(
+            &Spawn {
+                command: &command,
+                dir: self.git.workdir(),
+                env: &env,
+                stdin: None,
+                log: &log,
+                limit: self.pipeline.experiment.build_timeout,
+                grace: self.pipeline.experiment.grace,
+            },
+            &mut watch,
+        )
+        .map_err(|err| Error::io(format!("cannot run the build `{command}`"), err))?;
+        match finished.ending {
+            exec::Ending::Interrupted => Ok(State::Stop(Stop::Interrupted)),
+            ending if ending.success() => Ok(State::Run { n }),
+            ending => self.measured(
+                n,
+                failure(
+                    format!(
+                        "build failed ({})",
+                        ending.describe(self.pipeline.experiment.build_timeout)
+                    ),
+                    true,
+                ),
+            ),
+        }
+    }
+
+    /// Runs the experiment under its hard limit, reading the metric as the output streams.
+    fn run_experiment(&mut self, n: u64) -> Result<State, Error> {
+        let spec = &self.pipeline.experiment;
+        self.progress.phase(
+            format!("{} #{n} running", self.history.tag),
+            Some(spec.budget),
+        );
+        let log = self.log_path(n, "log");
+        let env = self.experiment_env(n);
+        let mut scanner = Scanner::new(&self.pipeline.metric);
+        let mut watch = RunWatch {
+            scanner: &mut scanner,
+            progress: &mut self.progress,
+            gpu: self.gpu.as_ref(),
+            peak: Peak::default(),
+            last_sample: None,
+        };
+        let finished = exec::run(
+            &Spawn {
+                command: &spec.run,
+                dir: self.git.workdir(),
+                env: &env,
+                stdin: None,
+                log: &log,
+                limit: spec.hard_limit,
+                grace: spec.grace,
+            },
+            &mut watch,
+        )
+        .map_err(|err| Error::io(format!("cannot run `{}`", spec.run), err))?;
+        let gpu_peak = watch.peak.gb();
+        if finished.ending == exec::Ending::Interrupted {
+            return Ok(State::Stop(Stop::Interrupted));
+        }
+
+        let readings = scanner.readings();
+        let memory_gb = gpu_peak.or_else(|| scanner.memory_gb(&readings));
+        let log_name = format!(".arun/{}/logs/{n}.log", self.history.tag);
+        let failure_reason = match (&finished.ending, &readings.metric) {
+            (ending, _) if !ending.success() => {
+                let mut reason = ending.describe(spec.hard_limit);
+                if readings.out_of_memory {
+                    reason = format!("out of memory ({reason})");
+                }
+                Some(reason)
+            }
+            (_, None) => Some(format!(
+                "metric `{}` never matched in the output; see {log_name}",
+                self.pipeline.metric.name()
+            )),
+            (_, Some(Err(message))) => Some(message.clone()),
+            (_, Some(Ok(_))) => None,
+        };
+        let measurement = Measurement {
+            failure: failure_reason,
+            metric: readings.metric.and_then(Result::ok),
+            values: readings.values,
+            memory_gb,
+            seconds: finished.elapsed.as_secs_f64(),
+            fixable: true,
+        };
+        self.measured(n, measurement)
+    }
+
+    fn measured(&mut self, n: u64, measurement: Measurement) -> Result<State, Error> {
+        self.record_event(Event::Measured {
+            time: journal::now(),
+            n,
+            measurement,
+        })?;
+        Ok(State::Decide { n })
+    }
+
+    fn decide(&mut self, n: u64) -> Result<State, Error> {
+        let experiment = self.experiment(n)?;
+        let measurement = experiment
+            .measurement
+            .clone()
+            .ok_or_else(|| Error::RunFailed(format!("experiment {n} has no measurement")))?;
+        let reference = Reference {
+            best: self.history.best().and_then(Experiment::metric),
+            baseline_memory_gb: self
+                .history
+                .baseline()
+                .and_then(|b| b.measurement.as_ref())
+                .and_then(|m| m.memory_gb),
+        };
+        let decision = decide::decide(
+            &measurement,
+            reference,
+            &self.pipeline.decision,
+            self.pipeline.metric.goal,
+        );
+        self.record_event(Event::Decided {
+            time: journal::now(),
+            n,
+            decision,
+        })?;
+        Ok(State::Record { n })
+    }
+
+    /// Moves the branch as decided, writes the results row, prints the `[EXP]` line.
+    fn record(&mut self, n: u64) -> Result<State, Error> {
+        let experiment = self.experiment(n)?.clone();
+        let branch = Head::Branch(self.history.branch.clone());
+        let status = experiment.status().unwrap_or(Status::Crash);
+        let tip = match status {
+            Status::Keep => oid(experiment.commit.as_deref().unwrap_or_default())?,
+            Status::Discard | Status::Crash => oid(self.history.branch_tip())?,
+        };
+        self.git.reset_hard(&branch, tip)?;
+        results::append(&self.results, self.pipeline.metric.name(), &experiment)
+            .map_err(|err| Error::io(format!("cannot write `{}`", self.results.display()), err))?;
+        self.record_event(Event::Recorded {
+            time: journal::now(),
+            n,
+        })?;
+        self.progress.data(&exp_line(
+            &self.history.tag,
+            &experiment,
+            self.pipeline.metric.name(),
+        ));
+        if experiment.is_baseline() && status == Status::Crash {
+            let reason = experiment.decision.map(|d| d.reason).unwrap_or_default();
+            return Ok(State::Stop(Stop::Failed(format!(
+                "the baseline crashed ({reason}); fix the target and start a new run. The end of \
+                 its output:\n{}",
+                self.log_tail(n)
+            ))));
+        }
+        Ok(State::Begin)
+    }
+
+    /// Journals the stop, leaves the branch on the last keep, prints the summary.
+    fn finish(&mut self, stop: Stop) -> Result<Ending, Error> {
+        self.progress.clear();
+        let event = match &stop {
+            Stop::Interrupted => Event::Interrupted {
+                time: journal::now(),
+                n: self.history.current().map(|e| e.n),
+            },
+            Stop::Limit(reason) | Stop::Failed(reason) => Event::Stopped {
+                time: journal::now(),
+                reason: reason.clone(),
+            },
+        };
+        self.record_event(event)?;
+        let tip = oid(self.history.branch_tip())?;
+        self.git
+            .reset_hard(&Head::Branch(self.history.branch.clone()), tip)?;
+
+        let why = match &stop {
+            Stop::Interrupted => "interrupted".to_string(),
+            Stop::Limit(reason) => reason.clone(),
+            Stop::Failed(_) => "stopped by an error".to_string(),
+        };
+        let ideas = if matches!(stop, Stop::Failed(_)) {
+            Vec::new()
+        } else {
+            self.next_ideas()
+        };
+        let text = crate::summary::render(
+            &self.history,
+            &self.pipeline,
+            &why,
+            self.started.elapsed(),
+            &ideas,
+        );
+        self.progress.data(&text);
+        match stop {
+            Stop::Interrupted => Ok(Ending::Interrupted),
+            Stop::Limit(reason) => Ok(Ending::Finished(reason)),
+            Stop::Failed(reason) => Err(Error::RunFailed(reason)),
+        }
+    }
+
+    fn next_ideas(&mut self) -> Vec<String> {
+        let Some(best) = self.history.best().cloned() else {
+            return Vec::new();
+        };
+        let Ok(context) = self.prompt_context(&best) else {
+            return Vec::new();
+        };
+        let request = Request {
+            n: self.history.next_number(),
+            task: Task::Propose,
+            pipeline: &self.pipeline,
+            history: &self.history,
+            context: &context,
+            repo: self.git.workdir(),
+            prompt_file: self.dir.join("prompts").join("summary.md"),
+            transcript: self.dir.join("agents").join("summary.log"),
+        };
+        let ideas = self.proposer.next_ideas(&request);
+        // Whatever the proposer touched while thinking is not part of the run.
+        if let Ok(tip) = oid(self.history.branch_tip()) {
+            let _ = self
+                .git
+                .reset_hard(&Head::Branch(self.history.branch.clone()), tip);
+        }
+        ideas
+    }
+
+    fn record_event(&mut self, event: Event) -> Result<(), Error> {
+        self.journal.append(&event).map_err(|err| {
+            Error::io(
+                format!("cannot write `{}`", self.journal.path().display()),
+                err,
+            )
+        })?;
+        self.history.push(event);
+        Ok(())
+    }
+
+    fn experiment(&self, n: u64) -> Result<&Experiment, Error> {
+        self.history
+            .experiment(n)
+            .ok_or_else(|| Error::RunFailed(format!("the journal has no experiment {n}")))
+    }
+
+    fn log_path(&self, n: u64, extension: &str) -> PathBuf {
+        self.dir.join("logs").join(format!("{n}.{extension}"))
+    }
+
+    fn log_tail(&self, n: u64) -> String {
+        let run_log = self.log_path(n, "log");
+        let log = if run_log.exists() {
+            run_log
+        } else {
+            self.log_path(n, "build.log")
+        };
+        exec::tail::clean_tail(&log, LOG_TAIL_BYTES, LOG_TAIL_LINES).unwrap_or_default()
+    }
+
+    /// What builds and runs see: arun's environment without secrets, the pipeline's variables,
+    /// and the budget.
+    fn experiment_env(&self, n: u64) -> Environment {
+        let spec = &self.pipeline.experiment;
+        let mut env = Environment::inherit_scrubbed(&spec.scrub_env);
+        env.extend(&spec.env)
+            .set("ARUN_BUDGET_SECONDS", spec.budget.as_secs().to_string())
+            .set("ARUN_EXPERIMENT", n.to_string())
+            .set("ARUN_TAG", &self.history.tag);
+        env
+    }
+
+    /// The prompt context for proposing after `experiment`'s parent, or fixing it.
+    fn prompt_context(&self, experiment: &Experiment) -> Result<PromptContext, Error> {
+        let pipeline = &self.pipeline;
+        let repo = self.git.workdir();
+        let read = |paths: &[String], limit: usize| -> Vec<prompt::FileText> {
+            paths
+                .iter()
+                .map(|path| read_bounded(repo, path, limit))
+                .collect()
+        };
+        let recorded: Vec<&Experiment> = self.history.recorded().collect();
+        let shown = recorded
+            .len()
+            .saturating_sub(pipeline.proposer.history as usize);
+        let metric_text = |e: &Experiment| match e.status() {
+            Some(Status::Crash) | None => "0.000000".to_string(),
+            _ => format!("{:.6}", e.metric().unwrap_or(0.0)),
+        };
+        let results_rows = recorded[shown..]
+            .iter()
+            .map(|e| prompt::ResultRow {
+                n: e.n,
+                commit: short_commit(e),
+                metric: metric_text(e),
+                memory_gb: format!(
+                    "{:.1}",
+                    e.measurement
+                        .as_ref()
+                        .and_then(|m| m.memory_gb)
+                        .unwrap_or(0.0)
+                ),
+                status: e.status().map(|s| s.to_string()).unwrap_or_default(),
+                description: results::one_line(&e.description_text()),
+            })
+            .collect();
+        let mut previous: Option<f64> = None;
+        let kept = self
+            .history
+            .kept()
+            .map(|e| {
+                let metric = e.metric().unwrap_or(0.0);
+                let delta = previous
+                    .map(|p| format!("{:+.6}", metric - p))
+                    .unwrap_or_default();
+                previous = Some(metric);
+                prompt::KeptRow {
+                    commit: short_commit(e),
+                    metric: format!("{metric:.6}"),
+                    delta,
+                    description: results::one_line(&e.description_text()),
+                }
+            })
+            .collect();
+        let since_keep = self.history.since_keep();
+        let crash = match experiment.fix_of {
+            Some(_) => Some(self.crash_info(experiment)?),
+            None => None,
+        };
+        Ok(PromptContext {
+            pipeline: prompt::PipelineInfo {
+                name: pipeline.name.clone(),
+                description: pipeline.description.clone(),
+            },
+            instructions: pipeline.proposer.instructions.clone(),
+            metric: prompt::MetricInfo {
+                name: pipeline.metric.name().to_string(),
+                goal: match pipeline.metric.goal {
+                    crate::metric::Goal::Minimize => "minimize".to_string(),
+                    crate::metric::Goal::Maximize => "maximize".to_string(),
+                },
+                better: pipeline.metric.goal.better_word().to_string(),
+            },
+            budget: crate::config::HumanDuration(pipeline.experiment.budget).to_string(),
+            experiment: experiment.n,
+            baseline: self.history.baseline().and_then(Experiment::metric),
+            best: self.history.best().and_then(Experiment::metric),
+            results: results_rows,
+            results_total: recorded.len() as u64,
+            kept,
+            since_keep,
+            stalled: since_keep >= u64::from(pipeline.proposer.stall),
+            files: prompt::Files {
+                editable: read(&pipeline.target.editable, EDITABLE_BYTES),
+                read_only: read(&pipeline.target.read_only, CONTEXT_BYTES),
+                context: read(&pipeline.target.context, CONTEXT_BYTES),
+            },
+            crash,
+        })
+    }
+
+    /// What the fix prompt shows of the crash it repairs: the previous attempt's reason, diff
+    /// and log tail.
+    fn crash_info(&self, experiment: &Experiment) -> Result<prompt::CrashInfo, Error> {
+        let crashed = self
+            .history
+            .recorded()
+            .filter(|e| e.commit.as_deref() == Some(experiment.base_commit.as_str()))
+            .last()
+            .ok_or_else(|| {
+                Error::RunFailed("the crashed experiment is not in the journal".to_string())
+            })?;
+        let parent_commit = crashed
+            .parent
+            .and_then(|p| self.history.experiment(p))
+            .and_then(|p| p.commit.clone())
+            .unwrap_or_else(|| self.history.start_commit.clone());
+        let diff = self.git.diff_text(
+            oid(&parent_commit)?,
+            oid(&experiment.base_commit)?,
+            DIFF_BYTES,
+        )?;
+        Ok(prompt::CrashInfo {
+            reason: crashed
+                .decision
+                .as_ref()
+                .map(|d| d.reason.clone())
+                .unwrap_or_default(),
+            diff,
+            log_tail: self.log_tail(crashed.n),
+            attempt: experiment.attempt,
+            attempts: self.pipeline.decision.fix_attempts,
+        })
+    }
+}
+
+/// The step that follows the last journaled event of an unfinished experiment.
+fn resume_state(experiment: &Experiment) -> State {
+    let n = experiment.n;
+    if experiment.decision.is_some() {
+        State::Record { n }
+    } else if experiment.measurement.is_some() {
+        State::Decide { n }
+    } else if experiment.commit.is_some() {
+        State::Build { n }
+    } else {
+        State::Propose { n }
+    }
+}
+
+fn failure(reason: String, fixable: bool) -> Measurement {
+    Measurement {
+        failure: Some(reason),
+        metric: None,
+        values: Default::default(),
+        memory_gb: None,
+        seconds: 0.0,
+        fixable,
+    }
+}
+
+fn oid(text: &str) -> Result<Oid, Error> {
+    git::parse_oid(text).ok_or_else(|| Error::RunFailed(format!("`{text}` is not a commit id")))
+}
+
+fn short_commit(experiment: &Experiment) -> String {
+    experiment
+        .commit
+        .as_deref()
+        .map(|c| c[..c.len().min(7)].to_string())
+        .unwrap_or_default()
+}
+
+/// `[EXP] <tag> <n> | commit:<hash> | <metric>:<value> | mem:<gb>GB | status:<status> | <description>`
+pub fn exp_line(tag: &str, experiment: &Experiment, metric: &str) -> String {
+    let row = results::row(experiment);
+    let fields: Vec<&str> = row.trim_end_matches('\n').splitn(5, '\t').collect();
+    format!(
+        "[EXP] {tag} {} | commit:{} | {metric}:{} | mem:{}GB | status:{} | {}",
+        experiment.n, fields[0], fields[1], fields[2], fields[3], fields[4]
+    )
+}
+
+fn read_bounded(repo: &Path, path: &str, limit: usize) -> prompt::FileText {
+    let bytes = std::fs::read(repo.join(path)).unwrap_or_default();
+    let truncated = bytes.len() > limit;
+    let mut end = bytes.len().min(limit);
+    while end > 0 && end < bytes.len() && (bytes[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    prompt::FileText {
+        path: path.to_string(),
+        content: String::from_utf8_lossy(&bytes[..end]).into_owned(),
+        truncated,
+    }
+}
+
+/// Sleeps, waking early on Ctrl-C; true when interrupted.
+fn sleep_unless_interrupted(duration: Duration) -> bool {
+    let until = Instant::now() + duration;
+    while Instant::now() < until {
+        if exec::interrupt::requested() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100).min(until - Instant::now()));
+    }
+    exec::interrupt::requested()
+}
+
+/// Shows a command's progress.
+struct ProgressWatch<'a>(&'a mut Progress);
+
+impl Watch for ProgressWatch<'_> {
+    fn line(&mut self, line: &str) {
+        self.0.line(line);
+    }
+    fn tick(&mut self, elapsed: Duration, _group: i32) {
+        self.0.tick(elapsed);
+    }
+}
+
+/// Watches an experiment: metric regexes on each line, progress, GPU memory once a second.
+struct RunWatch<'a, 's> {
+    scanner: &'a mut Scanner<'s>,
+    progress: &'a mut Progress,
+    gpu: Option<&'a GpuMonitor>,
+    peak: Peak,
+    last_sample: Option<Instant>,
+}
+
+impl Watch for RunWatch<'_, '_> {
+    fn line(&mut self, line: &str) {
+        self.scanner.line(line);
+        self.progress.line(line);
+    }
+
+    fn tick(&mut self, elapsed: Duration, group: i32) {
+        self.progress.tick(elapsed);
+        if let Some(gpu) = self.gpu
+            && self
+                .last_sample
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
+        {
+            self.peak.observe(gpu.group_memory(group));
+            self.last_sample = Some(Instant::now());
+        }
+    }
+}
+
+/// Opens the target repository, creating it from the template or by cloning when the pipeline
+/// says how.
+fn open_or_create_repo(pipeline: &Pipeline, progress: &Progress) -> Result<Git, Error> {
+    let target = &pipeline.target;
+    if target.repo.exists() {
+        return Ok(Git::open(&target.repo)?);
+    }
+    if let Some(template) = &target.template {
+        progress.note(&format!(
+            "arun: creating `{}` from the template `{}`",
+            target.repo.display(),
+            template.display()
+        ));
+        return Ok(Git::init_from_template(&target.repo, template)?);
+    }
+    if let Some(url) = &target.clone {
+        progress.note(&format!(
+            "arun: cloning {url} into `{}`",
+            target.repo.display()
+        ));
+        return Ok(Git::clone(url, &target.repo)?);
+    }
+    Err(Error::Setup(format!(
+        "target repository `{}` does not exist",
+        target.repo.display()
+    )))
+}
+
+/// The run tag: `--tag`, else with `--resume` the latest run, else the pipeline's pattern for
+/// today.
+fn choose_tag(pipeline: &Pipeline, options: &RunOptions, repo: &Path) -> Result<String, Error> {
+    if let Some(tag) = &options.tag {
+        if !crate::config::resolve::valid_tag(tag) {
+            return Err(Error::Setup(format!(
+                "`{tag}` is not a valid tag; use letters, digits, `-`, `_` and `.`"
+            )));
+        }
+        return Ok(tag.clone());
+    }
+    if options.resume {
+        return latest_run(repo).ok_or_else(|| {
+            Error::Setup(format!(
+                "there is no run to resume in `{}`",
+                repo.join(".arun").display()
+            ))
+        });
+    }
+    let (year, month, day) = today();
+    crate::config::resolve::expand_tag(
+        &pipeline.limits.tag_pattern,
+        &pipeline.name,
+        year,
+        month,
+        day,
+    )
+    .map_err(Error::Setup)
+}
+
+/// The tag of the run whose journal changed last.
+fn latest_run(repo: &Path) -> Option<String> {
+    std::fs::read_dir(repo.join(".arun"))
+        .ok()?
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let modified = entry
+                .path()
+                .join("journal.jsonl")
+                .metadata()
+                .ok()?
+                .modified()
+                .ok()?;
+            Some((modified, entry.file_name().to_string_lossy().into_owned()))
+        })
+        .max()
+        .map(|(_, tag)| tag)
+}
+
+/// Today's local date as (year, month 1-12, day).
+fn today() -> (i32, u32, u32) {
+    // SAFETY: time(NULL) and localtime_r with valid pointers to locals.
+    unsafe {
+        let now = libc::time(std::ptr::null_mut());
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&now, &mut tm);
+        (tm.tm_year + 1900, (tm.tm_mon + 1) as u32, tm.tm_mday as u32)
+    }
+}
+
+/// Runs the preflight checks; the first failure stops with its message.
+fn run_preflight(pipeline: &Pipeline, repo: &Path, progress: &Progress) -> Result<(), Error> {
+    for check in &pipeline.preflight {
+        let log = std::env::temp_dir().join(format!("arun-preflight-{}.log", std::process::id()));
+        let finished = exec::run(
+            &Spawn {
+                command: &check.run,
+                dir: repo,
+                env: &Environment::inherit(),
+                stdin: None,
+                log: &log,
+                limit: check.timeout,
+                grace: Duration::from_secs(2),
+            },
+            &mut exec::Ignore,
+        )
+        .map_err(|err| {
+            Error::io(
+                format!("cannot run the preflight check `{}`", check.run),
+                err,
+            )
+        })?;
+        let output = exec::tail::clean_tail(&log, 4096, 20).unwrap_or_default();
+        let _ = std::fs::remove_file(&log);
+        if finished.ending == exec::Ending::Interrupted {
+            return Err(Error::Setup(
+                "interrupted during the preflight checks".to_string(),
+            ));
+        }
+        if !finished.ending.success() {
+            return Err(Error::Preflight {
+                message: check.message.clone(),
+                command: check.run.clone(),
+                detail: format!(
+                    "{}{}",
+                    finished.ending.describe(check.timeout),
+                    if output.is_empty() {
+                        String::new()
+                    } else {
+                        format!(":\n{output}")
+                    }
+                ),
+            });
+        }
+    }
+    if !pipeline.preflight.is_empty() {
+        progress.note(&format!(
+            "arun: {} preflight checks passed",
+            pipeline.preflight.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Setup of a new run: refuses a dirty tree or a taken branch, pins the read-only files,
+/// creates the branch and results.tsv, journals the start.
+fn begin_run(
+    pipeline: &Pipeline,
+    git: &Git,
+    tag: &str,
+    results_path: &Path,
+    dir: &Path,
+    journal: &mut Journal,
+) -> Result<History, Error> {
+    let branch = format!("autoresearch/{tag}");
+    if git.branch_tip(&branch)?.is_some() {
+        return Err(Error::Setup(format!(
+            "branch `{branch}` already exists and has no arun journal; choose another tag with \
+             `--tag`, or delete the branch"
+        )));
+    }
+    let dirty = git.dirty_tracked()?;
+    if !dirty.is_empty() {
+        return Err(Error::Setup(format!(
+            "the target repository has uncommitted changes to tracked files: {}; commit or stash \
+             them first",
+            dirty.join(", ")
+        )));
+    }
+    let mut read_only = std::collections::BTreeMap::new();
+    for path in &pipeline.target.read_only {
+        let hash = git::hash_file(&git.workdir().join(path)).ok_or_else(|| {
+            Error::Setup(format!(
+                "read-only file `{path}` does not exist in the target repository"
+            ))
+        })?;
+        read_only.insert(path.clone(), hash);
+    }
+    for path in &pipeline.target.editable {
+        if !git.workdir().join(path).is_file() {
+            return Err(Error::Setup(format!(
+                "editable file `{path}` does not exist in the target repository"
+            )));
+        }
+    }
+    let start = git.head_commit()?;
+    git.set_branch(&branch, start, "arun: start run")?;
+    git.reset_hard(&Head::Branch(branch.clone()), start)?;
+    if results_path.exists() {
+        let keep = dir.join("results.before.tsv");
+        std::fs::create_dir_all(dir)
+            .and_then(|_| std::fs::rename(results_path, &keep))
+            .map_err(|err| Error::io("cannot move the previous results.tsv aside", err))?;
+    }
+    results::create(results_path, pipeline.metric.name())
+        .map_err(|err| Error::io(format!("cannot create `{}`", results_path.display()), err))?;
+    let event = Event::RunStarted {
+        time: journal::now(),
+        tag: tag.to_string(),
+        branch,
+        start_commit: start.to_string(),
+        pipeline: pipeline.file.display().to_string(),
+        read_only,
+    };
+    journal
+        .append(&event)
+        .map_err(|err| Error::io("cannot write the journal", err))?;
+    Ok(History::replay(vec![event]))
+}

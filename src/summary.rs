@@ -1,0 +1,104 @@
+//! The summary printed when a run stops: totals, the best result, the trajectory of kept
+//! improvements with their deltas, and the next ideas.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::config::Pipeline;
+use crate::decide::Status;
+use crate::journal::{Experiment, History};
+use crate::progress::clock;
+
+pub fn render(
+    history: &History,
+    pipeline: &Pipeline,
+    why: &str,
+    elapsed: Duration,
+    ideas: &[String],
+) -> String {
+    let metric = pipeline.metric.name();
+    let recorded: Vec<&Experiment> = history.recorded().collect();
+    let count = |status| {
+        recorded
+            .iter()
+            .filter(|e| e.status() == Some(status))
+            .count()
+    };
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n== arun run `{}`: {why} after {} experiments in {} ==",
+        history.tag,
+        recorded.len(),
+        clock(elapsed)
+    );
+    let _ = writeln!(
+        out,
+        "kept {}, discarded {}, crashed {} (the baseline counts as kept)",
+        count(Status::Keep),
+        count(Status::Discard),
+        count(Status::Crash)
+    );
+    let cost = history.cost_usd();
+    if cost > 0.0 {
+        let _ = writeln!(out, "proposer cost: ${cost:.2}");
+    }
+    match (
+        history.baseline().and_then(Experiment::metric),
+        history.best(),
+    ) {
+        (Some(baseline), Some(best)) => {
+            let value = best.metric().unwrap_or(baseline);
+            let change = value - baseline;
+            let percent = if baseline != 0.0 {
+                100.0 * change / baseline
+            } else {
+                0.0
+            };
+            let _ = writeln!(
+                out,
+                "best: {} {metric} {value:.6} (baseline {baseline:.6}, {change:+.6}, {percent:+.2}%)",
+                short(best)
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "no result yet");
+        }
+    }
+    let kept: Vec<&Experiment> = history.kept().collect();
+    if !kept.is_empty() {
+        let _ = writeln!(out, "trajectory:");
+        let mut previous: Option<f64> = None;
+        for experiment in kept {
+            let value = experiment.metric().unwrap_or(0.0);
+            let delta = previous.map_or_else(|| " ".repeat(10), |p| format!("{:+.6}", value - p));
+            previous = Some(value);
+            let _ = writeln!(
+                out,
+                "  #{:<4} {} {value:.6} {delta:>10}  {}",
+                experiment.n,
+                short(experiment),
+                experiment.description_text()
+            );
+        }
+    }
+    if !ideas.is_empty() {
+        let _ = writeln!(out, "next ideas:");
+        for idea in ideas {
+            let _ = writeln!(out, "  - {idea}");
+        }
+    }
+    let _ = write!(
+        out,
+        "branch `{}` is at {}; results in {}",
+        history.branch,
+        &history.branch_tip()[..7.min(history.branch_tip().len())],
+        pipeline.limits.results
+    );
+    out
+}
+
+fn short(experiment: &Experiment) -> &str {
+    let commit = experiment.commit.as_deref().unwrap_or("");
+    &commit[..commit.len().min(7)]
+}
