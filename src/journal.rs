@@ -173,6 +173,9 @@ impl Journal {
     /// Writes the whole journal again from `events` (used when something deleted the file).
     pub fn rewrite(&mut self, events: &[Event]) -> io::Result<()> {
         let temporary = self.path.with_extension("jsonl.tmp");
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
         {
             let mut file = File::create(&temporary)?;
             for event in events {

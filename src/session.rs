@@ -75,11 +75,10 @@ const CONTEXT_BYTES: usize = 32 * 1024;
 const LOG_TAIL_BYTES: u64 = 8 * 1024;
 const LOG_TAIL_LINES: usize = 80;
 const DIFF_BYTES: usize = 16 * 1024;
-/// Consecutive proposal failures before the run stops, and the first wait between them.
-const MAX_PROPOSAL_FAILURES: usize = 5;
-const FIRST_RETRY_WAIT: Duration = Duration::from_secs(5);
 
 pub struct Session {
+    /// Held while the run is in progress: a second arun on the same run is refused.
+    _lock: std::fs::File,
     pipeline: Pipeline,
     options: RunOptions,
     git: Git,
@@ -121,6 +120,16 @@ impl Session {
                 journal_path.display()
             )));
         }
+        let lock = lock_run(&dir, &tag)?;
+        let group_file = dir.join("running-group");
+        let stopped =
+            exec::orphans::stop_leftovers(&group_file, git.workdir(), pipeline.experiment.grace);
+        if stopped > 0 {
+            progress.note(&format!(
+                "arun: stopped {stopped} process(es) left running by the previous arun"
+            ));
+        }
+        exec::orphans::record_groups_in(group_file);
 
         run_preflight(&pipeline, git.workdir(), &progress)?;
         let proposer = propose::build(&pipeline).map_err(Error::Setup)?;
@@ -174,6 +183,7 @@ impl Session {
         ])?;
 
         Ok(Session {
+            _lock: lock,
             options,
             git,
             journal,
@@ -400,15 +410,16 @@ impl Session {
             n,
             reason: reason.clone(),
         })?;
-        let failures = self.experiment(n)?.failures.len();
-        if failures >= MAX_PROPOSAL_FAILURES {
+        let failures = self.experiment(n)?.failures.len() as u32;
+        let max = self.pipeline.proposer.max_failures;
+        if failures >= max {
             return Ok(State::Stop(Stop::Failed(format!(
                 "the proposer failed {failures} times in a row; the last time: {reason}"
             ))));
         }
-        let wait = FIRST_RETRY_WAIT * 2u32.pow(failures as u32 - 1);
+        let wait = self.pipeline.proposer.retry_wait * 2u32.saturating_pow(failures - 1);
         self.progress.note(&format!(
-            "arun: trying again in {} ({failures} of {MAX_PROPOSAL_FAILURES} failures)",
+            "arun: trying again in {} ({failures} of {max} failures)",
             crate::progress::clock(wait)
         ));
         if sleep_unless_interrupted(wait) {
@@ -1060,6 +1071,30 @@ fn choose_tag(pipeline: &Pipeline, options: &RunOptions, repo: &Path) -> Result<
         day,
     )
     .map_err(Error::Setup)
+}
+
+/// Takes the run's lock file, so that two arun processes never drive the same run. The lock goes
+/// with the process, however it ends.
+fn lock_run(dir: &Path, tag: &str) -> Result<std::fs::File, Error> {
+    use std::os::fd::AsRawFd;
+    let path = dir.join("lock");
+    let file = std::fs::create_dir_all(dir)
+        .and_then(|_| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+        })
+        .map_err(|err| Error::io(format!("cannot create `{}`", path.display()), err))?;
+    // SAFETY: flock on a file descriptor we own.
+    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
+    if !locked {
+        return Err(Error::Setup(format!(
+            "run `{tag}` is already being driven by another arun process"
+        )));
+    }
+    Ok(file)
 }
 
 /// The tag of the run whose journal changed last.

@@ -199,6 +199,15 @@ pub struct Proposer {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub stall: Option<u32>,
+    /// Stop the run after this many failed proposals in a row (agent crashed or timed out,
+    /// model unreachable, nothing changed). Default: `5`.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_failures: Option<u32>,
+    /// Wait after a failed proposal before the next try; doubled after each further failure.
+    /// Default: `30s`.
+    #[serde(default)]
+    pub retry_wait: Option<HumanDuration>,
     /// Prompt templates (minijinja) overriding the built-in ones, relative to the pipeline file.
     #[serde(default)]
     pub templates: Templates,

@@ -80,6 +80,8 @@ pub struct ProposerSpec {
     pub timeout: Duration,
     pub history: u32,
     pub stall: u32,
+    pub max_failures: u32,
+    pub retry_wait: Duration,
     pub templates: PromptTemplates,
 }
 
@@ -498,6 +500,8 @@ fn resolve_proposer(
         timeout: p.timeout.map_or(Duration::from_secs(20 * 60), |d| d.0),
         history: p.history.unwrap_or(20),
         stall: p.stall.unwrap_or(8),
+        max_failures: p.max_failures.unwrap_or(5),
+        retry_wait: p.retry_wait.map_or(Duration::from_secs(30), |d| d.0),
         templates,
     };
     (problems.len() == before).then_some(spec)

@@ -7,6 +7,7 @@
 
 pub mod env;
 pub mod interrupt;
+pub mod orphans;
 pub mod tail;
 
 use std::io;
@@ -117,8 +118,10 @@ pub fn run(spawn: &Spawn, watch: &mut dyn Watch) -> io::Result<Finished> {
     let expression = duct::cmd("sh", ["-c", spawn.command])
         .dir(spawn.dir)
         .full_env(spawn.env.vars())
-        .stdout_path(spawn.log)
+        // duct applies the outermost redirection first: join stderr to stdout, then send
+        // that stdout to the log.
         .stderr_to_stdout()
+        .stdout_path(spawn.log)
         .unchecked()
         .before_spawn(|command| {
             command.process_group(0);
@@ -133,6 +136,7 @@ pub fn run(spawn: &Spawn, watch: &mut dyn Watch) -> io::Result<Finished> {
     // The leader's pid is the group id (process_group(0)).
     let group = handle.pids()[0] as i32;
     interrupt::set_running_group(group);
+    orphans::started(group);
     let mut tail = LogTail::open(spawn.log)?;
     let deadline = started + spawn.limit;
 
@@ -155,6 +159,7 @@ pub fn run(spawn: &Spawn, watch: &mut dyn Watch) -> io::Result<Finished> {
     // Whatever the leader left behind in its group (background workers) goes too.
     signal_group(group, libc::SIGKILL);
     interrupt::set_running_group(0);
+    orphans::finished();
     tail.poll(&mut |line| watch.line(line))?;
     tail.finish(&mut |line| watch.line(line));
     Ok(Finished { ending, elapsed })

@@ -1,0 +1,75 @@
+//! Processes a killed arun left behind. arun notes the process group of each command it runs in
+//! a file of the run; when the run starts again, a group still alive there (an agent still
+//! editing, a trainer still holding the GPU) is stopped before anything else happens.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+static GROUP_FILE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Sets the file that records the running command's group (once per process).
+pub fn record_groups_in(path: PathBuf) {
+    let _ = GROUP_FILE.set(path);
+}
+
+pub(super) fn started(group: i32) {
+    if let Some(path) = GROUP_FILE.get() {
+        let _ = std::fs::write(path, format!("{group}\n"));
+    }
+}
+
+pub(super) fn finished() {
+    if let Some(path) = GROUP_FILE.get() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// Stops what is left of the group recorded in `file`, if its processes still work in `repo`
+/// (the check guards against a recycled process group id). Returns how many were stopped.
+pub fn stop_leftovers(file: &Path, repo: &Path, grace: Duration) -> usize {
+    let Some(group) = std::fs::read_to_string(file)
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+    else {
+        return 0;
+    };
+    let members = members_in(group, repo);
+    if !members.is_empty() {
+        super::signal_group(group, libc::SIGTERM);
+        let until = Instant::now() + grace;
+        while Instant::now() < until && !members_in(group, repo).is_empty() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        super::signal_group(group, libc::SIGKILL);
+    }
+    let _ = std::fs::remove_file(file);
+    members.len()
+}
+
+/// Live processes of `group` whose working directory is inside `repo`.
+fn members_in(group: i32, repo: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+                return false;
+            };
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .map(|(_, rest)| rest.split_whitespace().collect())
+                .unwrap_or_default();
+            let live = fields
+                .first()
+                .is_some_and(|state| *state != "Z" && *state != "X");
+            let in_group = fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(group);
+            live && in_group
+                && std::fs::read_link(format!("/proc/{pid}/cwd"))
+                    .is_ok_and(|cwd| cwd.starts_with(repo))
+        })
+        .collect()
+}

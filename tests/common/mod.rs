@@ -1,0 +1,312 @@
+//! Test harness: a target repository made from `tests/fixtures/target` in a temp dir, the
+//! scripted agent of `tests/scripts/agent.py` driven by a JSON plan, and the real `arun` binary.
+
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+pub struct Target {
+    pub dir: tempfile::TempDir,
+    pub pipeline: PathBuf,
+    pub repo: PathBuf,
+}
+
+/// A pipeline over the scripted target; `extra` is appended (further tables such as
+/// `[decision]`), `experiment` replaces keys of the `[experiment]` table.
+pub struct Setup<'a> {
+    pub plan: serde_json::Value,
+    /// The experiment's run command.
+    pub run: &'a str,
+    pub experiment: &'a str,
+    pub extra: &'a str,
+}
+
+impl Default for Setup<'_> {
+    fn default() -> Self {
+        Setup {
+            plan: serde_json::json!({}),
+            run: "python3 train.py",
+            experiment: "budget = \"2s\"\nhard-limit = \"4s\"\ngrace = \"1s\"",
+            extra: "",
+        }
+    }
+}
+
+impl Target {
+    pub fn new(setup: Setup) -> Target {
+        let dir = tempfile::tempdir().unwrap();
+        let plan = dir.path().join("plan.json");
+        std::fs::write(&plan, serde_json::to_string_pretty(&setup.plan).unwrap()).unwrap();
+        let pipeline = dir.path().join("pipeline.toml");
+        let text = format!(
+            r#"[target]
+repo = "repo"
+template = "{root}/tests/fixtures/target"
+editable = ["train.py"]
+read-only = ["prepare.py"]
+context = ["README.md"]
+
+[experiment]
+run = "{run}"
+env = {{ PIDFILE = "{dir}/pids" }}
+{experiment}
+
+[metric]
+name = "val_loss"
+regex = '^val_loss:\s*(\S+)'
+memory = "peak_mem_mb"
+
+[metric.extra]
+peak_mem_mb = '^peak_mem_mb:\s*([0-9.]+)'
+
+[proposer]
+kind = "agent"
+retry-wait = "0s"
+max-failures = 2
+
+[proposer.agent]
+command = "python3 {root}/tests/scripts/agent.py"
+env = {{ PLAN = "{plan}" }}
+
+{extra}
+"#,
+            root = ROOT,
+            dir = dir.path().display(),
+            plan = plan.display(),
+            run = setup.run,
+            experiment = setup.experiment,
+            extra = setup.extra,
+        );
+        std::fs::write(&pipeline, text).unwrap();
+        let repo = dir.path().join("repo");
+        Target {
+            dir,
+            pipeline,
+            repo,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `arun PIPELINE --tag test ARGS...`, to its end.
+    pub fn arun(&self, args: &[&str]) -> Run {
+        let output = self.command(args).output().unwrap();
+        Run { output }
+    }
+
+    /// `arun` with extra environment variables.
+    pub fn arun_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
+        let mut command = self.command(args);
+        command.envs(env.iter().copied());
+        Run {
+            output: command.output().unwrap(),
+        }
+    }
+
+    /// The same command, started and left running.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_arun"));
+        command
+            .arg(&self.pipeline)
+            .args(["--tag", "test"])
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("ARUN_FAILPOINT")
+            .env("NO_COLOR", "1");
+        command
+    }
+
+    pub fn results(&self) -> String {
+        std::fs::read_to_string(self.repo.join("results.tsv")).unwrap()
+    }
+
+    /// results.tsv with each commit checked against `refs/arun/test/<n>` and replaced by `#<n>`.
+    pub fn results_redacted(&self) -> String {
+        let text = self.results();
+        let mut lines = text.lines();
+        let mut out = format!("{}\n", lines.next().unwrap());
+        for (n, line) in lines.enumerate() {
+            let (commit, rest) = line.split_once('\t').unwrap();
+            assert_eq!(
+                commit,
+                self.ref_short(n as u64),
+                "row {n} names the wrong commit: {line}"
+            );
+            out.push_str(&format!("#{n}\t{rest}\n"));
+        }
+        out
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let output = Command::new("git")
+            .args(args)
+            .current_dir(&self.repo)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap().trim().to_string()
+    }
+
+    pub fn ref_short(&self, n: u64) -> String {
+        self.git(&["rev-parse", "--short=7", &format!("refs/arun/test/{n}")])
+    }
+
+    pub fn refs(&self) -> Vec<String> {
+        let text = self.git(&["for-each-ref", "--format=%(refname)", "refs/arun/test/"]);
+        let mut refs: Vec<String> = text.lines().map(str::to_string).collect();
+        refs.sort_by_key(|r| r.rsplit('/').next().unwrap().parse::<u64>().unwrap());
+        refs
+    }
+
+    pub fn branch_tip(&self) -> String {
+        self.git(&["rev-parse", "--short=7", "autoresearch/test"])
+    }
+
+    /// The branch HEAD is on, or `None` when detached.
+    pub fn head_branch(&self) -> Option<String> {
+        let out = Command::new("git")
+            .args(["symbolic-ref", "--short", "-q", "HEAD"])
+            .current_dir(&self.repo)
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8(out.stdout).unwrap().trim().to_string())
+    }
+
+    /// `git status --porcelain` without untracked files that arun or the trainer made.
+    pub fn status(&self) -> String {
+        self.git(&["status", "--porcelain"])
+    }
+
+    pub fn train_py(&self) -> String {
+        std::fs::read_to_string(self.repo.join("train.py")).unwrap()
+    }
+
+    pub fn journal(&self) -> Vec<serde_json::Value> {
+        std::fs::read_to_string(self.repo.join(".arun/test/journal.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+
+    /// Each decision in order: (status, reason).
+    pub fn decisions(&self) -> Vec<(String, String)> {
+        self.journal()
+            .iter()
+            .filter(|e| e["event"] == "decided")
+            .map(|e| {
+                (
+                    e["decision"]["status"].as_str().unwrap().to_string(),
+                    e["decision"]["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// The agent's calls: (experiment, task, prompt).
+    pub fn agent_calls(&self) -> Vec<(u64, String, String)> {
+        let path = self.path("plan.json.calls");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (
+                    v["n"].as_u64().unwrap(),
+                    v["task"].as_str().unwrap().to_string(),
+                    v["prompt"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// PIDs the trainer wrote for the processes it forked.
+    pub fn forked_pids(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.path("pids"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.trim().parse().unwrap())
+            .collect()
+    }
+}
+
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> Option<i32> {
+        self.output.status.code()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    /// The `[EXP]` lines with commits replaced by `#<n>`.
+    pub fn exp_lines(&self) -> Vec<String> {
+        self.stdout()
+            .lines()
+            .filter(|l| l.starts_with("[EXP]"))
+            .map(|l| {
+                let n = l.split_whitespace().nth(2).unwrap();
+                let start = l.find("commit:").unwrap() + "commit:".len();
+                format!("{}#{n}{}", &l[..start], &l[start + 7..])
+            })
+            .collect()
+    }
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code(),
+            Some(code),
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+}
+
+/// Whether a process is still alive (not gone, not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap()
+                .split_whitespace()
+                .next()
+                .unwrap();
+            state != "Z" && state != "X"
+        }
+        Err(_) => false,
+    }
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
