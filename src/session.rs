@@ -92,6 +92,9 @@ pub struct Session {
     started: Instant,
     progress: Progress,
     gpu: Option<GpuMonitor>,
+    /// Where the work tree is known to be clean, to skip resets that would change nothing
+    /// (each walks the whole tree). `None` after anything ran in it.
+    clean_at: Option<(Head, Oid)>,
 }
 
 /// Runs the pipeline until a limit, an interruption or an error; prints the summary.
@@ -195,6 +198,7 @@ impl Session {
             started: Instant::now(),
             progress,
             gpu: GpuMonitor::connect(),
+            clean_at: None,
             pipeline,
         })
     }
@@ -311,7 +315,7 @@ impl Session {
             return Ok(State::Commit { n });
         }
         let (head, base) = self.proposer_head(&experiment)?;
-        self.git.reset_hard(&head, base)?;
+        self.place(head.clone(), base)?;
         let untracked_before = self.git.untracked()?;
         let task = if experiment.fix_of.is_some() {
             Task::FixCrash
@@ -337,6 +341,7 @@ impl Session {
             prompt_file: self.dir.join("prompts").join(format!("{n}.md")),
             transcript: self.dir.join("agents").join(format!("{n}.log")),
         };
+        self.clean_at = None;
         let mut watch = ProgressWatch(&mut self.progress);
         let outcome = self.proposer.propose(&request, &mut watch);
         self.repair_after_proposer(&head, base)?;
@@ -442,6 +447,7 @@ impl Session {
             let commit = self
                 .git
                 .commit_paths(base, &self.pipeline.target.editable, &message)?;
+            self.clean_at = Some((Head::Detached(commit), commit));
             let parent_commit = match experiment.parent.and_then(|p| self.history.experiment(p)) {
                 Some(parent) => oid(parent.commit.as_deref().unwrap_or(&experiment.base_commit))?,
                 None => base,
@@ -484,7 +490,7 @@ impl Session {
         } else {
             Head::Detached(commit)
         };
-        self.git.reset_hard(&head, commit)?;
+        self.place(head, commit)?;
         for (path, pinned) in &self.history.read_only {
             let now = git::hash_file(&self.git.workdir().join(path));
             if now.as_deref() != Some(pinned.as_str()) {
@@ -497,6 +503,7 @@ impl Session {
         let Some(command) = self.pipeline.experiment.build.clone() else {
             return Ok(State::Run { n });
         };
+        self.clean_at = None;
         self.progress
             .phase(format!("{} #{n} building", self.history.tag), None);
         let log = self.log_path(n, "build.log");
@@ -540,6 +547,7 @@ impl Session {
         );
         let log = self.log_path(n, "log");
         let env = self.experiment_env(n);
+        self.clean_at = None;
         let mut scanner = Scanner::new(&self.pipeline.metric);
         let mut watch = RunWatch {
             scanner: &mut scanner,
@@ -642,6 +650,7 @@ impl Session {
             Status::Discard | Status::Crash => oid(self.history.branch_tip())?,
         };
         self.git.reset_hard(&branch, tip)?;
+        self.clean_at = Some((branch, tip));
         results::append(&self.results, self.pipeline.metric.name(), &experiment)
             .map_err(|err| Error::io(format!("cannot write `{}`", self.results.display()), err))?;
         self.record_event(Event::Recorded {
@@ -732,6 +741,15 @@ impl Session {
                 .reset_hard(&Head::Branch(self.history.branch.clone()), tip);
         }
         ideas
+    }
+
+    /// Puts HEAD and the work tree at `commit`, unless they are known to be there already.
+    fn place(&mut self, head: Head, commit: Oid) -> Result<(), Error> {
+        if self.clean_at.as_ref() != Some(&(head.clone(), commit)) {
+            self.git.reset_hard(&head, commit)?;
+        }
+        self.clean_at = Some((head, commit));
+        Ok(())
     }
 
     fn record_event(&mut self, event: Event) -> Result<(), Error> {
