@@ -65,10 +65,13 @@ pub enum Event {
         lines_added: usize,
         lines_removed: usize,
     },
-    /// The experiment ran (or could not run) and this is what it produced.
+    /// One run of the experiment ended (or could not start) and this is what it produced.
+    /// `repeat` counts runs of the same code: 0 first, then baseline repeats and confirmations.
     Measured {
         time: f64,
         n: u64,
+        #[serde(default)]
+        repeat: u32,
         measurement: Measurement,
     },
     /// Keep, discard or crash, before the branch moves.
@@ -79,6 +82,13 @@ pub enum Event {
     },
     /// The results row is written and the branch is where the decision puts it.
     Recorded { time: f64, n: u64 },
+    /// The held-out check of a new best: its value, or why there is none.
+    HeldOut {
+        time: f64,
+        n: u64,
+        value: Option<f64>,
+        failure: Option<String>,
+    },
     /// The user stopped the run during experiment `n`.
     Interrupted { time: f64, n: Option<u64> },
     /// The run stopped by itself (a limit was reached, or an error).
@@ -95,7 +105,8 @@ impl Event {
             | Event::Committed { n, .. }
             | Event::Measured { n, .. }
             | Event::Decided { n, .. }
-            | Event::Recorded { n, .. } => Some(*n),
+            | Event::Recorded { n, .. }
+            | Event::HeldOut { n, .. } => Some(*n),
             _ => None,
         }
     }
@@ -112,6 +123,7 @@ impl Event {
             Event::Measured { .. } => "measured",
             Event::Decided { .. } => "decided",
             Event::Recorded { .. } => "recorded",
+            Event::HeldOut { .. } => "held-out",
             Event::Interrupted { .. } => "interrupted",
             Event::Stopped { .. } => "stopped",
         }
@@ -249,9 +261,12 @@ pub struct Experiment {
     pub cost_usd: Option<f64>,
     pub commit: Option<String>,
     pub lines: (usize, usize),
-    pub measurement: Option<Measurement>,
+    /// Every run of this code, in order.
+    pub runs: Vec<Measurement>,
     pub decision: Option<Decision>,
     pub recorded: bool,
+    /// The held-out check's value (for a new best), or its failure.
+    pub held_out: Option<Result<f64, String>>,
     /// Proposal failures since this number was first started.
     pub failures: Vec<String>,
 }
@@ -261,8 +276,22 @@ impl Experiment {
         self.decision.as_ref().map(|d| d.status)
     }
 
+    /// The metric: the mean over its runs.
     pub fn metric(&self) -> Option<f64> {
-        self.measurement.as_ref().and_then(|m| m.metric)
+        crate::decide::mean_metric(&self.runs)
+    }
+
+    /// Peak memory over its runs, in GiB.
+    pub fn memory_gb(&self) -> Option<f64> {
+        self.runs
+            .iter()
+            .filter_map(|r| r.memory_gb)
+            .fold(None, |peak, m| Some(peak.map_or(m, |p: f64| p.max(m))))
+    }
+
+    /// Whether a crash can be handed back to the proposer to fix.
+    pub fn fixable(&self) -> bool {
+        self.runs.last().is_some_and(|r| r.fixable)
     }
 
     pub fn is_baseline(&self) -> bool {
@@ -348,9 +377,10 @@ impl History {
                     cost_usd: None,
                     commit: None,
                     lines: (0, 0),
-                    measurement: None,
+                    runs: Vec::new(),
                     decision: None,
                     recorded: false,
+                    held_out: None,
                     failures,
                 });
             }
@@ -386,9 +416,16 @@ impl History {
                     e.lines = (*lines_added, *lines_removed);
                 }
             }
-            Event::Measured { n, measurement, .. } => {
+            Event::Measured {
+                n,
+                repeat,
+                measurement,
+                ..
+            } => {
                 if let Some(e) = self.experiment_mut(*n) {
-                    e.measurement = Some(measurement.clone());
+                    // A repeat journaled again after a restart replaces the one before.
+                    e.runs.truncate(*repeat as usize);
+                    e.runs.push(measurement.clone());
                 }
             }
             Event::Decided { n, decision, .. } => {
@@ -399,6 +436,16 @@ impl History {
             Event::Recorded { n, .. } => {
                 if let Some(e) = self.experiment_mut(*n) {
                     e.recorded = true;
+                }
+            }
+            Event::HeldOut {
+                n, value, failure, ..
+            } => {
+                if let Some(e) = self.experiment_mut(*n) {
+                    e.held_out = Some(match (value, failure) {
+                        (Some(v), _) => Ok(*v),
+                        (None, f) => Err(f.clone().unwrap_or_default()),
+                    });
                 }
             }
             Event::Resumed { .. } | Event::Interrupted { .. } | Event::Stopped { .. } => {}
@@ -461,6 +508,24 @@ impl History {
             .count() as u64
     }
 
+    /// The run-to-run noise: pooled standard deviation of every experiment measured more than
+    /// once (crashed runs left out).
+    pub fn sigma(&self) -> Option<f64> {
+        let groups: Vec<Vec<f64>> = self
+            .experiments
+            .iter()
+            .filter(|e| e.runs.iter().all(|r| r.failure.is_none()))
+            .map(|e| {
+                e.runs
+                    .iter()
+                    .filter_map(|r| r.metric)
+                    .filter(|v| v.is_finite())
+                    .collect()
+            })
+            .collect();
+        crate::decide::pooled_sigma(groups.iter().map(Vec::as_slice))
+    }
+
     /// Total reported proposal cost in USD.
     pub fn cost_usd(&self) -> f64 {
         self.experiments.iter().filter_map(|e| e.cost_usd).sum()
@@ -508,6 +573,7 @@ mod tests {
             Event::Measured {
                 time: 1.0,
                 n,
+                repeat: 0,
                 measurement: measured(metric),
             },
             Event::Decided {
@@ -516,6 +582,7 @@ mod tests {
                 decision: Decision {
                     status,
                     reason: String::new(),
+                    sigma: None,
                 },
             },
             Event::Recorded { time: 1.0, n },

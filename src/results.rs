@@ -22,13 +22,10 @@ pub fn row(experiment: &Experiment) -> String {
     let commit = &commit[..commit.len().min(7)];
     let (metric, memory) = match status {
         Status::Crash => (0.0, 0.0),
-        _ => {
-            let measurement = experiment.measurement.as_ref();
-            (
-                measurement.and_then(|m| m.metric).unwrap_or(0.0),
-                measurement.and_then(|m| m.memory_gb).unwrap_or(0.0),
-            )
-        }
+        _ => (
+            experiment.metric().unwrap_or(0.0),
+            experiment.memory_gb().unwrap_or(0.0),
+        ),
     };
     format!(
         "{commit}\t{metric:.6}\t{memory:.1}\t{status}\t{}\n",
@@ -92,19 +89,21 @@ mod tests {
             cost_usd: None,
             commit: Some("a1b2c3d4e5f6".to_string()),
             lines: (0, 0),
-            measurement: Some(Measurement {
+            runs: vec![Measurement {
                 failure: None,
                 metric: Some(metric),
                 values: BTreeMap::new(),
                 memory_gb: Some(44.04),
                 seconds: 300.0,
                 fixable: true,
-            }),
+            }],
             decision: Some(Decision {
                 status,
                 reason: String::new(),
+                sigma: None,
             }),
             recorded: true,
+            held_out: None,
             failures: Vec::new(),
         }
     }

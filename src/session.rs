@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use git2::Oid;
 
 use crate::config::Pipeline;
-use crate::decide::{self, Measurement, Reference, Status};
+use crate::decide::{self, Candidate, Measurement, Reference, Status, Verdict};
 use crate::error::Error;
 use crate::exec::{self, Environment, Spawn, Watch};
 use crate::git::{self, Git, Head};
@@ -58,6 +58,7 @@ enum State {
     Run { n: u64 },
     Decide { n: u64 },
     Record { n: u64 },
+    HeldOut { n: u64 },
     Stop(Stop),
 }
 
@@ -223,6 +224,7 @@ impl Session {
             State::Run { n } => self.run_experiment(n),
             State::Decide { n } => self.decide(n),
             State::Record { n } => self.record(n),
+            State::HeldOut { n } => self.held_out(n),
             State::Stop(stop) => Ok(State::Stop(stop)),
         }
     }
@@ -232,6 +234,13 @@ impl Session {
     fn begin(&mut self) -> Result<State, Error> {
         if let Some(current) = self.history.current() {
             return Ok(resume_state(current));
+        }
+        if let Some(last) = self.history.recorded().last()
+            && last.status() == Some(Status::Keep)
+            && last.held_out.is_none()
+            && self.pipeline.decision.held_out.is_some()
+        {
+            return Ok(State::HeldOut { n: last.n });
         }
         if exec::interrupt::requested() {
             return Ok(State::Stop(Stop::Interrupted));
@@ -293,7 +302,7 @@ impl Session {
     fn wants_fix(&self, last: &Experiment) -> bool {
         last.status() == Some(Status::Crash)
             && !last.is_baseline()
-            && last.measurement.as_ref().is_some_and(|m| m.fixable)
+            && last.fixable()
             && last.attempt < self.pipeline.decision.fix_attempts
     }
 
@@ -475,6 +484,7 @@ impl Session {
         if !experiment.violations.is_empty() {
             return self.measured(
                 n,
+                0,
                 failure(
                     format!(
                         "changed files outside the edit target: {} (reverted)",
@@ -485,12 +495,7 @@ impl Session {
             );
         }
         let commit = oid(experiment.commit.as_deref().unwrap_or_default())?;
-        let head = if experiment.is_baseline() {
-            Head::Branch(self.history.branch.clone())
-        } else {
-            Head::Detached(commit)
-        };
-        self.place(head, commit)?;
+        self.place(self.experiment_head(&experiment, commit), commit)?;
         for (path, pinned) in &self.history.read_only {
             let now = git::hash_file(&self.git.workdir().join(path));
             if now.as_deref() != Some(pinned.as_str()) {
@@ -527,6 +532,7 @@ impl Session {
             ending if ending.success() => Ok(State::Run { n }),
             ending => self.measured(
                 n,
+                0,
                 failure(
                     format!(
                         "build failed ({})",
@@ -538,106 +544,165 @@ impl Session {
         }
     }
 
-    /// Runs the experiment under its hard limit, reading the metric as the output streams.
+    /// Runs the experiment once more under its hard limit, reading the metric as the output
+    /// streams. Repeats of the same code (baseline runs, confirmations) get their own seed.
     fn run_experiment(&mut self, n: u64) -> Result<State, Error> {
-        let spec = &self.pipeline.experiment;
-        self.progress.phase(
-            format!("{} #{n} running", self.history.tag),
-            Some(spec.budget),
-        );
-        let log = self.log_path(n, "log");
-        let env = self.experiment_env(n);
-        self.clean_at = None;
-        let mut scanner = Scanner::new(&self.pipeline.metric);
-        let mut watch = RunWatch {
-            scanner: &mut scanner,
-            progress: &mut self.progress,
-            gpu: self.gpu.as_ref(),
-            peak: Peak::default(),
-            last_sample: None,
+        let experiment = self.experiment(n)?.clone();
+        let repeat = experiment.runs.len() as u32;
+        let commit = oid(experiment.commit.as_deref().unwrap_or_default())?;
+        self.place(self.experiment_head(&experiment, commit), commit)?;
+        let mut env = self.experiment_env(n);
+        if let Some(name) = &self.pipeline.decision.noise.seed_env {
+            env.set(name.clone(), repeat.to_string());
+        }
+        let label = match repeat {
+            0 => format!("{} #{n} running", self.history.tag),
+            r => format!("{} #{n} running again ({})", self.history.tag, r + 1),
         };
-        let finished = exec::run(
-            &Spawn {
+        let spec = &self.pipeline.experiment;
+        self.clean_at = None;
+        let log = self.run_log(n, repeat);
+        let measured = measure(
+            Measure {
                 command: &spec.run,
                 dir: self.git.workdir(),
                 env: &env,
-                stdin: None,
                 log: &log,
                 limit: spec.hard_limit,
                 grace: spec.grace,
+                budget: spec.budget,
+                metric: &self.pipeline.metric,
+                log_name: &format!(
+                    ".arun/{}/logs/{}",
+                    self.history.tag,
+                    log_file_name(n, repeat)
+                ),
             },
-            &mut watch,
+            label,
+            &mut self.progress,
+            self.gpu.as_ref(),
         )
         .map_err(|err| Error::io(format!("cannot run `{}`", spec.run), err))?;
-        let gpu_peak = watch.peak.gb();
-        if finished.ending == exec::Ending::Interrupted {
-            return Ok(State::Stop(Stop::Interrupted));
+        match measured {
+            Some(measurement) => self.measured(n, repeat, measurement),
+            None => Ok(State::Stop(Stop::Interrupted)),
         }
-
-        let readings = scanner.readings();
-        let memory_gb = gpu_peak.or_else(|| scanner.memory_gb(&readings));
-        let log_name = format!(".arun/{}/logs/{n}.log", self.history.tag);
-        let failure_reason = match (&finished.ending, &readings.metric) {
-            (ending, _) if !ending.success() => {
-                let mut reason = ending.describe(spec.hard_limit);
-                if readings.out_of_memory {
-                    reason = format!("out of memory ({reason})");
-                }
-                Some(reason)
-            }
-            (_, None) => Some(format!(
-                "metric `{}` never matched in the output; see {log_name}",
-                self.pipeline.metric.name()
-            )),
-            (_, Some(Err(message))) => Some(message.clone()),
-            (_, Some(Ok(_))) => None,
-        };
-        let measurement = Measurement {
-            failure: failure_reason,
-            metric: readings.metric.and_then(Result::ok),
-            values: readings.values,
-            memory_gb,
-            seconds: finished.elapsed.as_secs_f64(),
-            fixable: true,
-        };
-        self.measured(n, measurement)
     }
 
-    fn measured(&mut self, n: u64, measurement: Measurement) -> Result<State, Error> {
+    fn measured(&mut self, n: u64, repeat: u32, measurement: Measurement) -> Result<State, Error> {
         self.record_event(Event::Measured {
             time: journal::now(),
             n,
+            repeat,
             measurement,
         })?;
         Ok(State::Decide { n })
     }
 
+    /// Judges the runs so far: a decision, or one more run of the same code.
     fn decide(&mut self, n: u64) -> Result<State, Error> {
         let experiment = self.experiment(n)?;
-        let measurement = experiment
-            .measurement
-            .clone()
-            .ok_or_else(|| Error::RunFailed(format!("experiment {n} has no measurement")))?;
+        let rules = &self.pipeline.decision;
         let reference = Reference {
             best: self.history.best().and_then(Experiment::metric),
-            baseline_memory_gb: self
-                .history
-                .baseline()
-                .and_then(|b| b.measurement.as_ref())
-                .and_then(|m| m.memory_gb),
+            baseline_memory_gb: self.history.baseline().and_then(Experiment::memory_gb),
+            sigma: rules.noise.sigma.or_else(|| self.history.sigma()),
         };
-        let decision = decide::decide(
-            &measurement,
+        let verdict = decide::judge(
+            Candidate {
+                runs: &experiment.runs,
+                lines: experiment.lines,
+            },
             reference,
-            &self.pipeline.decision,
+            rules,
             self.pipeline.metric.goal,
         );
+        let decision = match verdict {
+            Verdict::RunAgain(why) => {
+                self.progress.note(&format!("arun: #{n}: {why}"));
+                return Ok(State::Run { n });
+            }
+            Verdict::Decided(decision) => decision,
+        };
+        if experiment.is_baseline()
+            && decision.status == Status::Keep
+            && let Some(sigma) = reference.sigma
+        {
+            let runs = experiment.runs.len();
+            self.progress.note(&format!(
+                "arun: noise σ = {sigma:.6} from {runs} baseline runs; a keep must improve by \
+                 more than {:.6}",
+                (rules.noise.sigmas * sigma).max(rules.min_improvement)
+            ));
+        }
         self.record_event(Event::Decided {
             time: journal::now(),
             n,
             decision,
         })?;
         Ok(State::Record { n })
+    }
+
+    /// Runs the held-out check on the new best `n`, whose code is on the branch.
+    fn held_out(&mut self, n: u64) -> Result<State, Error> {
+        let Some(check) = self.pipeline.decision.held_out.clone() else {
+            return Ok(State::Begin);
+        };
+        let tip = oid(self.history.branch_tip())?;
+        self.place(Head::Branch(self.history.branch.clone()), tip)?;
+        let env = self.experiment_env(n);
+        let spec = crate::metric::MetricSpec {
+            primary: check.capture.clone(),
+            goal: self.pipeline.metric.goal,
+            extra: Vec::new(),
+            memory: None,
+        };
+        let log = self.log_path(n, "held-out.log");
+        self.clean_at = None;
+        let limit = check.timeout.unwrap_or(self.pipeline.experiment.hard_limit);
+        let measured = measure(
+            Measure {
+                command: &check.run,
+                dir: self.git.workdir(),
+                env: &env,
+                log: &log,
+                limit,
+                grace: self.pipeline.experiment.grace,
+                budget: limit,
+                metric: &spec,
+                log_name: &format!(".arun/{}/logs/{n}.held-out.log", self.history.tag),
+            },
+            format!("{} #{n} held-out check", self.history.tag),
+            &mut self.progress,
+            None,
+        )
+        .map_err(|err| Error::io(format!("cannot run `{}`", check.run), err))?;
+        let Some(measurement) = measured else {
+            return Ok(State::Stop(Stop::Interrupted));
+        };
+        let (value, failure) = match (measurement.failure, measurement.metric) {
+            (None, Some(value)) if value.is_finite() => (Some(value), None),
+            (None, Some(value)) => (None, Some(format!("held-out metric is {value}"))),
+            (Some(failure), _) => (None, Some(failure)),
+            (None, None) => (None, Some("no held-out metric in the output".to_string())),
+        };
+        match (&value, &failure) {
+            (Some(v), _) => self.progress.note(&format!(
+                "arun: #{n}: held-out {} = {v:.6}",
+                check.capture.name
+            )),
+            (_, Some(f)) => self
+                .progress
+                .note(&format!("arun: #{n}: held-out check failed: {f}")),
+            _ => {}
+        }
+        self.record_event(Event::HeldOut {
+            time: journal::now(),
+            n,
+            value,
+            failure,
+        })?;
+        Ok(State::Begin)
     }
 
     /// Moves the branch as decided, writes the results row, prints the `[EXP]` line.
@@ -769,12 +834,32 @@ impl Session {
             .ok_or_else(|| Error::RunFailed(format!("the journal has no experiment {n}")))
     }
 
+    /// Where HEAD is while an experiment builds and runs: the baseline on the branch, every
+    /// other experiment detached at its commit (the branch only ever points at keeps).
+    fn experiment_head(&self, experiment: &Experiment, commit: Oid) -> Head {
+        if experiment.is_baseline() {
+            Head::Branch(self.history.branch.clone())
+        } else {
+            Head::Detached(commit)
+        }
+    }
+
     fn log_path(&self, n: u64, extension: &str) -> PathBuf {
         self.dir.join("logs").join(format!("{n}.{extension}"))
     }
 
+    fn run_log(&self, n: u64, repeat: u32) -> PathBuf {
+        self.dir.join("logs").join(log_file_name(n, repeat))
+    }
+
+    /// The cleaned end of the output of the experiment's last run (or of its build, when it
+    /// never ran).
     fn log_tail(&self, n: u64) -> String {
-        let run_log = self.log_path(n, "log");
+        let runs = self
+            .history
+            .experiment(n)
+            .map_or(0, |e| e.runs.len() as u32);
+        let run_log = self.run_log(n, runs.saturating_sub(1));
         let log = if run_log.exists() {
             run_log
         } else {
@@ -819,13 +904,7 @@ impl Session {
                 n: e.n,
                 commit: short_commit(e),
                 metric: metric_text(e),
-                memory_gb: format!(
-                    "{:.1}",
-                    e.measurement
-                        .as_ref()
-                        .and_then(|m| m.memory_gb)
-                        .unwrap_or(0.0)
-                ),
+                memory_gb: format!("{:.1}", e.memory_gb().unwrap_or(0.0)),
                 status: e.status().map(|s| s.to_string()).unwrap_or_default(),
                 description: results::one_line(&e.description_text()),
             })
@@ -920,12 +999,97 @@ impl Session {
     }
 }
 
+/// `3.log` for an experiment's first run, `3.r1.log`, `3.r2.log` for its repeats.
+fn log_file_name(n: u64, repeat: u32) -> String {
+    match repeat {
+        0 => format!("{n}.log"),
+        r => format!("{n}.r{r}.log"),
+    }
+}
+
+/// One measured command: an experiment run or a held-out check.
+struct Measure<'a> {
+    command: &'a str,
+    dir: &'a Path,
+    env: &'a Environment,
+    log: &'a Path,
+    limit: Duration,
+    grace: Duration,
+    /// Shown against the elapsed time.
+    budget: Duration,
+    metric: &'a crate::metric::MetricSpec,
+    /// The log as the user finds it, for messages.
+    log_name: &'a str,
+}
+
+/// Runs a command to its end, reading its metric from the output as it streams; `None` when
+/// the user interrupted it.
+fn measure(
+    run: Measure,
+    label: String,
+    progress: &mut Progress,
+    gpu: Option<&GpuMonitor>,
+) -> std::io::Result<Option<Measurement>> {
+    progress.phase(label, Some(run.budget));
+    let mut scanner = Scanner::new(run.metric);
+    let mut watch = RunWatch {
+        scanner: &mut scanner,
+        progress,
+        gpu,
+        peak: Peak::default(),
+        last_sample: None,
+    };
+    let finished = exec::run(
+        &Spawn {
+            command: run.command,
+            dir: run.dir,
+            env: run.env,
+            stdin: None,
+            log: run.log,
+            limit: run.limit,
+            grace: run.grace,
+        },
+        &mut watch,
+    )?;
+    let gpu_peak = watch.peak.gb();
+    if finished.ending == exec::Ending::Interrupted {
+        return Ok(None);
+    }
+    let readings = scanner.readings();
+    let memory_gb = gpu_peak.or_else(|| scanner.memory_gb(&readings));
+    let failure = match (&finished.ending, &readings.metric) {
+        (ending, _) if !ending.success() => {
+            let reason = ending.describe(run.limit);
+            Some(if readings.out_of_memory {
+                format!("out of memory ({reason})")
+            } else {
+                reason
+            })
+        }
+        (_, None) => Some(format!(
+            "metric `{}` never matched in the output; see {}",
+            run.metric.name(),
+            run.log_name
+        )),
+        (_, Some(Err(message))) => Some(message.clone()),
+        (_, Some(Ok(_))) => None,
+    };
+    Ok(Some(Measurement {
+        failure,
+        metric: readings.metric.and_then(Result::ok),
+        values: readings.values,
+        memory_gb,
+        seconds: finished.elapsed.as_secs_f64(),
+        fixable: true,
+    }))
+}
+
 /// The step that follows the last journaled event of an unfinished experiment.
 fn resume_state(experiment: &Experiment) -> State {
     let n = experiment.n;
     if experiment.decision.is_some() {
         State::Record { n }
-    } else if experiment.measurement.is_some() {
+    } else if !experiment.runs.is_empty() {
         State::Decide { n }
     } else if experiment.commit.is_some() {
         State::Build { n }

@@ -65,6 +65,22 @@ pub fn render(
             let _ = writeln!(out, "no result yet");
         }
     }
+    if let (Some(check), Some(best)) = (&pipeline.decision.held_out, history.best())
+        && let Some(Ok(value)) = &best.held_out
+    {
+        let baseline = match history.baseline().and_then(|b| b.held_out.clone()) {
+            Some(Ok(b)) => format!(" (baseline {b:.6})"),
+            _ => String::new(),
+        };
+        let _ = writeln!(out, "held-out {} {value:.6}{baseline}", check.capture.name);
+    }
+    if let Some(sigma) = pipeline.decision.noise.sigma.or_else(|| history.sigma()) {
+        let _ = writeln!(
+            out,
+            "noise: σ = {sigma:.6}; keeps had to improve by more than {:.6}",
+            (pipeline.decision.noise.sigmas * sigma).max(pipeline.decision.min_improvement)
+        );
+    }
     let kept: Vec<&Experiment> = history.kept().collect();
     if !kept.is_empty() {
         let _ = writeln!(out, "trajectory:");

@@ -158,6 +158,80 @@ pub struct Decision {
     /// Peak memory limits; an experiment over them is a crash.
     #[serde(default)]
     pub memory: MemoryGuard,
+    /// Repeated runs, so that a keep means a real improvement and not noise.
+    #[serde(default)]
+    pub noise: Noise,
+    /// Weighing an improvement against the lines it adds (autoresearch's simplicity criterion).
+    #[serde(default)]
+    pub simplicity: Simplicity,
+    /// A second measurement on data the proposer never sees, taken on each new best.
+    #[serde(default)]
+    pub held_out: Option<HeldOut>,
+}
+
+/// The noise policy: how often code is measured, and how far above the noise a keep must be.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Noise {
+    /// How many times the baseline runs; its spread is the first estimate of the run-to-run
+    /// noise σ, refined by every later repeated measurement. `1` turns the noise policy off.
+    /// Default: `3`.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub baseline_runs: Option<u32>,
+    /// How many more times a candidate that beats the best by more than the threshold runs;
+    /// it is then judged on the mean of all its runs. Default: `1`.
+    #[serde(default)]
+    pub confirm_runs: Option<u32>,
+    /// A keep must improve on the best by more than this many σ (and by `min-improvement`).
+    /// Default: `2`.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub sigmas: Option<f64>,
+    /// A known run-to-run standard deviation of the metric, used instead of the estimate.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub sigma: Option<f64>,
+    /// Environment variable that gives each run of the same code its own seed: `0` for the
+    /// first run of every experiment, `1`, `2`... for repeats. Empty: no seed is set.
+    /// Default: `ARUN_SEED`.
+    #[serde(default)]
+    pub seed_env: Option<String>,
+}
+
+/// The simplicity rule, on (improvement, lines added minus removed in the editable files).
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Simplicity {
+    /// An improvement that adds more than this many lines (net) must be large to be kept.
+    /// Default: `20`.
+    #[serde(default)]
+    pub max_added_lines: Option<u32>,
+    /// What counts as a large improvement, in the metric's units. Default: twice the keep
+    /// threshold (`sigmas` × σ, or `min-improvement`).
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub large_improvement: Option<f64>,
+    /// Keep a change that removes lines and leaves the metric within the noise (a
+    /// simplification win). Default: `true`.
+    #[serde(default)]
+    pub keep_simpler: Option<bool>,
+}
+
+/// A held-out check: a command whose metric the proposer never sees, run on each new best so
+/// that overfitting to the validation metric shows.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct HeldOut {
+    /// Shell command (`sh -c`, in the repository), e.g. `uv run eval.py --split test`.
+    pub run: String,
+    /// Name of the held-out metric, e.g. `test_bpb`.
+    pub name: String,
+    /// Regular expression with one capture group, matched against each output line.
+    pub regex: String,
+    /// How long the check may take. Default: the experiment's hard limit.
+    #[serde(default)]
+    pub timeout: Option<HumanDuration>,
 }
 
 /// Peak-memory limits for an experiment.

@@ -71,6 +71,34 @@ pub struct DecisionRules {
     pub fix_attempts: u32,
     pub memory_max_ratio: f64,
     pub memory_max_gb: Option<f64>,
+    pub noise: NoisePolicy,
+    pub simplicity: SimplicityRule,
+    pub held_out: Option<HeldOutCheck>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NoisePolicy {
+    pub baseline_runs: u32,
+    pub confirm_runs: u32,
+    pub sigmas: f64,
+    /// A known σ, used instead of the estimate.
+    pub sigma: Option<f64>,
+    /// The variable that carries each run's seed; `None` sets none.
+    pub seed_env: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SimplicityRule {
+    pub max_added_lines: u32,
+    pub large_improvement: Option<f64>,
+    pub keep_simpler: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct HeldOutCheck {
+    pub run: String,
+    pub capture: Capture,
+    pub timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -134,12 +162,7 @@ pub fn resolve(raw: PipelineFile, file: &Path) -> Result<Pipeline, Vec<Problem>>
         .collect();
     let experiment = resolve_experiment(&raw, &mut problems);
     let metric = resolve_metric(&raw.metric, &mut problems);
-    let decision = DecisionRules {
-        min_improvement: raw.decision.min_improvement.unwrap_or(0.0),
-        fix_attempts: raw.decision.fix_attempts.unwrap_or(2),
-        memory_max_ratio: raw.decision.memory.max_ratio.unwrap_or(2.0),
-        memory_max_gb: raw.decision.memory.max_gb,
-    };
+    let decision = resolve_decision(&raw.decision, &mut problems);
     if decision.min_improvement < 0.0 {
         problems.push(Problem::at(
             "decision.min-improvement",
@@ -379,6 +402,55 @@ fn resolve_metric(raw: &file::Metric, problems: &mut Vec<Problem>) -> Option<Met
             memory: raw.memory.clone().map(|m| (m, raw.memory_unit)),
         }),
         _ => None,
+    }
+}
+
+fn resolve_decision(raw: &file::Decision, problems: &mut Vec<Problem>) -> DecisionRules {
+    let noise = &raw.noise;
+    let seed_env = match noise.seed_env.as_deref() {
+        None => Some("ARUN_SEED".to_string()),
+        Some("") => None,
+        Some(name) if valid_env_name(name) => Some(name.to_string()),
+        Some(name) => {
+            problems.push(Problem::at(
+                "decision.noise.seed-env",
+                format!("`{name}` is not a valid environment variable name"),
+            ));
+            None
+        }
+    };
+    let held_out = raw
+        .held_out
+        .as_ref()
+        .and_then(|h| match Capture::new(&h.name, &h.regex) {
+            Ok(capture) => Some(HeldOutCheck {
+                run: h.run.clone(),
+                capture,
+                timeout: h.timeout.map(|d| d.0),
+            }),
+            Err(message) => {
+                problems.push(Problem::at("decision.held-out.regex", message));
+                None
+            }
+        });
+    DecisionRules {
+        min_improvement: raw.min_improvement.unwrap_or(0.0),
+        fix_attempts: raw.fix_attempts.unwrap_or(2),
+        memory_max_ratio: raw.memory.max_ratio.unwrap_or(2.0),
+        memory_max_gb: raw.memory.max_gb,
+        noise: NoisePolicy {
+            baseline_runs: noise.baseline_runs.unwrap_or(3),
+            confirm_runs: noise.confirm_runs.unwrap_or(1),
+            sigmas: noise.sigmas.unwrap_or(2.0),
+            sigma: noise.sigma,
+            seed_env,
+        },
+        simplicity: SimplicityRule {
+            max_added_lines: raw.simplicity.max_added_lines.unwrap_or(20),
+            large_improvement: raw.simplicity.large_improvement,
+            keep_simpler: raw.simplicity.keep_simpler.unwrap_or(true),
+        },
+        held_out,
     }
 }
 

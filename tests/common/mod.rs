@@ -23,6 +23,8 @@ pub struct Setup<'a> {
     pub plan: serde_json::Value,
     /// The experiment's run command.
     pub run: &'a str,
+    /// More entries of the experiment's `env` table, e.g. `NOISE_SD = "0.001"`.
+    pub env: &'a str,
     pub experiment: &'a str,
     pub extra: &'a str,
 }
@@ -32,6 +34,7 @@ impl Default for Setup<'_> {
         Setup {
             plan: serde_json::json!({}),
             run: "python3 train.py",
+            env: "",
             experiment: "budget = \"2s\"\nhard-limit = \"4s\"\ngrace = \"1s\"",
             extra: "",
         }
@@ -54,7 +57,7 @@ context = ["README.md"]
 
 [experiment]
 run = "{run}"
-env = {{ PIDFILE = "{dir}/pids" }}
+env = {{ PIDFILE = "{dir}/pids"{env} }}
 {experiment}
 
 [metric]
@@ -80,6 +83,11 @@ env = {{ PLAN = "{plan}" }}
             dir = dir.path().display(),
             plan = plan.display(),
             run = setup.run,
+            env = if setup.env.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", setup.env)
+            },
             experiment = setup.experiment,
             extra = setup.extra,
         );
@@ -220,6 +228,21 @@ env = {{ PLAN = "{plan}" }}
                 (
                     e["decision"]["status"].as_str().unwrap().to_string(),
                     e["decision"]["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    /// Every run measured, in order: (experiment, repeat, metric).
+    pub fn measured(&self) -> Vec<(u64, u64, Option<f64>)> {
+        self.journal()
+            .iter()
+            .filter(|e| e["event"] == "measured")
+            .map(|e| {
+                (
+                    e["n"].as_u64().unwrap(),
+                    e["repeat"].as_u64().unwrap(),
+                    e["measurement"]["metric"].as_f64(),
                 )
             })
             .collect()

@@ -73,6 +73,14 @@ def main():
             subprocess.run(GIT + ["commit", "-qam", "agent commit"], check=True)
         elif extra == "git-checkout":
             subprocess.run(GIT + ["checkout", "-q", "-b", "agent-branch"], check=True)
+        elif extra == "add-lines":
+            with open("train.py", "a") as f:
+                f.write("".join(f"# note {i}\n" for i in range(30)))
+        elif extra == "remove-padding":
+            with open("train.py") as f:
+                kept = [line for line in f if not line.startswith("# padding")]
+            with open("train.py", "w") as f:
+                f.write("".join(kept))
         elif extra == "delete-run-files":
             subprocess.run(["rm", "-rf", ".arun", "results.tsv"], check=True)
     description = step.get("description")
