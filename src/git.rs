@@ -232,39 +232,25 @@ impl Git {
         }
     }
 
-    /// Names of the refs under `prefix`, e.g. `refs/arun/nov22/`.
-    pub fn refs_under(&self, prefix: &str) -> Result<Vec<String>> {
-        let refs = self
-            .repo
-            .references_glob(&format!("{prefix}*"))
-            .context(|| format!("cannot list refs under `{prefix}`"))?;
-        Ok(refs
-            .filter_map(|r| r.ok().and_then(|r| r.name().ok().map(str::to_string)))
-            .collect())
-    }
-
     /// Puts HEAD where it should be and the work tree and index at `commit`, discarding changes to
     /// tracked files (untracked files are left alone). On a branch, the branch is moved to `commit`.
     pub fn reset_hard(&self, head: &Head, commit: Oid) -> Result<()> {
-        self.place_head(head, commit)?;
-        let object = self
-            .repo
-            .find_object(commit, None)
-            .context(|| format!("cannot find commit {commit}"))?;
-        self.repo
-            .reset(&object, ResetType::Hard, None)
-            .context(|| format!("cannot reset to {}", short(commit)))
+        self.reset(head, commit, ResetType::Hard)
     }
 
     /// Like `reset_hard` but the work tree is left as it is; only HEAD and the index move.
     pub fn reset_keeping_files(&self, head: &Head, commit: Oid) -> Result<()> {
+        self.reset(head, commit, ResetType::Mixed)
+    }
+
+    fn reset(&self, head: &Head, commit: Oid, kind: ResetType) -> Result<()> {
         self.place_head(head, commit)?;
         let object = self
             .repo
             .find_object(commit, None)
             .context(|| format!("cannot find commit {commit}"))?;
         self.repo
-            .reset(&object, ResetType::Mixed, None)
+            .reset(&object, kind, None)
             .context(|| format!("cannot reset to {}", short(commit)))
     }
 
@@ -434,20 +420,6 @@ impl Git {
             .find_commit(commit)
             .and_then(|c| c.tree())
             .context(|| format!("cannot read commit {commit}"))
-    }
-
-    /// The subject line of a commit.
-    pub fn summary(&self, commit: Oid) -> Result<String> {
-        let commit = self
-            .repo
-            .find_commit(commit)
-            .context(|| format!("cannot read commit {commit}"))?;
-        Ok(commit
-            .summary()
-            .ok()
-            .flatten()
-            .unwrap_or_default()
-            .to_string())
     }
 
     /// Adds lines to `.git/info/exclude` (never to the user's .gitignore) unless already there.
