@@ -334,8 +334,9 @@ fn chromium() -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Runs headless Chromium on `page` with `args`, killed after a minute; (stdout, stderr).
-fn run_chromium(chromium: &Path, page: &Path, args: &[&str]) -> (String, String) {
+/// Runs headless Chromium on `page` (`#fragment` included) with `args`, killed after a minute;
+/// (stdout, stderr).
+fn run_chromium(chromium: &Path, page: &str, args: &[&str]) -> (String, String) {
     let profile = tempfile::tempdir().unwrap();
     let (stdout, stderr) = (profile.path().join("stdout"), profile.path().join("stderr"));
     let mut child = Command::new(chromium)
@@ -354,7 +355,7 @@ fn run_chromium(chromium: &Path, page: &Path, args: &[&str]) -> (String, String)
         ])
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .args(args)
-        .arg(format!("file://{}", page.display()))
+        .arg(format!("file://{page}"))
         // Files, not pipes: a page dumped into a pipe nobody reads yet would block it.
         .stdout(std::fs::File::create(&stdout).unwrap())
         .stderr(std::fs::File::create(&stderr).unwrap())
@@ -390,11 +391,12 @@ fn the_page_renders_in_chromium_without_errors_and_the_plot_is_drawn() {
     let (dir, table) = fixture_dir();
     arun(dir.path(), &["report", table.to_str().unwrap()]).assert_code(0);
     let page = dir.path().join("autoresearch-mar8-results.html");
+    let page = page.to_str().unwrap();
 
     // The script ran to its end without an error, and says where the plot is.
     let (dom, log) = run_chromium(
         &chromium,
-        &page,
+        page,
         &["--enable-logging=stderr", "--v=0", "--dump-dom"],
     );
     let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
@@ -421,7 +423,7 @@ fn the_page_renders_in_chromium_without_errors_and_the_plot_is_drawn() {
     let shot = dir.path().join("shot.png");
     run_chromium(
         &chromium,
-        &page,
+        page,
         &[&format!("--screenshot={}", shot.display())],
     );
     let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
@@ -457,5 +459,30 @@ fn the_page_renders_in_chromium_without_errors_and_the_plot_is_drawn() {
     assert!(
         ink > area / 50,
         "the plot is nearly empty: {ink} of {area} pixels"
+    );
+
+    // A run's page opened at `#e3` (a click on point 3) shows experiment 3's diff and log.
+    let target = finished_run();
+    let pipeline = target.pipeline.to_str().unwrap().to_string();
+    target.arun_command(&["report", &pipeline]).assert_code(0);
+    let page = target.repo.join(".arun/test/report.html");
+    let (dom, log) = run_chromium(
+        &chromium,
+        &format!("{}#e3", page.display()),
+        &["--enable-logging=stderr", "--v=0", "--dump-dom"],
+    );
+    let console: Vec<&str> = log.lines().filter(|l| l.contains("CONSOLE")).collect();
+    assert!(console.is_empty(), "console messages: {console:#?}");
+    assert!(
+        dom.contains(r#"<tr class="row crash on-path clickable open flash" id="e3""#),
+        "row 3 is open and flashes"
+    );
+    assert!(
+        dom.contains(r#"<tr class="detail" id="d3" data-status="crash"><td"#),
+        "its details show"
+    );
+    assert!(
+        dom.contains(r#"<tr class="detail" id="d2" data-status="discard" hidden="">"#),
+        "the others stay shut"
     );
 }

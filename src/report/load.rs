@@ -325,6 +325,16 @@ fn run_facts(history: &History, dir: &Path) -> RunFacts {
         }
         previous = event.time();
     }
+    let state = match (lock_holder(&dir.join("lock")), events.last()) {
+        (Some(pid), _) => RunState::Running { pid: Some(pid) },
+        (None, Some(Event::Stopped { reason, .. })) => RunState::Stopped(reason.clone()),
+        (None, Some(Event::Interrupted { .. })) => RunState::Interrupted,
+        (None, _) => RunState::Abandoned,
+    };
+    // A run being driven now is driven until now, not only until its latest event.
+    if matches!(state, RunState::Running { .. }) {
+        previous = previous.max(journal::now());
+    }
     if let Some(start) = stretch_start {
         active_seconds += previous - start;
     }
@@ -333,12 +343,6 @@ fn run_facts(history: &History, dir: &Path) -> RunFacts {
         .iter()
         .any(|e| e.cost_usd.is_some())
         .then(|| history.cost_usd());
-    let state = match (lock_holder(&dir.join("lock")), events.last()) {
-        (Some(pid), _) => RunState::Running { pid: Some(pid) },
-        (None, Some(Event::Stopped { reason, .. })) => RunState::Stopped(reason.clone()),
-        (None, Some(Event::Interrupted { .. })) => RunState::Interrupted,
-        (None, _) => RunState::Abandoned,
-    };
     RunFacts {
         branch: history.branch.clone(),
         started,

@@ -380,7 +380,7 @@ impl Report {
         let summary = self.summary();
         let missing = || "–".to_string();
         let metric = |value: f64| format!("{value:.6}");
-        let no_journal = "no journal: a bare results table";
+        let no_journal = "no journal";
         let best_row = summary.best.and_then(|(n, _)| self.row(n));
         vec![
             Figure {

@@ -302,8 +302,13 @@ pub fn progress_plot(report: &Report) -> String {
         .filter_map(|row| Some((row, x.at(row.n as f64), place(row.metric?).0)))
         .collect();
     let legend = legend_entries(report, !crashes.is_empty(), off_scale);
+    // The corner the progress leaves empty: the top right when the metric falls, the top left
+    // when it rises.
     let legend_box = Rect {
-        x: right - LEGEND_WIDTH - 10.0,
+        x: match report.goal {
+            Goal::Minimize => right - LEGEND_WIDTH - 10.0,
+            Goal::Maximize => left + 10.0,
+        },
         y: top + 10.0,
         width: LEGEND_WIDTH,
         height: legend.len() as f64 * 20.0 + 10.0,
@@ -374,7 +379,7 @@ pub fn progress_plot(report: &Report) -> String {
     svg
 }
 
-const LEGEND_WIDTH: f64 = 178.0;
+const LEGEND_WIDTH: f64 = 192.0;
 
 /// The legend's entries: a shape drawn around (10, 0) and its label.
 fn legend_entries(report: &Report, crashes: bool, off_scale: bool) -> Vec<(String, &'static str)> {
