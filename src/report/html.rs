@@ -55,8 +55,9 @@ struct PageDetails {
     log: Option<String>,
     log_truncated: bool,
     log_path: String,
-    /// Nothing was embedded: the report's budget for diffs and logs was spent.
-    left_out: bool,
+    /// Left out because the report's room for diffs and logs was used up.
+    diff_left_out: bool,
+    log_left_out: bool,
 }
 
 /// Renders the page; `generated` is the time stamp written in its footer.
@@ -180,7 +181,8 @@ fn page_row(report: &Report, row: &Row, on_path: bool) -> PageRow {
             log: details.log.as_ref().map(|log| log.text.clone()),
             log_truncated: details.log.as_ref().is_some_and(|l| l.truncated),
             log_path: details.log_path.clone(),
-            left_out: details.left_out,
+            diff_left_out: details.diff_left_out,
+            log_left_out: details.log_left_out,
         }),
     }
 }
@@ -201,4 +203,85 @@ fn diff_line(line: &str) -> (&'static str, String) {
         ""
     };
     (class, line.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metric::Goal;
+    use crate::report::tests::row;
+    use crate::report::{Details, Excerpt, RunFacts, RunState};
+
+    fn report(rows: Vec<Row>, run: Option<RunFacts>) -> Report {
+        Report {
+            title: "toy".into(),
+            tag: Some("nov22".into()),
+            source: "journal.jsonl".into(),
+            metric: "val_loss".into(),
+            goal: Goal::Minimize,
+            rows,
+            noise: None,
+            run,
+        }
+    }
+
+    #[test]
+    fn a_run_without_experiments_renders() {
+        let run = RunFacts {
+            branch: "autoresearch/nov22".into(),
+            started: 0.0,
+            last_event: 0.0,
+            active_seconds: 0.0,
+            cost_usd: None,
+            state: RunState::Abandoned,
+            budget: None,
+            current: None,
+        };
+        let page = render(&report(Vec::new(), Some(run)), "now").unwrap();
+        assert!(page.contains("no measured experiment yet"));
+        assert!(page.contains(r#"data-figure="experiments"><span class="value">0<"#));
+        assert!(page.contains("not running"));
+    }
+
+    #[test]
+    fn details_show_diff_lines_by_kind_and_say_what_was_cut() {
+        let mut first = row(0, None, Status::Keep, 1.0);
+        first.details = Some(Details {
+            diff: None,
+            diff_command: "git diff a refs/arun/nov22/0".into(),
+            log: Some(Excerpt {
+                text: "val_loss: 1.0".into(),
+                truncated: true,
+            }),
+            log_path: ".arun/nov22/logs/0.log".into(),
+            diff_left_out: false,
+            log_left_out: false,
+        });
+        let mut second = row(1, Some(0), Status::Discard, 1.1);
+        second.details = Some(Details {
+            diff: Some(Excerpt {
+                text: "@@ -1 +1 @@\n-LR = 0.1\n+LR = 0.2\n".into(),
+                truncated: true,
+            }),
+            ..first.details.clone().unwrap()
+        });
+        let mut third = row(2, Some(0), Status::Discard, 1.2);
+        third.details = Some(Details {
+            diff_left_out: true,
+            log_left_out: true,
+            log: None,
+            ..Details::default()
+        });
+        let page = render(&report(vec![first, second, third], None), "now").unwrap();
+        assert!(page.contains(r#"<span class="hunk">@@ -1 +1 @@</span>"#));
+        assert!(
+            page.contains(
+                r#"<span class="del">-LR = 0.1</span><span class="add">+LR = 0.2</span>"#
+            )
+        );
+        assert!(page.contains("cut short; run the command above for the whole diff."));
+        assert!(page.contains("only the end is shown"));
+        assert!(page.contains("no change (the code as it was)."));
+        assert!(page.contains("left out: the report's room for diffs and logs is used up"));
+    }
 }

@@ -272,36 +272,38 @@ fn experiment_details(
         log_path: format!(".arun/{tag}/logs/{n}.log"),
         ..Details::default()
     };
-    if *budget == 0 {
-        details.left_out = true;
-        return details;
-    }
     if let (Some(base), Some(commit)) = (base, commit)
         && base != commit
-        && let Ok(text) = git.diff_text(base, commit, DIFF_BYTES.min(*budget))
     {
-        let truncated = text.len() >= DIFF_BYTES.min(*budget);
-        *budget = budget.saturating_sub(text.len());
-        details.diff = Some(Excerpt { text, truncated });
+        if *budget == 0 {
+            details.diff_left_out = true;
+        } else if let Ok(text) = git.diff_text(base, commit, DIFF_BYTES.min(*budget)) {
+            let truncated = text.len() >= DIFF_BYTES.min(*budget);
+            *budget = budget.saturating_sub(text.len());
+            details.diff = Some(Excerpt { text, truncated });
+        }
     }
     let logs = dir.join("logs");
     let log = [format!("{n}.log"), format!("{n}.build.log")]
         .into_iter()
         .map(|name| logs.join(name))
         .find(|path| path.is_file());
-    if let Some(log) = log
-        && let Ok(text) = crate::exec::tail::clean_tail(&log, LOG_BYTES, LOG_LINES)
-    {
+    if let Some(log) = log {
         if let Some(name) = log.file_name() {
             details.log_path = format!(".arun/{tag}/logs/{}", name.to_string_lossy());
         }
-        let size = std::fs::metadata(&log).map_or(0, |m| m.len());
-        let truncated = size > text.len() as u64 + 1;
-        if text.len() <= *budget {
-            *budget -= text.len();
-            details.log = Some(Excerpt { text, truncated });
-        } else {
-            *budget = 0;
+        match crate::exec::tail::clean_tail(&log, LOG_BYTES, LOG_LINES) {
+            Ok(text) if text.len() <= *budget => {
+                *budget -= text.len();
+                let size = std::fs::metadata(&log).map_or(0, |m| m.len());
+                let truncated = size > text.len() as u64 + 1;
+                details.log = Some(Excerpt { text, truncated });
+            }
+            Ok(_) => {
+                *budget = 0;
+                details.log_left_out = true;
+            }
+            Err(_) => {}
         }
     }
     details
@@ -615,6 +617,67 @@ mod tests {
         let path = write(dir.path(), "a\tb\n");
         let err = read_table(&path, None).unwrap_err().to_string();
         assert!(err.contains("not a results table"), "{err}");
+    }
+
+    #[test]
+    fn details_are_cut_to_their_limits_and_to_the_report_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let template = dir.path().join("template");
+        std::fs::create_dir_all(&template).unwrap();
+        std::fs::write(template.join("train.py"), "LR = 0.1\n").unwrap();
+        let repo = dir.path().join("repo");
+        let git = Git::init_from_template(&repo, &template).unwrap();
+        let base = git.head_commit().unwrap();
+        let padding = "# a line of padding\n".repeat(5000);
+        std::fs::write(repo.join("train.py"), format!("LR = 0.2\n{padding}")).unwrap();
+        let commit = git
+            .commit_paths(base, &["train.py".to_string()], "t: big change")
+            .unwrap();
+        let run_dir = repo.join(".arun/t");
+        std::fs::create_dir_all(run_dir.join("logs")).unwrap();
+        std::fs::write(run_dir.join("logs/1.log"), "step\n".repeat(10_000)).unwrap();
+        let experiment = Experiment {
+            n: 1,
+            parent: Some(0),
+            base_commit: base.to_string(),
+            fix_of: None,
+            attempt: 0,
+            started: 0.0,
+            description: Some("big change".into()),
+            violations: Vec::new(),
+            details: serde_json::Value::Null,
+            cost_usd: None,
+            commit: Some(commit.to_string()),
+            lines: (5001, 1),
+            measurement: None,
+            decision: None,
+            recorded: true,
+            failures: Vec::new(),
+        };
+
+        let mut budget = DETAIL_BUDGET;
+        let details = experiment_details(&git, &run_dir, "t", &experiment, &mut budget);
+        let diff = details.diff.unwrap();
+        assert!(diff.truncated && diff.text.contains("+LR = 0.2"));
+        assert!(diff.text.len() < DIFF_BYTES + 100, "{}", diff.text.len());
+        let log = details.log.unwrap();
+        assert!(log.truncated);
+        assert_eq!(log.text.lines().count(), LOG_LINES);
+        assert_eq!(
+            details.diff_command,
+            format!("git diff {} refs/arun/t/1", &base.to_string()[..7])
+        );
+        assert_eq!(budget, DETAIL_BUDGET - diff.text.len() - log.text.len());
+
+        // Near the end of the budget the diff is cut to what is left and the log left out;
+        // after that nothing more is embedded.
+        let mut budget = 1000;
+        let details = experiment_details(&git, &run_dir, "t", &experiment, &mut budget);
+        assert!(details.diff.unwrap().text.len() < 1100);
+        assert_eq!((details.log, details.log_left_out, budget), (None, true, 0));
+        let details = experiment_details(&git, &run_dir, "t", &experiment, &mut budget);
+        assert!(details.diff_left_out && details.log_left_out);
+        assert!(details.diff.is_none() && details.log.is_none());
     }
 
     #[test]

@@ -91,8 +91,9 @@ pub struct Details {
     pub log: Option<Excerpt>,
     /// Where the whole log is, relative to the repository.
     pub log_path: String,
-    /// Nothing was embedded: the report's room for diffs and logs was used up.
-    pub left_out: bool,
+    /// The diff or the log was left out: the report's room for them was used up.
+    pub diff_left_out: bool,
+    pub log_left_out: bool,
 }
 
 /// A bounded piece of a longer text.
