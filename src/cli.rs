@@ -67,6 +67,36 @@ pub enum Command {
         #[arg(required = true, value_name = "PIPELINE")]
         files: Vec<PathBuf>,
     },
+    /// Write a run's report: one self-contained HTML file with the progress plot, the experiment
+    /// tree, the summary figures and every experiment with its diff and log tail. Prints the
+    /// file's path.
+    Report {
+        /// A pipeline file, a run directory `.arun/<tag>`, a target repository, or a bare
+        /// autoresearch results table (default: the current directory).
+        #[arg(value_name = "PIPELINE.toml | RUN_DIR | results.tsv")]
+        input: Option<PathBuf>,
+        /// Which run of the repository (default: the latest).
+        #[arg(long)]
+        tag: Option<String>,
+        /// Where to write the report (default: `.arun/<tag>/report.html`, or beside a results
+        /// table with the extension `.html`).
+        #[arg(short, long, value_name = "PATH")]
+        output: Option<PathBuf>,
+    },
+    /// Show where a run stands, on one screen: its state, the experiment in progress and for how
+    /// long, the best so far, the last rows. Only reads: safe beside the arun driving the run.
+    Status {
+        /// A pipeline file, a run directory `.arun/<tag>`, a target repository, or a results
+        /// table (default: the current directory).
+        #[arg(value_name = "PIPELINE.toml | RUN_DIR | results.tsv")]
+        input: Option<PathBuf>,
+        /// Which run of the repository (default: the latest).
+        #[arg(long)]
+        tag: Option<String>,
+        /// How many of the last rows to show.
+        #[arg(long, value_name = "N", default_value_t = 10)]
+        rows: usize,
+    },
     /// Print the JSON Schema of pipeline files (or, with `--markdown`, the reference tables of
     /// README.md).
     Schema {
@@ -106,6 +136,20 @@ fn run(cli: Cli) -> Result<i32, Error> {
     match command {
         Command::Run(args) => run_pipeline(args),
         Command::Validate { files } => Ok(validate(&files)),
+        Command::Report { input, tag, output } => {
+            let input = crate::report::Input { path: input, tag };
+            let path = crate::report::write(&input, output.as_deref())?;
+            println!("{}", path.display());
+            Ok(exit_codes::SUCCESS)
+        }
+        Command::Status { input, tag, rows } => {
+            let input = crate::report::Input { path: input, tag };
+            let text = crate::status::status(&input, rows, crate::status::terminal_width())?;
+            let mut out = std::io::stdout();
+            out.write_all(text.as_bytes())
+                .map_err(|err| Error::io("cannot write the status to stdout", err))?;
+            Ok(exit_codes::SUCCESS)
+        }
         Command::Schema { markdown } => {
             let text = if markdown {
                 crate::schema::reference_markdown()

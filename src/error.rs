@@ -31,6 +31,10 @@ pub enum Error {
     /// failing, a read-only file changed).
     #[error("{0}")]
     RunFailed(String),
+    /// What `arun report` or `arun status` was pointed at holds no run it can read (no journal,
+    /// a malformed results table).
+    #[error("{0}")]
+    NoRun(String),
 }
 
 impl Error {
@@ -45,9 +49,11 @@ impl Error {
         match self {
             Error::InvalidPipeline(_) => exit_codes::INVALID_PIPELINE,
             Error::Preflight { .. } => exit_codes::PREFLIGHT_FAILED,
-            Error::Io { .. } | Error::Git(_) | Error::Setup(_) | Error::RunFailed(_) => {
-                exit_codes::FAILURE
-            }
+            Error::Io { .. }
+            | Error::Git(_)
+            | Error::Setup(_)
+            | Error::RunFailed(_)
+            | Error::NoRun(_) => exit_codes::FAILURE,
         }
     }
 }

@@ -111,6 +111,23 @@ impl Event {
         }
     }
 
+    /// When it happened, in seconds since the Unix epoch.
+    pub fn time(&self) -> f64 {
+        match self {
+            Event::RunStarted { time, .. }
+            | Event::Resumed { time }
+            | Event::ExperimentStarted { time, .. }
+            | Event::Proposed { time, .. }
+            | Event::ProposalFailed { time, .. }
+            | Event::Committed { time, .. }
+            | Event::Measured { time, .. }
+            | Event::Decided { time, .. }
+            | Event::Recorded { time, .. }
+            | Event::Interrupted { time, .. }
+            | Event::Stopped { time, .. } => *time,
+        }
+    }
+
     /// A short name for failpoints and messages, e.g. `committed`.
     pub fn name(&self) -> &'static str {
         match self {

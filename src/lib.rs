@@ -15,10 +15,12 @@ pub mod metric;
 pub mod progress;
 pub mod prompt;
 pub mod propose;
+pub mod report;
 pub mod results;
 pub mod schema;
 pub mod search;
 pub mod session;
+pub mod status;
 pub mod summary;
 
 pub use error::Error;

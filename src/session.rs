@@ -1280,7 +1280,7 @@ fn lock_run(dir: &Path, tag: &str) -> Result<std::fs::File, Error> {
 }
 
 /// The tag of the run whose journal changed last.
-fn latest_run(repo: &Path) -> Option<String> {
+pub(crate) fn latest_run(repo: &Path) -> Option<String> {
     std::fs::read_dir(repo.join(".arun"))
         .ok()?
         .filter_map(Result::ok)

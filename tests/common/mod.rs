@@ -119,6 +119,18 @@ env = {{ PLAN = "{plan}" }}
         }
     }
 
+    /// `arun ARGS` as given (a subcommand such as `report`), in the test's directory.
+    pub fn arun_command(&self, args: &[&str]) -> Run {
+        let output = Command::new(env!("CARGO_BIN_EXE_arun"))
+            .args(args)
+            .current_dir(self.dir.path())
+            .env_remove("ARUN_FAILPOINT")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        Run { output }
+    }
+
     /// The same command, started and left running.
     pub fn spawn(&self, args: &[&str]) -> std::process::Child {
         self.command(args)

@@ -1,0 +1,699 @@
+//! Finding the run the user named (a pipeline file, a run directory, a repository, a results
+//! table) and reading it into a `Report`: from the journal, with each experiment's diff and log
+//! tail, or from a bare autoresearch `results.tsv`. Everything here only reads: a run driven by
+//! another arun at the same moment is neither locked nor changed.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use super::{Current, Details, Excerpt, Phase, Report, Row, RunFacts, RunState};
+use crate::config::Pipeline;
+use crate::decide::Status;
+use crate::error::Error;
+use crate::git::{self, Git};
+use crate::journal::{self, Event, Experiment, History};
+use crate::metric::Goal;
+
+/// How much of each experiment's diff and log the report holds, and of all of them together,
+/// so that a run of a thousand experiments still makes a page a browser opens at once.
+pub const DIFF_BYTES: usize = 16 * 1024;
+pub const LOG_BYTES: u64 = 8 * 1024;
+pub const LOG_LINES: usize = 60;
+pub const DETAIL_BUDGET: usize = 8 * 1024 * 1024;
+
+/// What the command line named, resolved.
+#[derive(Debug)]
+pub enum Located {
+    /// A run with a journal: `.arun/<tag>/` in `repo`.
+    Run {
+        repo: PathBuf,
+        tag: String,
+        /// The pipeline, when it was named or the journal's copy of its path still loads.
+        pipeline: Option<Box<Pipeline>>,
+    },
+    /// A results table without a journal (autoresearch's own, or a run's without its `.arun/`).
+    Table {
+        path: PathBuf,
+        pipeline: Option<Box<Pipeline>>,
+    },
+}
+
+/// The input of `arun report` and `arun status`.
+#[derive(Debug, Clone, Default)]
+pub struct Input {
+    /// A pipeline file, a run directory `.arun/<tag>`, a repository, or a results table; the
+    /// current directory when absent.
+    pub path: Option<PathBuf>,
+    /// Which run of the repository; the latest when absent.
+    pub tag: Option<String>,
+}
+
+impl Located {
+    /// The run directory `.arun/<tag>`, for a run with a journal.
+    pub fn run_dir(&self) -> Option<PathBuf> {
+        match self {
+            Located::Run { repo, tag, .. } => Some(repo.join(".arun").join(tag)),
+            Located::Table { .. } => None,
+        }
+    }
+}
+
+/// Resolves what the user named.
+pub fn locate(input: &Input) -> Result<Located, Error> {
+    let path = input.path.clone().unwrap_or_else(|| PathBuf::from("."));
+    if !path.exists() {
+        return Err(Error::NoRun(format!("`{}` does not exist", path.display())));
+    }
+    if path.is_file() {
+        if path.extension().is_some_and(|e| e == "toml") {
+            let pipeline = crate::config::load(&path)?;
+            return locate_in_repo(&pipeline.target.repo.clone(), input, Some(pipeline));
+        }
+        return Ok(Located::Table {
+            path,
+            pipeline: None,
+        });
+    }
+    if path.join("journal.jsonl").is_file() {
+        let tag = dir_name(&path);
+        if let Some(wanted) = &input.tag
+            && *wanted != tag
+        {
+            return Err(Error::NoRun(format!(
+                "`{}` is the run `{tag}`, not `{wanted}`",
+                path.display()
+            )));
+        }
+        let repo = path
+            .canonicalize()
+            .ok()
+            .and_then(|dir| dir.parent()?.parent().map(Path::to_path_buf))
+            .ok_or_else(|| {
+                Error::NoRun(format!("`{}` is not inside a repository", path.display()))
+            })?;
+        return Ok(Located::Run {
+            repo,
+            tag,
+            pipeline: None,
+        });
+    }
+    locate_in_repo(&path, input, None)
+}
+
+/// A run in a repository: the tagged one, else the latest; else its results table.
+fn locate_in_repo(
+    repo: &Path,
+    input: &Input,
+    pipeline: Option<Pipeline>,
+) -> Result<Located, Error> {
+    let runs = repo.join(".arun");
+    let tag = match &input.tag {
+        Some(tag) if runs.join(tag).join("journal.jsonl").is_file() => Some(tag.clone()),
+        Some(tag) => {
+            return Err(Error::NoRun(format!(
+                "there is no run `{tag}` in `{}` (no `.arun/{tag}/journal.jsonl`)",
+                repo.display()
+            )));
+        }
+        None => crate::session::latest_run(repo),
+    };
+    if let Some(tag) = tag {
+        return Ok(Located::Run {
+            repo: repo.to_path_buf(),
+            tag,
+            pipeline: pipeline.map(Box::new),
+        });
+    }
+    let results = repo.join(
+        pipeline
+            .as_ref()
+            .map_or("results.tsv", |p| p.limits.results.as_str()),
+    );
+    if results.is_file() {
+        return Ok(Located::Table {
+            path: results,
+            pipeline: pipeline.map(Box::new),
+        });
+    }
+    Err(Error::NoRun(format!(
+        "there is no run in `{}`: no `.arun/<tag>/journal.jsonl` and no `{}`; start one with \
+         `arun PIPELINE.toml`, or name a run directory or a results table",
+        repo.display(),
+        results
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+    )))
+}
+
+/// Reads what `locate` found. `details` adds each experiment's diff and log tail (the report's
+/// table); the status screen does without.
+pub fn read(located: &Located, details: bool) -> Result<Report, Error> {
+    match located {
+        Located::Run {
+            repo,
+            tag,
+            pipeline,
+        } => read_run(repo, tag, pipeline.as_deref(), details),
+        Located::Table { path, pipeline } => read_table(path, pipeline.as_deref()),
+    }
+}
+
+/// The run's history as its journal tells it now.
+pub fn read_history(repo: &Path, tag: &str) -> Result<History, Error> {
+    let path = repo.join(".arun").join(tag).join("journal.jsonl");
+    let events = journal::read(&path)
+        .map_err(|err| Error::io(format!("cannot read `{}`", path.display()), err))?;
+    Ok(History::replay(events))
+}
+
+fn read_run(
+    repo: &Path,
+    tag: &str,
+    pipeline: Option<&Pipeline>,
+    details: bool,
+) -> Result<Report, Error> {
+    let dir = repo.join(".arun").join(tag);
+    let history = read_history(repo, tag)?;
+    // The pipeline says the metric's name and direction; when it was not named, the journal
+    // remembers where it was.
+    let remembered = match pipeline {
+        Some(_) => None,
+        None => history.events.iter().find_map(|event| match event {
+            Event::RunStarted { pipeline, .. } => crate::config::load(Path::new(pipeline)).ok(),
+            _ => None,
+        }),
+    };
+    let pipeline = pipeline.or(remembered.as_ref());
+    let results_path = repo.join(pipeline.map_or("results.tsv", |p| p.limits.results.as_str()));
+    let metric = match pipeline {
+        Some(p) => p.metric.name().to_string(),
+        None => table_metric_name(&results_path).unwrap_or_else(|| "metric".to_string()),
+    };
+
+    let git = if details { Git::open(repo).ok() } else { None };
+    let mut budget = DETAIL_BUDGET;
+    let mut rows = Vec::with_capacity(history.experiments.len());
+    for experiment in &history.experiments {
+        let mut row = journal_row(&history, experiment);
+        if let Some(git) = &git {
+            row.details = Some(experiment_details(git, &dir, tag, experiment, &mut budget));
+        }
+        rows.push(row);
+    }
+    let goal = match pipeline {
+        Some(p) => p.metric.goal,
+        None => infer_goal(&rows),
+    };
+    let mut facts = run_facts(&history, &dir);
+    facts.budget = pipeline.map(|p| p.experiment.budget);
+    Ok(Report {
+        title: pipeline.map_or_else(|| dir_name(repo), |p| p.name.clone()),
+        tag: Some(tag.to_string()),
+        source: dir.join("journal.jsonl").display().to_string(),
+        metric,
+        goal,
+        rows,
+        noise: None,
+        run: Some(facts),
+    })
+}
+
+fn journal_row(history: &History, experiment: &Experiment) -> Row {
+    // A fix attempt is made on top of the crashed commit (or the previous attempt's).
+    let built_on = match experiment.fix_of {
+        Some(_) => history
+            .experiments
+            .iter()
+            .filter(|e| e.n < experiment.n)
+            .rfind(|e| e.commit.as_deref() == Some(experiment.base_commit.as_str()))
+            .map(|e| e.n)
+            .or(experiment.parent),
+        None => experiment.parent,
+    };
+    let measurement = experiment.measurement.as_ref();
+    let status = experiment.decision.as_ref().map(|d| d.status);
+    Row {
+        n: experiment.n,
+        parent: experiment.parent,
+        built_on,
+        fix_of: experiment.fix_of,
+        commit: short(experiment.commit.as_deref().unwrap_or("")),
+        status,
+        metric: match status {
+            Some(Status::Crash) | None => None,
+            _ => experiment.metric(),
+        },
+        memory_gb: measurement.and_then(|m| m.memory_gb),
+        seconds: measurement.map(|m| m.seconds).filter(|s| *s > 0.0),
+        description: crate::results::one_line(&experiment.description_text()),
+        reason: experiment.decision.as_ref().map(|d| d.reason.clone()),
+        details: None,
+    }
+}
+
+/// The diff against the commit it was built on and the end of its log, within `budget`.
+fn experiment_details(
+    git: &Git,
+    dir: &Path,
+    tag: &str,
+    experiment: &Experiment,
+    budget: &mut usize,
+) -> Details {
+    let n = experiment.n;
+    let reference = format!("refs/arun/{tag}/{n}");
+    let commit = git
+        .ref_target(&reference)
+        .ok()
+        .flatten()
+        .or_else(|| experiment.commit.as_deref().and_then(git::parse_oid));
+    let base = git::parse_oid(&experiment.base_commit);
+    let mut details = Details {
+        diff_command: format!("git diff {} {reference}", short(&experiment.base_commit)),
+        log_path: format!(".arun/{tag}/logs/{n}.log"),
+        ..Details::default()
+    };
+    if let (Some(base), Some(commit)) = (base, commit)
+        && base != commit
+    {
+        if *budget == 0 {
+            details.diff_left_out = true;
+        } else if let Ok(text) = git.diff_text(base, commit, DIFF_BYTES.min(*budget)) {
+            let truncated = text.len() >= DIFF_BYTES.min(*budget);
+            *budget = budget.saturating_sub(text.len());
+            details.diff = Some(Excerpt { text, truncated });
+        }
+    }
+    let logs = dir.join("logs");
+    let log = [format!("{n}.log"), format!("{n}.build.log")]
+        .into_iter()
+        .map(|name| logs.join(name))
+        .find(|path| path.is_file());
+    if let Some(log) = log {
+        if let Some(name) = log.file_name() {
+            details.log_path = format!(".arun/{tag}/logs/{}", name.to_string_lossy());
+        }
+        match crate::exec::tail::clean_tail(&log, LOG_BYTES, LOG_LINES) {
+            Ok(text) if text.len() <= *budget => {
+                *budget -= text.len();
+                let size = std::fs::metadata(&log).map_or(0, |m| m.len());
+                let truncated = size > text.len() as u64 + 1;
+                details.log = Some(Excerpt { text, truncated });
+            }
+            Ok(_) => {
+                *budget = 0;
+                details.log_left_out = true;
+            }
+            Err(_) => {}
+        }
+    }
+    details
+}
+
+/// Times, cost and state from the journal.
+fn run_facts(history: &History, dir: &Path) -> RunFacts {
+    let events = &history.events;
+    let started = events.first().map_or(0.0, Event::time);
+    let last_event = events.last().map_or(started, Event::time);
+    // Each stretch runs from a start or resume to the last event before the next resume.
+    let mut active_seconds = 0.0;
+    let mut stretch_start: Option<f64> = None;
+    let mut previous = started;
+    for event in events {
+        if matches!(event, Event::RunStarted { .. } | Event::Resumed { .. }) {
+            if let Some(start) = stretch_start {
+                active_seconds += previous - start;
+            }
+            stretch_start = Some(event.time());
+        }
+        previous = event.time();
+    }
+    let state = match (lock_holder(&dir.join("lock")), events.last()) {
+        (Some(pid), _) => RunState::Running { pid: Some(pid) },
+        (None, Some(Event::Stopped { reason, .. })) => RunState::Stopped(reason.clone()),
+        (None, Some(Event::Interrupted { .. })) => RunState::Interrupted,
+        (None, _) => RunState::Abandoned,
+    };
+    // A run being driven now is driven until now, not only until its latest event.
+    if matches!(state, RunState::Running { .. }) {
+        previous = previous.max(journal::now());
+    }
+    if let Some(start) = stretch_start {
+        active_seconds += previous - start;
+    }
+    let cost_usd = history
+        .experiments
+        .iter()
+        .any(|e| e.cost_usd.is_some())
+        .then(|| history.cost_usd());
+    RunFacts {
+        branch: history.branch.clone(),
+        started,
+        last_event,
+        active_seconds: active_seconds.max(0.0),
+        cost_usd,
+        state,
+        budget: None,
+        current: history.current().map(|e| current(history, e, dir)),
+    }
+}
+
+/// What the unfinished experiment is doing, from its last event and its log files.
+fn current(history: &History, experiment: &Experiment, dir: &Path) -> Current {
+    let n = experiment.n;
+    let logs = dir.join("logs");
+    let (run_log, build_log) = (
+        logs.join(format!("{n}.log")),
+        logs.join(format!("{n}.build.log")),
+    );
+    let phase = if experiment.decision.is_some() {
+        Phase::Recording
+    } else if experiment.measurement.is_some() {
+        Phase::Deciding
+    } else if experiment.commit.is_some() {
+        if run_log.is_file() {
+            Phase::Running
+        } else {
+            Phase::Building
+        }
+    } else if experiment.description.is_some() {
+        Phase::Committing
+    } else if experiment.fix_of.is_some() {
+        Phase::FixingCrash
+    } else {
+        Phase::Proposing
+    };
+    // The phase began with the experiment's latest event.
+    let phase_started = history
+        .events
+        .iter()
+        .rev()
+        .find(|event| event.experiment() == Some(n))
+        .map_or(experiment.started, Event::time);
+    let log = match phase {
+        Phase::Running => Some(run_log),
+        Phase::Building => Some(build_log),
+        _ => None,
+    };
+    let last_output = log
+        .and_then(|log| crate::exec::tail::clean_tail(&log, 4096, 1).ok())
+        .map(|line| line.trim().to_string())
+        .filter(|line| !line.is_empty());
+    Current {
+        n,
+        phase,
+        started: experiment.started,
+        phase_started,
+        failures: experiment.failures.len(),
+        last_output,
+    }
+}
+
+/// The process holding the run's lock, read from `/proc/locks` so that looking never takes the
+/// lock (a lock taken even for a moment could make a starting arun refuse the run).
+pub fn lock_holder(lock: &Path) -> Option<u32> {
+    let metadata = std::fs::metadata(lock).ok()?;
+    let (inode, dev) = (metadata.ino(), metadata.dev());
+    let (major, minor) = (libc::major(dev), libc::minor(dev));
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    locks.lines().find_map(|line| {
+        // `1: FLOCK  ADVISORY  WRITE 4079 fe:00:5308502 0 EOF`; waiters have `->` after the
+        // number and hold nothing.
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&"FLOCK") {
+            return None;
+        }
+        let mut id = fields.get(5)?.split(':');
+        let file_major = u32::from_str_radix(id.next()?, 16).ok()?;
+        let file_minor = u32::from_str_radix(id.next()?, 16).ok()?;
+        let file_inode: u64 = id.next()?.parse().ok()?;
+        (file_inode == inode && file_major == major && file_minor == minor)
+            .then(|| fields.get(4)?.parse().ok())
+            .flatten()
+    })
+}
+
+/// Reads a results table: `commit<TAB><metric><TAB>memory_gb<TAB>status<TAB>description`.
+/// Each experiment builds on the last kept one before it, as in autoresearch's greedy loop.
+pub fn read_table(path: &Path, pipeline: Option<&Pipeline>) -> Result<Report, Error> {
+    let unreadable = |detail: String| Error::NoRun(format!("`{}`: {detail}", path.display()));
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(b'\t')
+        .quoting(false)
+        .flexible(true)
+        .from_path(path)
+        .map_err(|err| unreadable(err.to_string()))?;
+    let headers = reader
+        .headers()
+        .map_err(|err| unreadable(err.to_string()))?
+        .clone();
+    if headers.len() < 5 || &headers[0] != "commit" || &headers[3] != "status" {
+        return Err(unreadable(format!(
+            "not a results table: the header is `{}`, expected \
+             `commit<TAB><metric><TAB>memory_gb<TAB>status<TAB>description`",
+            headers.iter().collect::<Vec<_>>().join("\\t")
+        )));
+    }
+    let metric = headers[1].to_string();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut last_keep: Option<u64> = None;
+    for (index, record) in reader.records().enumerate() {
+        let line = index + 2;
+        let record = record.map_err(|err| unreadable(err.to_string()))?;
+        if record.iter().all(|field| field.trim().is_empty()) {
+            continue;
+        }
+        let field = |i: usize| record.get(i).unwrap_or("").trim();
+        let status = match field(3).to_lowercase().as_str() {
+            "keep" => Status::Keep,
+            "discard" => Status::Discard,
+            "crash" => Status::Crash,
+            other => {
+                return Err(unreadable(format!(
+                    "line {line}: status `{other}` is not `keep`, `discard` or `crash`"
+                )));
+            }
+        };
+        let number = |i: usize, what: &str| -> Result<Option<f64>, Error> {
+            let text = field(i);
+            if text.is_empty() {
+                return Ok(None);
+            }
+            text.parse::<f64>()
+                .map(Some)
+                .map_err(|_| unreadable(format!("line {line}: {what} `{text}` is not a number")))
+        };
+        let value = number(1, &metric)?;
+        let memory = number(2, "memory_gb")?;
+        let n = rows.len() as u64;
+        let parent = if n == 0 { None } else { last_keep.or(Some(0)) };
+        let crashed = status == Status::Crash;
+        rows.push(Row {
+            n,
+            parent,
+            built_on: parent,
+            fix_of: None,
+            commit: field(0).to_string(),
+            status: Some(status),
+            metric: value.filter(|_| !crashed),
+            memory_gb: memory.filter(|_| !crashed),
+            seconds: None,
+            description: record
+                .iter()
+                .skip(4)
+                .collect::<Vec<_>>()
+                .join(" ")
+                .trim()
+                .to_string(),
+            reason: None,
+            details: None,
+        });
+        if status == Status::Keep {
+            last_keep = Some(n);
+        }
+    }
+    let goal = match pipeline {
+        Some(p) => p.metric.goal,
+        None => infer_goal(&rows),
+    };
+    Ok(Report {
+        title: pipeline.map_or_else(
+            || {
+                path.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            },
+            |p| p.name.clone(),
+        ),
+        tag: None,
+        source: path.display().to_string(),
+        metric,
+        goal,
+        rows,
+        noise: None,
+        run: None,
+    })
+}
+
+/// The metric column's name in a results table's header.
+fn table_metric_name(path: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let header = text.lines().next()?;
+    header.split('\t').nth(1).map(str::to_string)
+}
+
+/// Which way the metric goes, when no pipeline says: every keep improves on the one before, so
+/// the last kept value is below the first for a metric that is minimized. Ties (a baseline
+/// alone) count as minimize, autoresearch's `val_bpb` direction.
+fn infer_goal(rows: &[Row]) -> Goal {
+    let mut kept = rows
+        .iter()
+        .filter(|r| r.status == Some(Status::Keep))
+        .filter_map(|r| r.metric);
+    match (kept.next(), kept.next_back()) {
+        (Some(first), Some(last)) if last > first => Goal::Maximize,
+        _ => Goal::Minimize,
+    }
+}
+
+fn short(commit: &str) -> String {
+    commit[..commit.len().min(7)].to_string()
+}
+
+fn dir_name(path: &Path) -> String {
+    path.canonicalize()
+        .ok()
+        .as_deref()
+        .unwrap_or(path)
+        .file_name()
+        .map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, text: &str) -> PathBuf {
+        let path = dir.join("results.tsv");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn a_table_builds_a_greedy_chain_and_infers_the_direction() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "commit\tacc\tmemory_gb\tstatus\tdescription\n\
+             a\t0.50\t1.0\tkeep\tbaseline\n\
+             b\t0.40\t1.0\tdiscard\tworse\n\
+             c\t0.00\t0.0\tcrash\tboom\n\
+             d\t0.60\t1.0\tKEEP\tbetter\n\
+             e\t0.55\t1.0\tdiscard\tclose\n",
+        );
+        let report = read_table(&path, None).unwrap();
+        assert_eq!(report.metric, "acc");
+        assert_eq!(report.goal, Goal::Maximize);
+        let parents: Vec<Option<u64>> = report.rows.iter().map(|r| r.parent).collect();
+        assert_eq!(parents, [None, Some(0), Some(0), Some(0), Some(3)]);
+        assert_eq!(report.rows[2].metric, None);
+        assert_eq!(report.rows[2].memory_gb, None);
+        assert_eq!(report.best().unwrap().n, 3);
+    }
+
+    #[test]
+    fn a_malformed_table_names_the_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(
+            dir.path(),
+            "commit\tval_bpb\tmemory_gb\tstatus\tdescription\na\t1.0\t1.0\tkept\tx\n",
+        );
+        let err = read_table(&path, None).unwrap_err().to_string();
+        assert!(
+            err.ends_with("line 2: status `kept` is not `keep`, `discard` or `crash`"),
+            "{err}"
+        );
+        let path = write(dir.path(), "a\tb\n");
+        let err = read_table(&path, None).unwrap_err().to_string();
+        assert!(err.contains("not a results table"), "{err}");
+    }
+
+    #[test]
+    fn details_are_cut_to_their_limits_and_to_the_report_budget() {
+        let dir = tempfile::tempdir().unwrap();
+        let template = dir.path().join("template");
+        std::fs::create_dir_all(&template).unwrap();
+        std::fs::write(template.join("train.py"), "LR = 0.1\n").unwrap();
+        let repo = dir.path().join("repo");
+        let git = Git::init_from_template(&repo, &template).unwrap();
+        let base = git.head_commit().unwrap();
+        let padding = "# a line of padding\n".repeat(5000);
+        std::fs::write(repo.join("train.py"), format!("LR = 0.2\n{padding}")).unwrap();
+        let commit = git
+            .commit_paths(base, &["train.py".to_string()], "t: big change")
+            .unwrap();
+        let run_dir = repo.join(".arun/t");
+        std::fs::create_dir_all(run_dir.join("logs")).unwrap();
+        std::fs::write(run_dir.join("logs/1.log"), "step\n".repeat(10_000)).unwrap();
+        let experiment = Experiment {
+            n: 1,
+            parent: Some(0),
+            base_commit: base.to_string(),
+            fix_of: None,
+            attempt: 0,
+            started: 0.0,
+            description: Some("big change".into()),
+            violations: Vec::new(),
+            details: serde_json::Value::Null,
+            cost_usd: None,
+            commit: Some(commit.to_string()),
+            lines: (5001, 1),
+            measurement: None,
+            decision: None,
+            recorded: true,
+            failures: Vec::new(),
+        };
+
+        let mut budget = DETAIL_BUDGET;
+        let details = experiment_details(&git, &run_dir, "t", &experiment, &mut budget);
+        let diff = details.diff.unwrap();
+        assert!(diff.truncated && diff.text.contains("+LR = 0.2"));
+        assert!(diff.text.len() < DIFF_BYTES + 100, "{}", diff.text.len());
+        let log = details.log.unwrap();
+        assert!(log.truncated);
+        assert_eq!(log.text.lines().count(), LOG_LINES);
+        assert_eq!(
+            details.diff_command,
+            format!("git diff {} refs/arun/t/1", &base.to_string()[..7])
+        );
+        assert_eq!(budget, DETAIL_BUDGET - diff.text.len() - log.text.len());
+
+        // Near the end of the budget the diff is cut to what is left and the log left out;
+        // after that nothing more is embedded.
+        let mut budget = 1000;
+        let details = experiment_details(&git, &run_dir, "t", &experiment, &mut budget);
+        assert!(details.diff.unwrap().text.len() < 1100);
+        assert_eq!((details.log, details.log_left_out, budget), (None, true, 0));
+        let details = experiment_details(&git, &run_dir, "t", &experiment, &mut budget);
+        assert!(details.diff_left_out && details.log_left_out);
+        assert!(details.diff.is_none() && details.log.is_none());
+    }
+
+    #[test]
+    fn the_lock_holder_is_found_without_taking_the_lock() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        let file = std::fs::File::create(&path).unwrap();
+        assert_eq!(lock_holder(&path), None);
+        // SAFETY: flock on a descriptor this test owns.
+        assert_eq!(
+            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
+            0
+        );
+        assert_eq!(lock_holder(&path), Some(std::process::id()));
+        drop(file);
+        assert_eq!(lock_holder(&path), None);
+    }
+}

@@ -1,0 +1,571 @@
+//! What a run looks like afterwards: the report's data model, built from a run's journal or from a
+//! bare autoresearch `results.tsv`, and the summary figures both `arun report` and `arun status`
+//! show. Rendering lives in `html` (the page) and `svg` (the progress plot and the tree).
+
+pub mod html;
+pub mod load;
+pub mod svg;
+
+use std::path::{Path, PathBuf};
+
+use crate::decide::Status;
+use crate::error::Error;
+use crate::metric::Goal;
+
+pub use load::{Input, Located, locate};
+
+/// `arun report`: reads the run the input names and writes its page; returns where.
+pub fn write(input: &Input, output: Option<&Path>) -> Result<PathBuf, Error> {
+    let located = locate(input)?;
+    let report = load::read(&located, true)?;
+    let page = html::render(&report, &local_time(crate::journal::now()))
+        .map_err(|message| Error::io("cannot write the report", std::io::Error::other(message)))?;
+    let path = match (output, &located) {
+        (Some(path), _) => path.to_path_buf(),
+        (None, Located::Run { .. }) => located.run_dir().unwrap_or_default().join("report.html"),
+        (None, Located::Table { path, .. }) => path.with_extension("html"),
+    };
+    // Written aside and renamed, so that a browser reloading the page never sees half of it.
+    let temporary = path.with_extension("html.tmp");
+    std::fs::write(&temporary, page)
+        .and_then(|_| std::fs::rename(&temporary, &path))
+        .map_err(|err| Error::io(format!("cannot write `{}`", path.display()), err))?;
+    Ok(path)
+}
+
+/// Everything the report shows.
+#[derive(Debug, Clone)]
+pub struct Report {
+    /// The pipeline's name, or the table's file name.
+    pub title: String,
+    /// The run tag, for a run with a journal.
+    pub tag: Option<String>,
+    /// What the report was made from (a journal or a results table), for the page's footer.
+    pub source: String,
+    /// The metric's name, e.g. `val_bpb`.
+    pub metric: String,
+    pub goal: Goal,
+    /// Every experiment in order, the baseline first.
+    pub rows: Vec<Row>,
+    /// The band within which a change of the metric is noise, when the run measured one.
+    pub noise: Option<NoiseBand>,
+    /// Facts only a journal has (times, cost, whether it is still running).
+    pub run: Option<RunFacts>,
+}
+
+/// One experiment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    pub n: u64,
+    /// The kept experiment it builds on, whose metric it is compared with; `None` for the baseline.
+    pub parent: Option<u64>,
+    /// The experiment whose commit this one was made on top of: its parent, or for a fix attempt
+    /// the crash it repairs. The tree's edges.
+    pub built_on: Option<u64>,
+    /// For a fix attempt: the crashed experiment it repairs.
+    pub fix_of: Option<u64>,
+    /// The commit, abbreviated to 7 characters (`baseline` in some autoresearch tables).
+    pub commit: String,
+    /// `None` while the experiment is still in progress.
+    pub status: Option<Status>,
+    /// `None` for a crash or an experiment in progress.
+    pub metric: Option<f64>,
+    pub memory_gb: Option<f64>,
+    /// Wall-clock seconds of the run, when the journal has them.
+    pub seconds: Option<f64>,
+    pub description: String,
+    /// Why it was kept, discarded or counted as a crash, when the journal says.
+    pub reason: Option<String>,
+    /// Its diff and the end of its log, when the run's files are there.
+    pub details: Option<Details>,
+}
+
+/// What a click on a table row shows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Details {
+    /// The diff against the commit it was built on.
+    pub diff: Option<Excerpt>,
+    /// The git command that shows the whole diff.
+    pub diff_command: String,
+    /// The end of its log, cleaned of colours and progress redraws.
+    pub log: Option<Excerpt>,
+    /// Where the whole log is, relative to the repository.
+    pub log_path: String,
+    /// The diff or the log was left out: the report's room for them was used up.
+    pub diff_left_out: bool,
+    pub log_left_out: bool,
+}
+
+/// A bounded piece of a longer text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Excerpt {
+    pub text: String,
+    /// Whether the text was cut to fit the report.
+    pub truncated: bool,
+}
+
+/// The noise band of the metric: from experiment `n` on, results within `low..=high` are
+/// indistinguishable from the best. Drawn as a shaded step band behind the running best.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NoiseBand {
+    pub points: Vec<BandPoint>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BandPoint {
+    pub n: u64,
+    pub low: f64,
+    pub high: f64,
+}
+
+/// What the journal tells beyond the rows.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunFacts {
+    pub branch: String,
+    /// Unix time of the run's start and of its latest event.
+    pub started: f64,
+    pub last_event: f64,
+    /// Seconds an arun was driving the run (the gaps between a stop and a resume left out).
+    pub active_seconds: f64,
+    /// Total proposer cost; `None` when no proposal reported one.
+    pub cost_usd: Option<f64>,
+    pub state: RunState,
+    /// The experiment budget, when the pipeline could be read.
+    pub budget: Option<std::time::Duration>,
+    /// The experiment started but not recorded yet.
+    pub current: Option<Current>,
+}
+
+/// The experiment in progress (or in progress when the run stopped).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Current {
+    pub n: u64,
+    pub phase: Phase,
+    /// Unix time the experiment started and the time its current phase started.
+    pub started: f64,
+    pub phase_started: f64,
+    /// Failed proposals for this experiment so far.
+    pub failures: usize,
+    /// The last line of its log, cleaned, while it builds or runs.
+    pub last_output: Option<String>,
+}
+
+/// The step an unfinished experiment is at, from its last journaled event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Proposing,
+    FixingCrash,
+    Committing,
+    Building,
+    Running,
+    Deciding,
+    Recording,
+}
+
+impl Phase {
+    pub fn word(self) -> &'static str {
+        match self {
+            Phase::Proposing => "proposing",
+            Phase::FixingCrash => "fixing a crash",
+            Phase::Committing => "committing",
+            Phase::Building => "building",
+            Phase::Running => "running",
+            Phase::Deciding => "deciding",
+            Phase::Recording => "recording",
+        }
+    }
+}
+
+/// A run's duration: `2.4s` under a minute, `5m03s` above.
+pub fn seconds_text(seconds: f64) -> String {
+    if seconds < 60.0 {
+        format!("{seconds:.1}s")
+    } else {
+        crate::progress::clock(std::time::Duration::from_secs_f64(seconds))
+    }
+}
+
+/// A Unix time as local `YYYY-MM-DD HH:MM`.
+pub fn local_time(time: f64) -> String {
+    // SAFETY: localtime_r with valid pointers to locals.
+    let tm = unsafe {
+        let seconds = time as libc::time_t;
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&seconds, &mut tm);
+        tm
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min
+    )
+}
+
+/// Where the run stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    /// An arun process holds the run's lock.
+    Running { pid: Option<u32> },
+    /// It stopped by itself, for this reason.
+    Stopped(String),
+    /// Ctrl-C or SIGTERM.
+    Interrupted,
+    /// Nothing drives it and it did not say why it stopped (its arun was killed).
+    Abandoned,
+}
+
+impl RunState {
+    pub fn describe(&self) -> String {
+        match self {
+            RunState::Running { pid: Some(pid) } => format!("running (arun pid {pid})"),
+            RunState::Running { pid: None } => "running".to_string(),
+            RunState::Stopped(reason) => format!("finished: {reason}"),
+            RunState::Interrupted => "interrupted".to_string(),
+            RunState::Abandoned => {
+                "not running; its arun stopped without a word (killed?)".to_string()
+            }
+        }
+    }
+}
+
+/// The headline numbers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub baseline: Option<f64>,
+    /// The best kept experiment and its metric.
+    pub best: Option<(u64, f64)>,
+    /// How much better the best is than the baseline, in percent of the baseline (positive is
+    /// better, whichever way the metric goes).
+    pub improvement_percent: Option<f64>,
+    /// Experiments after the baseline, recorded ones only.
+    pub experiments: usize,
+    /// Kept experiments after the baseline: the improvements.
+    pub kept: usize,
+    pub discarded: usize,
+    pub crashed: usize,
+    /// Recorded experiments (the baseline included) per hour of driving time.
+    pub per_hour: Option<f64>,
+    pub cost_usd: Option<f64>,
+}
+
+impl Summary {
+    /// Kept improvements per experiment after the baseline.
+    pub fn keep_rate(&self) -> Option<f64> {
+        (self.experiments > 0).then(|| self.kept as f64 / self.experiments as f64)
+    }
+}
+
+/// One figure as the page and the status screen show it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Figure {
+    /// A stable key, e.g. `kept` (the page's `data-figure` attribute).
+    pub key: &'static str,
+    pub label: &'static str,
+    pub value: String,
+    /// A line of context under the value, e.g. `22 of 125`.
+    pub note: String,
+    /// `good`, `bad` or empty: how the page colours the value.
+    pub tone: &'static str,
+}
+
+impl Report {
+    pub fn row(&self, n: u64) -> Option<&Row> {
+        self.rows.iter().find(|r| r.n == n)
+    }
+
+    /// Rows with a decision, in order.
+    pub fn recorded(&self) -> impl Iterator<Item = &Row> {
+        self.rows.iter().filter(|r| r.status.is_some())
+    }
+
+    pub fn baseline(&self) -> Option<&Row> {
+        self.rows.first().filter(|r| r.parent.is_none())
+    }
+
+    /// The best kept experiment.
+    pub fn best(&self) -> Option<&Row> {
+        let goal = self.goal;
+        self.recorded()
+            .filter(|r| r.status == Some(Status::Keep))
+            .filter_map(|r| r.metric.map(|m| (r, m)))
+            .fold(
+                None,
+                |best: Option<(&Row, f64)>, (row, metric)| match best {
+                    Some((_, b)) if goal.improvement(metric, b) <= 0.0 => best,
+                    _ => Some((row, metric)),
+                },
+            )
+            .map(|(row, _)| row)
+    }
+
+    /// The metric this row is compared with: its parent's.
+    pub fn delta(&self, row: &Row) -> Option<f64> {
+        let parent = self.row(row.parent?)?;
+        Some(row.metric? - parent.metric?)
+    }
+
+    /// The kept experiments from the baseline to the best, following the tree upwards.
+    pub fn kept_path(&self) -> Vec<u64> {
+        let mut path = Vec::new();
+        let mut at = self.best();
+        while let Some(row) = at {
+            path.push(row.n);
+            at = row.built_on.and_then(|n| self.row(n));
+        }
+        path.reverse();
+        path
+    }
+
+    /// The running best after each recorded experiment: `(n, best so far)`, from the baseline on.
+    pub fn running_best(&self) -> Vec<(u64, f64)> {
+        let mut best: Option<f64> = None;
+        let mut out = Vec::new();
+        for row in self.recorded() {
+            if row.status == Some(Status::Keep)
+                && let Some(metric) = row.metric
+                && best.is_none_or(|b| self.goal.improvement(metric, b) > 0.0)
+            {
+                best = Some(metric);
+            }
+            if let Some(best) = best {
+                out.push((row.n, best));
+            }
+        }
+        out
+    }
+
+    /// The experiment in progress, if any.
+    pub fn current(&self) -> Option<&Row> {
+        self.rows.last().filter(|r| r.status.is_none())
+    }
+
+    pub fn summary(&self) -> Summary {
+        let after_baseline = || self.recorded().filter(|r| r.parent.is_some());
+        let count = |status| {
+            after_baseline()
+                .filter(|r| r.status == Some(status))
+                .count()
+        };
+        let baseline = self.baseline().and_then(|r| r.metric);
+        let best = self.best().and_then(|r| r.metric.map(|m| (r.n, m)));
+        let improvement_percent = match (baseline, best) {
+            (Some(baseline), Some((_, best))) if baseline != 0.0 => {
+                Some(100.0 * self.goal.improvement(best, baseline) / baseline.abs())
+            }
+            _ => None,
+        };
+        let recorded = self.recorded().count();
+        let per_hour = self
+            .run
+            .as_ref()
+            .filter(|run| run.active_seconds > 0.0 && recorded > 0)
+            .map(|run| recorded as f64 * 3600.0 / run.active_seconds);
+        Summary {
+            baseline,
+            best,
+            improvement_percent,
+            experiments: after_baseline().count(),
+            kept: count(Status::Keep),
+            discarded: count(Status::Discard),
+            crashed: count(Status::Crash),
+            per_hour,
+            cost_usd: self.run.as_ref().and_then(|run| run.cost_usd),
+        }
+    }
+
+    /// The summary as labelled figures, in the order the page shows them.
+    pub fn figures(&self) -> Vec<Figure> {
+        let summary = self.summary();
+        let missing = || "–".to_string();
+        let metric = |value: f64| format!("{value:.6}");
+        let no_journal = "no journal";
+        let best_row = summary.best.and_then(|(n, _)| self.row(n));
+        vec![
+            Figure {
+                key: "baseline",
+                label: "Baseline",
+                value: summary.baseline.map_or_else(missing, metric),
+                note: self.metric.clone(),
+                tone: "",
+            },
+            Figure {
+                key: "best",
+                label: "Best",
+                value: summary.best.map_or_else(missing, |(_, m)| metric(m)),
+                note: best_row
+                    .map_or_else(String::new, |row| format!("#{} {}", row.n, row.description)),
+                tone: "",
+            },
+            Figure {
+                key: "improvement",
+                label: "Improvement",
+                value: summary
+                    .improvement_percent
+                    .map_or_else(missing, |p| format!("{p:.2}%")),
+                note: match (summary.baseline, summary.best) {
+                    (Some(baseline), Some((_, best))) => {
+                        format!("{:+.6} {}", best - baseline, self.metric)
+                    }
+                    _ => String::new(),
+                },
+                tone: if summary.improvement_percent.is_some_and(|p| p > 0.0) {
+                    "good"
+                } else {
+                    ""
+                },
+            },
+            Figure {
+                key: "experiments",
+                label: "Experiments",
+                value: summary.experiments.to_string(),
+                note: "after the baseline".to_string(),
+                tone: "",
+            },
+            Figure {
+                key: "kept",
+                label: "Kept",
+                value: summary.kept.to_string(),
+                note: "improvements".to_string(),
+                tone: "",
+            },
+            Figure {
+                key: "discarded",
+                label: "Discarded",
+                value: summary.discarded.to_string(),
+                note: String::new(),
+                tone: "",
+            },
+            Figure {
+                key: "crashed",
+                label: "Crashes",
+                value: summary.crashed.to_string(),
+                note: String::new(),
+                tone: if summary.crashed > 0 { "bad" } else { "" },
+            },
+            Figure {
+                key: "keep-rate",
+                label: "Keep rate",
+                value: summary
+                    .keep_rate()
+                    .map_or_else(missing, |rate| format!("{:.1}%", 100.0 * rate)),
+                note: format!("{} of {}", summary.kept, summary.experiments),
+                tone: "",
+            },
+            Figure {
+                key: "per-hour",
+                label: "Experiments / hour",
+                value: summary.per_hour.map_or_else(missing, |r| format!("{r:.1}")),
+                note: match &self.run {
+                    Some(run) => format!(
+                        "{} driving",
+                        crate::progress::clock(std::time::Duration::from_secs_f64(
+                            run.active_seconds.max(0.0)
+                        ))
+                    ),
+                    None => no_journal.to_string(),
+                },
+                tone: "",
+            },
+            Figure {
+                key: "cost",
+                label: "Proposer cost",
+                value: summary
+                    .cost_usd
+                    .map_or_else(missing, |cost| format!("${cost:.2}")),
+                note: match (&self.run, summary.cost_usd) {
+                    (None, _) => no_journal.to_string(),
+                    (Some(_), None) => "not reported by the proposer".to_string(),
+                    (Some(_), Some(_)) => String::new(),
+                },
+                tone: "",
+            },
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn row(n: u64, parent: Option<u64>, status: Status, metric: f64) -> Row {
+        Row {
+            n,
+            parent,
+            built_on: parent,
+            fix_of: None,
+            commit: format!("c{n:06}"),
+            status: Some(status),
+            metric: (status != Status::Crash).then_some(metric),
+            memory_gb: Some(1.0),
+            seconds: None,
+            description: format!("experiment {n}"),
+            reason: None,
+            details: None,
+        }
+    }
+
+    fn report(goal: Goal, rows: Vec<Row>) -> Report {
+        Report {
+            title: "t".into(),
+            tag: None,
+            source: "results.tsv".into(),
+            metric: "loss".into(),
+            goal,
+            rows,
+            noise: None,
+            run: None,
+        }
+    }
+
+    #[test]
+    fn summary_counts_experiments_after_the_baseline() {
+        let report = report(
+            Goal::Minimize,
+            vec![
+                row(0, None, Status::Keep, 1.0),
+                row(1, Some(0), Status::Keep, 0.9),
+                row(2, Some(1), Status::Discard, 0.95),
+                row(3, Some(1), Status::Crash, 0.0),
+                row(4, Some(1), Status::Keep, 0.8),
+            ],
+        );
+        let summary = report.summary();
+        assert_eq!(
+            (
+                summary.experiments,
+                summary.kept,
+                summary.discarded,
+                summary.crashed
+            ),
+            (4, 2, 1, 1)
+        );
+        assert_eq!(summary.best, Some((4, 0.8)));
+        assert!((summary.improvement_percent.unwrap() - 20.0).abs() < 1e-9);
+        assert_eq!(summary.keep_rate(), Some(0.5));
+        assert_eq!(summary.per_hour, None);
+        assert_eq!(report.kept_path(), [0, 1, 4]);
+        assert_eq!(report.delta(report.row(2).unwrap()), Some(0.95 - 0.9));
+        assert_eq!(
+            report.running_best(),
+            [(0, 1.0), (1, 0.9), (2, 0.9), (3, 0.9), (4, 0.8)]
+        );
+    }
+
+    #[test]
+    fn maximize_makes_the_highest_keep_the_best() {
+        let report = report(
+            Goal::Maximize,
+            vec![
+                row(0, None, Status::Keep, 0.5),
+                row(1, Some(0), Status::Keep, 0.6),
+                row(2, Some(1), Status::Discard, 0.55),
+            ],
+        );
+        let summary = report.summary();
+        assert_eq!(summary.best, Some((1, 0.6)));
+        assert!((summary.improvement_percent.unwrap() - 20.0).abs() < 1e-9);
+    }
+}

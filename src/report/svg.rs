@@ -1,0 +1,844 @@
+//! The report's two pictures as inline SVG: the progress plot drawn the way autoresearch's
+//! `analysis.ipynb` draws it (metric against experiment number, discards grey, keeps green and
+//! labelled, the running best as a step line, crashes marked), and the experiment tree.
+
+use std::fmt::Write;
+
+use super::{Report, Row};
+use crate::decide::Status;
+use crate::metric::Goal;
+
+/// The notebook's colours.
+const DISCARD: &str = "#cccccc";
+const KEEP: &str = "#2ecc71";
+const RUNNING_BEST: &str = "#27ae60";
+const LABEL: &str = "#1a7a3a";
+const CRASH: &str = "#e74c3c";
+
+/// Descriptions longer than this are cut on the plot, as in the notebook.
+const LABEL_CHARS: usize = 45;
+
+const WIDTH: f64 = 1200.0;
+
+/// A linear map from data to pixels.
+#[derive(Debug, Clone, Copy)]
+struct Scale {
+    from: (f64, f64),
+    to: (f64, f64),
+}
+
+impl Scale {
+    fn at(&self, value: f64) -> f64 {
+        let (d0, d1) = self.from;
+        let (r0, r1) = self.to;
+        if d1 == d0 {
+            return (r0 + r1) / 2.0;
+        }
+        r0 + (value - d0) / (d1 - d0) * (r1 - r0)
+    }
+}
+
+/// The metric range the plot shows, as the notebook chooses it: from just past the best to just
+/// past the baseline, 15% of their distance either side. Without an improvement, the range of
+/// all measured values.
+pub fn metric_range(report: &Report) -> Option<(f64, f64)> {
+    let summary = report.summary();
+    if let (Some(baseline), Some((_, best))) = (summary.baseline, summary.best)
+        && best != baseline
+    {
+        let margin = (baseline - best).abs() * 0.15;
+        return Some((baseline.min(best) - margin, baseline.max(best) + margin));
+    }
+    let values: Vec<f64> = report.recorded().filter_map(|r| r.metric).collect();
+    let low = values.iter().copied().reduce(f64::min)?;
+    let high = values.iter().copied().reduce(f64::max)?;
+    let pad = if high - low > 0.0 {
+        (high - low) * 0.1
+    } else {
+        (high.abs() * 0.01).max(1e-6)
+    };
+    Some((low - pad, high + pad))
+}
+
+/// Round tick values covering `low..=high`, about `count` of them.
+fn ticks(low: f64, high: f64, count: usize) -> Vec<f64> {
+    if high <= low || !low.is_finite() || !high.is_finite() {
+        return vec![low];
+    }
+    let rough = (high - low) / count.max(1) as f64;
+    let magnitude = 10f64.powf(rough.log10().floor());
+    let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+        .iter()
+        .map(|m| m * magnitude)
+        .find(|step| *step >= rough)
+        .unwrap_or(10.0 * magnitude);
+    let first = (low / step).ceil() as i64;
+    let last = (high / step).floor() as i64;
+    (first..=last).map(|i| i as f64 * step).collect()
+}
+
+/// Decimals that tell ticks `step` apart.
+fn decimals(ticks: &[f64]) -> usize {
+    let step = match ticks {
+        [a, b, ..] => (b - a).abs(),
+        _ => return 3,
+    };
+    // The fewest decimals that write the step exactly.
+    (0..12)
+        .find(|&d| {
+            let scaled = step * 10f64.powi(d as i32);
+            (scaled - scaled.round()).abs() < 1e-6 * scaled.max(1.0)
+        })
+        .unwrap_or(12)
+}
+
+/// Text for SVG and HTML: `&`, `<`, `>` and quotes escaped.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn cut(text: &str, chars: usize) -> String {
+    if text.chars().count() <= chars {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(chars - 3).collect();
+    format!("{kept}...")
+}
+
+/// The tooltip of an experiment's mark.
+fn tooltip(report: &Report, row: &Row) -> String {
+    let status = row.status.map_or("running".to_string(), |s| s.to_string());
+    let value = row
+        .metric
+        .map_or_else(String::new, |m| format!(" {} {m:.6}", report.metric));
+    escape(&format!("#{} {status}{value}: {}", row.n, row.description))
+}
+
+/// The x scale of both pictures: experiment numbers with a little room at both ends.
+fn x_scale(report: &Report, left: f64, right: f64) -> Scale {
+    let last = report.rows.last().map_or(1, |r| r.n.max(1)) as f64;
+    let pad = last * 0.02 + 0.5;
+    Scale {
+        from: (-pad, last + pad),
+        to: (left, right),
+    }
+}
+
+/// The progress plot.
+pub fn progress_plot(report: &Report) -> String {
+    let (height, left, right, top, bottom) = (600.0, 86.0, WIDTH - 20.0, 48.0, 600.0 - 56.0);
+    let summary = report.summary();
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="plot" id="progress-plot" viewBox="0 0 {WIDTH} {height}" role="img" aria-label="progress plot" xmlns="http://www.w3.org/2000/svg" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif">"#
+    );
+    let _ = write!(
+        svg,
+        r##"<text x="{}" y="28" text-anchor="middle" font-size="18" fill="#222">Progress: {} experiments, {} kept improvements</text>"##,
+        (left + right) / 2.0,
+        summary.experiments,
+        summary.kept
+    );
+    let Some((low, high)) = metric_range(report) else {
+        let _ = write!(
+            svg,
+            r##"<rect x="{left}" y="{top}" width="{}" height="{}" fill="none" stroke="#333"/><text x="{}" y="{}" text-anchor="middle" font-size="16" fill="#777">no measured experiment yet</text></svg>"##,
+            right - left,
+            bottom - top,
+            (left + right) / 2.0,
+            (top + bottom) / 2.0
+        );
+        return svg;
+    };
+    let x = x_scale(report, left, right);
+    let y = Scale {
+        from: (low, high),
+        to: (bottom, top),
+    };
+
+    // Grid, ticks and labels.
+    let y_ticks = ticks(low, high, 8);
+    let digits = decimals(&y_ticks);
+    for value in &y_ticks {
+        let py = y.at(*value);
+        let _ = write!(
+            svg,
+            r##"<line x1="{left}" x2="{right}" y1="{py:.1}" y2="{py:.1}" stroke="#000" stroke-opacity="0.08"/><text x="{}" y="{:.1}" text-anchor="end" font-size="12" fill="#333">{value:.digits$}</text>"##,
+            left - 8.0,
+            py + 4.0
+        );
+    }
+    let (x0, x1) = x.from;
+    for value in ticks(x0.max(0.0), x1, 10) {
+        let px = x.at(value);
+        let _ = write!(
+            svg,
+            r##"<line x1="{px:.1}" x2="{px:.1}" y1="{top}" y2="{bottom}" stroke="#000" stroke-opacity="0.08"/><text x="{px:.1}" y="{}" text-anchor="middle" font-size="12" fill="#333">{value}</text>"##,
+            bottom + 18.0
+        );
+    }
+    let _ = write!(
+        svg,
+        r##"<text x="{}" y="{}" text-anchor="middle" font-size="14" fill="#222">Experiment #</text><text transform="translate(22 {}) rotate(-90)" text-anchor="middle" font-size="14" fill="#222">{} ({} is better)</text>"##,
+        (left + right) / 2.0,
+        bottom + 44.0,
+        (top + bottom) / 2.0,
+        escape(&report.metric),
+        report.goal.better_word()
+    );
+
+    // The noise band behind everything else.
+    let last_n = report.rows.last().map_or(0, |r| r.n) as f64;
+    if let Some(band) = &report.noise {
+        for (i, point) in band.points.iter().enumerate() {
+            let until = band.points.get(i + 1).map_or(last_n, |p| p.n as f64);
+            let (from_x, to_x) = (x.at(point.n as f64), x.at(until));
+            let (y_high, y_low) = (
+                y.at(point.high.min(high).max(low)),
+                y.at(point.low.min(high).max(low)),
+            );
+            let _ = write!(
+                svg,
+                r#"<rect class="noise-band" x="{from_x:.1}" y="{y_high:.1}" width="{:.1}" height="{:.1}" fill="{RUNNING_BEST}" fill-opacity="0.14"/>"#,
+                (to_x - from_x).max(1.0),
+                (y_low - y_high).max(0.5)
+            );
+        }
+    }
+
+    // The running best, a step that changes where a keep improves.
+    let steps = report.running_best();
+    if let Some(&(first_n, first_value)) = steps.first() {
+        let mut path = format!("M{:.1} {:.1}", x.at(first_n as f64), y.at(first_value));
+        let mut previous = first_value;
+        for &(n, value) in &steps[1..] {
+            if value != previous {
+                let _ = write!(path, " H{:.1} V{:.1}", x.at(n as f64), y.at(value));
+                previous = value;
+            }
+        }
+        let _ = write!(path, " H{:.1}", x.at(last_n));
+        let _ = write!(
+            svg,
+            r#"<path class="running-best" d="{path}" fill="none" stroke="{RUNNING_BEST}" stroke-width="2.5" stroke-opacity="0.75"/>"#
+        );
+    }
+
+    // Crashes: a faint line at their number and a cross under the plot's floor.
+    let mut off_scale = false;
+    let crashes: Vec<&Row> = report
+        .recorded()
+        .filter(|r| r.status == Some(Status::Crash))
+        .collect();
+    for row in &crashes {
+        let px = x.at(row.n as f64);
+        let py = bottom - 9.0;
+        let _ = write!(
+            svg,
+            r##"<a href="#e{n}" class="mark crash"><title>{tip}</title><line x1="{px:.1}" x2="{px:.1}" y1="{top}" y2="{bottom}" stroke="{CRASH}" stroke-opacity="0.25" stroke-dasharray="3 3"/><path d="M{a:.1} {b:.1} L{c:.1} {d:.1} M{a:.1} {d:.1} L{c:.1} {b:.1}" stroke="{CRASH}" stroke-width="2.5"/></a>"##,
+            n = row.n,
+            tip = tooltip(report, row),
+            a = px - 5.0,
+            b = py - 5.0,
+            c = px + 5.0,
+            d = py + 5.0,
+        );
+    }
+
+    // Discards (faint, behind), then keeps with their labels.
+    let place = |value: f64| -> (f64, Option<bool>) {
+        if value > high {
+            (top + 6.0, Some(true))
+        } else if value < low {
+            (bottom - 6.0, Some(false))
+        } else {
+            (y.at(value), None)
+        }
+    };
+    for row in report
+        .recorded()
+        .filter(|r| r.status == Some(Status::Discard))
+    {
+        let Some(value) = row.metric else { continue };
+        let px = x.at(row.n as f64);
+        let (py, outside) = place(value);
+        let mark = match outside {
+            None => format!(
+                r#"<circle cx="{px:.1}" cy="{py:.1}" r="3.5" fill="{DISCARD}" fill-opacity="0.8"/>"#
+            ),
+            Some(above) => {
+                off_scale = true;
+                let tip = if above { py - 5.0 } else { py + 5.0 };
+                let base = if above { py + 3.0 } else { py - 3.0 };
+                format!(
+                    r##"<path d="M{px:.1} {tip:.1} L{:.1} {base:.1} L{:.1} {base:.1} Z" fill="#aaaaaa"/>"##,
+                    px - 4.5,
+                    px + 4.5
+                )
+            }
+        };
+        let _ = write!(
+            svg,
+            r##"<a href="#e{}" class="mark discard"><title>{}</title>{mark}</a>"##,
+            row.n,
+            tooltip(report, row)
+        );
+    }
+    let keeps: Vec<(&Row, f64, f64)> = report
+        .recorded()
+        .filter(|r| r.status == Some(Status::Keep))
+        .filter_map(|row| Some((row, x.at(row.n as f64), place(row.metric?).0)))
+        .collect();
+    let legend = legend_entries(report, !crashes.is_empty(), off_scale);
+    // The corner the progress leaves empty: the top right when the metric falls, the top left
+    // when it rises.
+    let legend_box = Rect {
+        x: match report.goal {
+            Goal::Minimize => right - LEGEND_WIDTH - 10.0,
+            Goal::Maximize => left + 10.0,
+        },
+        y: top + 10.0,
+        width: LEGEND_WIDTH,
+        height: legend.len() as f64 * 20.0 + 10.0,
+    };
+    // The best and the baseline choose first, then the larger improvements.
+    let best = report.best().map(|r| r.n);
+    let priority = |row: &Row| {
+        if Some(row.n) == best {
+            f64::INFINITY
+        } else if row.parent.is_none() {
+            f64::MAX
+        } else {
+            report.delta(row).map_or(0.0, f64::abs)
+        }
+    };
+    let labels = place_labels(
+        &keeps
+            .iter()
+            .map(|(row, px, py)| (*px, *py, row.description.trim().to_string(), priority(row)))
+            .collect::<Vec<_>>(),
+        Rect {
+            x: 4.0,
+            y: top + 2.0,
+            width: WIDTH - 8.0,
+            height: bottom - top - 4.0,
+        },
+        legend_box,
+    );
+    for ((row, px, py), label) in keeps.iter().zip(labels) {
+        let label = label.map_or_else(String::new, |label| {
+            format!(
+                r#"<text x="{lx:.1}" y="{ly:.1}" transform="rotate({angle} {lx:.1} {ly:.1})"{anchor} font-size="11" fill="{LABEL}" fill-opacity="0.9">{text}</text>"#,
+                lx = label.x,
+                ly = label.y,
+                angle = label.angle,
+                anchor = if label.end { r#" text-anchor="end""# } else { "" },
+                text = escape(&label.text),
+            )
+        });
+        let _ = write!(
+            svg,
+            r##"<a href="#e{}" class="mark keep"><title>{}</title><circle cx="{px:.1}" cy="{py:.1}" r="6" fill="{KEEP}" stroke="#000" stroke-width="0.6"/>{label}</a>"##,
+            row.n,
+            tooltip(report, row)
+        );
+    }
+
+    // The frame, then the legend on top.
+    let _ = write!(
+        svg,
+        r##"<rect x="{left}" y="{top}" width="{}" height="{}" fill="none" stroke="#333"/>"##,
+        right - left,
+        bottom - top
+    );
+    let _ = write!(
+        svg,
+        r##"<g class="legend" transform="translate({} {})" font-size="12" fill="#222"><rect x="0" y="0" width="{}" height="{}" rx="4" fill="#fff" fill-opacity="0.9" stroke="#ccc"/>"##,
+        legend_box.x, legend_box.y, legend_box.width, legend_box.height
+    );
+    for (i, (shape, label)) in legend.iter().enumerate() {
+        let _ = write!(
+            svg,
+            r#"<g transform="translate(12 {})">{shape}<text x="30" y="4">{label}</text></g>"#,
+            i as f64 * 20.0 + 15.0
+        );
+    }
+    svg.push_str("</g></svg>");
+    svg
+}
+
+const LEGEND_WIDTH: f64 = 192.0;
+
+/// The legend's entries: a shape drawn around (10, 0) and its label.
+fn legend_entries(report: &Report, crashes: bool, off_scale: bool) -> Vec<(String, &'static str)> {
+    let mut entries = vec![
+        (
+            format!(r#"<circle cx="10" cy="0" r="3.5" fill="{DISCARD}"/>"#),
+            "Discarded",
+        ),
+        (
+            format!(
+                r##"<circle cx="10" cy="0" r="6" fill="{KEEP}" stroke="#000" stroke-width="0.6"/>"##
+            ),
+            "Kept",
+        ),
+        (
+            format!(
+                r#"<line x1="0" x2="20" y1="0" y2="0" stroke="{RUNNING_BEST}" stroke-width="2.5" stroke-opacity="0.75"/>"#
+            ),
+            "Running best",
+        ),
+    ];
+    if crashes {
+        entries.push((
+            format!(r#"<path d="M5 -5 L15 5 M5 5 L15 -5" stroke="{CRASH}" stroke-width="2.5"/>"#),
+            "Crash",
+        ));
+    }
+    if off_scale {
+        entries.push((
+            r##"<path d="M10 -5 L5.5 3 L14.5 3 Z" fill="#aaaaaa"/>"##.to_string(),
+            "Discarded, off the scale",
+        ));
+    }
+    if report.noise.is_some() {
+        entries.push((
+            format!(
+                r#"<rect x="0" y="-6" width="20" height="12" fill="{RUNNING_BEST}" fill-opacity="0.14"/>"#
+            ),
+            "Noise band",
+        ));
+    }
+    entries
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rect {
+    x: f64,
+    y: f64,
+    width: f64,
+    height: f64,
+}
+
+impl Rect {
+    fn contains(&self, (x, y): (f64, f64)) -> bool {
+        x >= self.x && x <= self.x + self.width && y >= self.y && y <= self.y + self.height
+    }
+}
+
+/// A label's anchor, rotation in degrees (clockwise), whether the anchor is its end, its text.
+#[derive(Debug, Clone, PartialEq)]
+struct Label {
+    x: f64,
+    y: f64,
+    angle: f64,
+    end: bool,
+    text: String,
+}
+
+/// Approximate width of a character of the 11px label font.
+const CHAR_WIDTH: f64 = 6.0;
+/// Labels closer than this (in cells of this size) count as overlapping.
+const CELL: f64 = 7.0;
+
+impl Label {
+    /// Points along the middle of the label's text, every few pixels.
+    fn samples(&self) -> Vec<(f64, f64)> {
+        let length = self.text.chars().count() as f64 * CHAR_WIDTH;
+        let radians = self.angle.to_radians();
+        let (dx, dy) = (radians.cos(), radians.sin());
+        // Glyphs rise from the baseline at right angles to it.
+        let (ux, uy) = (dy, -dx);
+        let sign = if self.end { -1.0 } else { 1.0 };
+        let steps = (length / 4.0).ceil() as usize;
+        (0..=steps)
+            .map(|i| {
+                let t = sign * (i as f64 * 4.0).min(length);
+                (self.x + t * dx + 4.0 * ux, self.y + t * dy + 4.0 * uy)
+            })
+            .collect()
+    }
+}
+
+/// Places the kept points' labels as the notebook does (rotated 30 degrees, up and to the right),
+/// but where that would overlap another label, a kept point, the legend or leave `bounds`, tries
+/// the three other diagonals, then a shorter text; a label that fits nowhere is left out (the
+/// point's tooltip still says it).
+fn place_labels(
+    points: &[(f64, f64, String, f64)],
+    bounds: Rect,
+    legend: Rect,
+) -> Vec<Option<Label>> {
+    let mut taken: std::collections::HashSet<(i64, i64)> = Default::default();
+    let cell = |(x, y): (f64, f64)| ((x / CELL).floor() as i64, (y / CELL).floor() as i64);
+    let mut placed = vec![None; points.len()];
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by(|&a, &b| points[b].3.total_cmp(&points[a].3).then(a.cmp(&b)));
+    for i in order {
+        let (px, py, description, _) = &points[i];
+        let fits = |label: &Label| {
+            label.samples().into_iter().all(|point| {
+                let (cx, cy) = cell(point);
+                bounds.contains(point)
+                    && !legend.contains(point)
+                    && !(-1..=1).any(|ox| (-1..=1).any(|oy| taken.contains(&(cx + ox, cy + oy))))
+                    && points.iter().enumerate().all(|(j, (qx, qy, _, _))| {
+                        j == i || (point.0 - qx).hypot(point.1 - qy) > 9.0
+                    })
+            })
+        };
+        let texts = [cut(description, LABEL_CHARS), cut(description, 24)];
+        let candidates = texts.iter().flat_map(|text| {
+            [
+                (7.0, -7.0, -30.0, false),
+                (8.0, 9.0, 30.0, false),
+                (-7.0, -7.0, 30.0, true),
+                (-8.0, 9.0, -30.0, true),
+            ]
+            .map(|(ox, oy, angle, end)| Label {
+                x: px + ox,
+                y: py + oy,
+                angle,
+                end,
+                text: text.clone(),
+            })
+        });
+        let chosen = candidates.into_iter().find(|label| fits(label));
+        if let Some(label) = &chosen {
+            for point in label.samples() {
+                taken.insert(cell(point));
+            }
+        }
+        placed[i] = chosen;
+    }
+    placed
+}
+
+/// Viridis, from its dark end (worst) to its bright end (best), as five stops.
+const VIRIDIS: [(f64, f64, f64); 5] = [
+    (68.0, 1.0, 84.0),
+    (59.0, 82.0, 139.0),
+    (33.0, 145.0, 140.0),
+    (94.0, 201.0, 98.0),
+    (253.0, 231.0, 37.0),
+];
+
+fn viridis(t: f64) -> String {
+    let t = t.clamp(0.0, 1.0) * (VIRIDIS.len() - 1) as f64;
+    let i = (t.floor() as usize).min(VIRIDIS.len() - 2);
+    let f = t - i as f64;
+    let (a, b) = (VIRIDIS[i], VIRIDIS[i + 1]);
+    let mix = |p: f64, q: f64| (p + (q - p) * f).round() as u8;
+    format!(
+        "#{:02x}{:02x}{:02x}",
+        mix(a.0, b.0),
+        mix(a.1, b.1),
+        mix(a.2, b.2)
+    )
+}
+
+/// Colours by rank: each measured value's place among all of them, from the worst (0) to the
+/// best (1). A run's late experiments differ by far less than its first improvements, and a
+/// scale by value would paint them all alike.
+struct Ranks {
+    /// Measured values from the worst to the best.
+    sorted: Vec<f64>,
+}
+
+impl Ranks {
+    fn new(report: &Report) -> Ranks {
+        let goal = report.goal;
+        let mut sorted: Vec<f64> = report.recorded().filter_map(|r| r.metric).collect();
+        sorted.sort_by(|a, b| {
+            goal.improvement(*a, 0.0)
+                .total_cmp(&goal.improvement(*b, 0.0))
+        });
+        Ranks { sorted }
+    }
+
+    fn of(&self, goal: Goal, value: f64) -> f64 {
+        if self.sorted.len() < 2 {
+            return 1.0;
+        }
+        let below = self
+            .sorted
+            .partition_point(|v| goal.improvement(*v, 0.0) < goal.improvement(value, 0.0));
+        below as f64 / (self.sorted.len() - 1) as f64
+    }
+}
+
+/// The experiment tree: each experiment at its number (left to right) and its generation (how
+/// many experiments it builds on, top to bottom), an edge from the experiment whose commit it was
+/// made on, nodes coloured by metric, the path from the baseline to the best drawn thick.
+pub fn tree(report: &Report) -> String {
+    let (left, right, top) = (86.0, WIDTH - 20.0, 24.0);
+    let mut depth: std::collections::BTreeMap<u64, usize> = Default::default();
+    for row in &report.rows {
+        let d = row
+            .built_on
+            .and_then(|p| depth.get(&p))
+            .map_or(0, |d| d + 1);
+        depth.insert(row.n, d);
+    }
+    let deepest = depth.values().copied().max().unwrap_or(0);
+    let row_height = (520.0 / (deepest + 1) as f64).clamp(12.0, 26.0);
+    let bottom = top + deepest as f64 * row_height;
+    let height = bottom + 64.0;
+    let x = x_scale(report, left, right);
+    let y = |n: u64| top + depth.get(&n).copied().unwrap_or(0) as f64 * row_height;
+    let path: std::collections::BTreeSet<u64> = report.kept_path().into_iter().collect();
+    let ranks = Ranks::new(report);
+
+    let mut svg = String::new();
+    let _ = write!(
+        svg,
+        r#"<svg class="tree" id="experiment-tree" viewBox="0 0 {WIDTH} {height:.0}" role="img" aria-label="experiment tree" xmlns="http://www.w3.org/2000/svg" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif">"#
+    );
+    // Generations on the left.
+    let every = (deepest / 12).max(1);
+    for d in (0..=deepest).step_by(every) {
+        let py = top + d as f64 * row_height;
+        let _ = write!(
+            svg,
+            r##"<text x="{}" y="{:.1}" text-anchor="end" font-size="11" fill="#777">{}</text>"##,
+            left - 10.0,
+            py + 4.0,
+            if d == 0 {
+                "baseline".to_string()
+            } else {
+                format!("+{d}")
+            }
+        );
+    }
+    // Edges, the kept path last so it lies on top.
+    let edge = |row: &Row, parent: u64| {
+        let (px, py) = (x.at(parent as f64), y(parent));
+        let (cx, cy) = (x.at(row.n as f64), y(row.n));
+        let mid = cy - row_height / 2.0;
+        format!("M{px:.1} {py:.1} V{mid:.1} H{cx:.1} V{cy:.1}")
+    };
+    for row in &report.rows {
+        if let Some(parent) = row.built_on
+            && !(path.contains(&row.n) && path.contains(&parent))
+        {
+            let _ = write!(
+                svg,
+                r##"<path d="{}" fill="none" stroke="#bbb" stroke-width="1"/>"##,
+                edge(row, parent)
+            );
+        }
+    }
+    for row in &report.rows {
+        if let Some(parent) = row.built_on
+            && path.contains(&row.n)
+            && path.contains(&parent)
+        {
+            let _ = write!(
+                svg,
+                r#"<path class="kept-path" d="{}" fill="none" stroke="{RUNNING_BEST}" stroke-width="3.5" stroke-linejoin="round"/>"#,
+                edge(row, parent)
+            );
+        }
+    }
+    // Nodes.
+    let mut last_label: Option<(f64, f64)> = None;
+    for row in &report.rows {
+        let (px, py) = (x.at(row.n as f64), y(row.n));
+        let on_path = path.contains(&row.n);
+        let shape = match (row.status, row.metric) {
+            (Some(Status::Crash), _) => format!(
+                r#"<path d="M{a:.1} {b:.1} L{c:.1} {d:.1} M{a:.1} {d:.1} L{c:.1} {b:.1}" stroke="{CRASH}" stroke-width="2.5"/>"#,
+                a = px - 4.5,
+                b = py - 4.5,
+                c = px + 4.5,
+                d = py + 4.5,
+            ),
+            (None, _) => format!(
+                r##"<circle cx="{px:.1}" cy="{py:.1}" r="5" fill="#fff" stroke="#555" stroke-width="1.5" stroke-dasharray="2 2"/>"##
+            ),
+            (Some(status), Some(value)) => {
+                let (radius, stroke) = if on_path {
+                    (7.0, r##" stroke="#000" stroke-width="1.5""##)
+                } else if status == Status::Keep {
+                    (5.5, r##" stroke="#000" stroke-width="0.8""##)
+                } else {
+                    (4.0, r##" stroke="#fff" stroke-width="0.6""##)
+                };
+                format!(
+                    r#"<circle cx="{px:.1}" cy="{py:.1}" r="{radius}" fill="{}"{stroke}/>"#,
+                    viridis(ranks.of(report.goal, value))
+                )
+            }
+            (Some(_), None) => {
+                format!(r##"<circle cx="{px:.1}" cy="{py:.1}" r="4" fill="#ccc"/>"##)
+            }
+        };
+        // Numbers on the kept path, below and left of the node where the staircase leaves room,
+        // unless the previous one is too close.
+        let label = if on_path
+            && last_label.is_none_or(|(lx, ly)| px - lx >= 26.0 || py - ly >= 24.0)
+        {
+            last_label = Some((px, py));
+            format!(
+                r##"<text x="{:.1}" y="{:.1}" font-size="10" fill="#444" text-anchor="end">#{}</text>"##,
+                px - 9.0,
+                py + 12.0,
+                row.n
+            )
+        } else {
+            String::new()
+        };
+        let _ = write!(
+            svg,
+            r##"<a href="#e{}" class="node"><title>{}</title>{shape}{label}</a>"##,
+            row.n,
+            tooltip(report, row)
+        );
+    }
+    // The colour key.
+    let key_x = right - 260.0;
+    let key_y = bottom + 34.0;
+    let _ = write!(
+        svg,
+        r#"<defs><linearGradient id="viridis">{}</linearGradient></defs>"#,
+        (0..VIRIDIS.len())
+            .map(|i| {
+                let t = i as f64 / (VIRIDIS.len() - 1) as f64;
+                format!(r#"<stop offset="{t}" stop-color="{}"/>"#, viridis(t))
+            })
+            .collect::<String>()
+    );
+    if let (Some(worst), Some(best)) = (ranks.sorted.first(), ranks.sorted.last()) {
+        let _ = write!(
+            svg,
+            r##"<g font-size="11" fill="#333"><text x="{}" y="{:.1}" text-anchor="end">colour: rank of {}, worst {worst:.6}</text><rect x="{key_x}" y="{:.1}" width="160" height="10" fill="url(#viridis)"/><text x="{}" y="{:.1}">best {best:.6}</text></g>"##,
+            key_x - 6.0,
+            key_y + 9.0,
+            escape(&report.metric),
+            key_y,
+            key_x + 166.0,
+            key_y + 9.0,
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::tests::row;
+    use crate::report::{BandPoint, NoiseBand};
+
+    fn report(rows: Vec<Row>) -> Report {
+        Report {
+            title: "t".into(),
+            tag: None,
+            source: "results.tsv".into(),
+            metric: "val_bpb".into(),
+            goal: Goal::Minimize,
+            rows,
+            noise: None,
+            run: None,
+        }
+    }
+
+    fn sample() -> Report {
+        report(vec![
+            row(0, None, Status::Keep, 1.0),
+            row(1, Some(0), Status::Keep, 0.9),
+            row(2, Some(1), Status::Discard, 0.95),
+            row(3, Some(1), Status::Crash, 0.0),
+            row(4, Some(1), Status::Discard, 3.0),
+            row(5, Some(1), Status::Keep, 0.8),
+        ])
+    }
+
+    #[test]
+    fn ticks_are_round_and_cover_the_range() {
+        assert_eq!(ticks(0.0, 10.0, 5), [0.0, 2.0, 4.0, 6.0, 8.0, 10.0]);
+        let t = ticks(0.9663, 1.0013, 8);
+        assert!(t.len() >= 5 && t.len() <= 10, "{t:?}");
+        assert!(t.first().unwrap() >= &0.9663 && t.last().unwrap() <= &1.0013);
+        assert_eq!(decimals(&[0.965, 0.97]), 3);
+        assert_eq!(decimals(&[0.0, 20.0]), 0);
+        assert_eq!(decimals(&[0.9675, 0.97]), 4);
+        assert_eq!(decimals(&[0.0, 2.5]), 1);
+    }
+
+    #[test]
+    fn the_plot_marks_each_kind_of_experiment() {
+        let svg = progress_plot(&sample());
+        assert!(svg.contains("Progress: 5 experiments, 2 kept improvements"));
+        assert_eq!(svg.matches(r#"class="mark keep""#).count(), 3);
+        assert_eq!(svg.matches(r#"class="mark discard""#).count(), 2);
+        assert_eq!(svg.matches(r#"class="mark crash""#).count(), 1);
+        // The discard at 3.0 lies far above the range: drawn at the edge, named in the legend.
+        assert!(svg.contains("Discarded, off the scale"));
+        assert!(svg.contains("experiment 5</text>"), "keeps are labelled");
+        assert!(svg.contains(r#"class="running-best""#));
+        assert!(!svg.contains("noise-band"));
+        // The range is the notebook's: 15% of the improvement past the baseline and the best.
+        assert_eq!(metric_range(&sample()), Some((0.8 - 0.03, 1.0 + 0.03)));
+    }
+
+    #[test]
+    fn a_noise_band_is_drawn_when_the_report_has_one() {
+        let mut report = sample();
+        report.noise = Some(NoiseBand {
+            points: vec![
+                BandPoint {
+                    n: 0,
+                    low: 0.99,
+                    high: 1.01,
+                },
+                BandPoint {
+                    n: 5,
+                    low: 0.79,
+                    high: 0.81,
+                },
+            ],
+        });
+        let svg = progress_plot(&report);
+        assert_eq!(svg.matches(r#"class="noise-band""#).count(), 2);
+        assert!(svg.contains("Noise band"));
+    }
+
+    #[test]
+    fn the_tree_highlights_the_path_to_the_best() {
+        let svg = tree(&sample());
+        // Edges 0->1 and 1->5 are the kept path; the others are thin.
+        assert_eq!(svg.matches(r#"class="kept-path""#).count(), 2);
+        assert_eq!(svg.matches(r#"class="node""#).count(), 6);
+        assert_eq!(viridis(0.0), "#440154");
+        assert_eq!(viridis(1.0), "#fde725");
+    }
+
+    #[test]
+    fn text_is_escaped() {
+        let mut report = sample();
+        report.rows[1].description = "<script>alert('x')</script> & more".into();
+        let svg = progress_plot(&report);
+        assert!(!svg.contains("<script>"));
+        assert!(svg.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn an_empty_report_says_so() {
+        let svg = progress_plot(&report(Vec::new()));
+        assert!(svg.contains("no measured experiment yet"));
+        assert!(tree(&report(Vec::new())).starts_with("<svg"));
+    }
+}

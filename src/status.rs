@@ -1,0 +1,269 @@
+//! `arun status`: one screen of plain text on where a run stands (its state, the experiment in
+//! progress and for how long, the best so far, the last rows), read from the journal without
+//! taking the run's lock, so it works over ssh beside the arun that drives the run.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::progress::clock;
+use crate::report::{self, Input, Report, RunState};
+
+/// Reads the run the input names and renders its status for a terminal `width` columns wide.
+pub fn status(input: &Input, rows: usize, width: usize) -> Result<String, Error> {
+    let located = report::locate(input)?;
+    let report = report::load::read(&located, false)?;
+    Ok(render(&report, rows, width, crate::journal::now()))
+}
+
+/// The status screen; `now` is the Unix time elapsed times are counted to.
+pub fn render(report: &Report, rows: usize, width: usize, now: f64) -> String {
+    let summary = report.summary();
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "arun status: {}{}",
+        report.title,
+        report
+            .tag
+            .as_ref()
+            .map_or_else(String::new, |tag| format!(", run `{tag}`"))
+    );
+    let since = |time: f64| clock(Duration::from_secs_f64((now - time).max(0.0)));
+    match &report.run {
+        Some(run) => {
+            let _ = writeln!(
+                out,
+                "  state   {}; started {}, {} driving{}",
+                run.state.describe(),
+                report::local_time(run.started),
+                clock(Duration::from_secs_f64(run.active_seconds)),
+                summary
+                    .per_hour
+                    .map_or_else(String::new, |r| format!(", {r:.1} experiments/hour"))
+            );
+            if let Some(current) = &run.current {
+                let description = report
+                    .row(current.n)
+                    .map(|r| r.description.as_str())
+                    .filter(|d| !d.is_empty())
+                    .map_or_else(String::new, |d| format!(": {d}"));
+                let line = if matches!(run.state, RunState::Running { .. }) {
+                    let budget = match (current.phase, run.budget) {
+                        (report::Phase::Running, Some(budget)) => {
+                            format!(" of the {} budget", clock(budget))
+                        }
+                        _ => String::new(),
+                    };
+                    format!(
+                        "#{} {} for {}{budget} ({} since it began){description}",
+                        current.n,
+                        current.phase.word(),
+                        since(current.phase_started),
+                        since(current.started),
+                    )
+                } else {
+                    format!(
+                        "#{} was {} when its arun stopped, at {}{description}",
+                        current.n,
+                        current.phase.word(),
+                        report::local_time(run.last_event)
+                    )
+                };
+                let _ = writeln!(out, "  now     {}", cut(&line, width.saturating_sub(10)));
+                if current.failures > 0 {
+                    let _ = writeln!(
+                        out,
+                        "          {} failed proposal(s) for this experiment so far",
+                        current.failures
+                    );
+                }
+                if let Some(output) = &current.last_output {
+                    let _ = writeln!(out, "          > {}", cut(output, width.saturating_sub(12)));
+                }
+            }
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "  state   a results table without a journal ({})",
+                report.source
+            );
+        }
+    }
+    match (summary.baseline, summary.best) {
+        (Some(baseline), Some((n, best))) => {
+            let _ = writeln!(
+                out,
+                "  best    #{n} {} {best:.6} (baseline {baseline:.6}, {:+.6}, {})",
+                report.metric,
+                best - baseline,
+                summary
+                    .improvement_percent
+                    .map_or_else(String::new, |p| format!("{p:.2}% better"))
+            );
+        }
+        _ => {
+            let _ = writeln!(out, "  best    no result yet");
+        }
+    }
+    let _ = writeln!(
+        out,
+        "  counts  {} experiments after the baseline: {} kept, {} discarded, {} crashed{}",
+        summary.experiments,
+        summary.kept,
+        summary.discarded,
+        summary.crashed,
+        summary
+            .keep_rate()
+            .map_or_else(String::new, |r| format!(" (keep rate {:.1}%)", 100.0 * r))
+    );
+    if let Some(cost) = summary.cost_usd {
+        let _ = writeln!(out, "  cost    ${cost:.2}");
+    }
+
+    let recorded: Vec<&report::Row> = report.recorded().collect();
+    let shown = &recorded[recorded.len().saturating_sub(rows)..];
+    if shown.is_empty() {
+        return out;
+    }
+    let metric_width = report.metric.chars().count().max(9);
+    let _ = writeln!(
+        out,
+        "\nlast {} of {} rows:\n{:>5}  {:<8} {:>metric_width$} {:>10} {:>6} {:>7}  {:<7}  description",
+        shown.len(),
+        recorded.len(),
+        "#",
+        "commit",
+        report.metric,
+        "Δ parent",
+        "mem GB",
+        "time",
+        "status",
+    );
+    for row in shown {
+        let line = format!(
+            "{:>5}  {:<8} {:>metric_width$} {:>10} {:>6} {:>7}  {:<7}  {}",
+            row.n,
+            row.commit,
+            row.metric.map_or_else(String::new, |m| format!("{m:.6}")),
+            report
+                .delta(row)
+                .map_or_else(String::new, |d| format!("{d:+.6}")),
+            row.memory_gb
+                .map_or_else(String::new, |m| format!("{m:.1}")),
+            row.seconds.map_or_else(String::new, report::seconds_text),
+            row.status.map_or("running".to_string(), |s| s.to_string()),
+            row.description,
+        );
+        let _ = writeln!(out, "{}", cut(&line, width));
+    }
+    out
+}
+
+/// `text` cut to `width` characters, the cut marked with `…`.
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width || width < 2 {
+        return text.to_string();
+    }
+    let kept: String = text.chars().take(width - 1).collect();
+    format!("{kept}…")
+}
+
+/// The terminal's width from `COLUMNS`, else 100 (ssh sessions and pipes rarely say).
+pub fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .filter(|c| *c >= 40)
+        .unwrap_or(100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decide::Status;
+    use crate::metric::Goal;
+    use crate::report::{Current, Phase, Row, RunFacts};
+
+    fn row(n: u64, parent: Option<u64>, status: Option<Status>, metric: Option<f64>) -> Row {
+        Row {
+            n,
+            parent,
+            built_on: parent,
+            fix_of: None,
+            commit: format!("c{n:06}"),
+            status,
+            metric,
+            memory_gb: metric.map(|_| 44.0),
+            seconds: Some(301.0),
+            description: format!("idea number {n} with a rather long description to cut"),
+            reason: None,
+            details: None,
+        }
+    }
+
+    #[test]
+    fn a_running_run_shows_the_experiment_in_progress_and_the_last_rows() {
+        let report = Report {
+            title: "autoresearch".into(),
+            tag: Some("mar8".into()),
+            source: "journal.jsonl".into(),
+            metric: "val_bpb".into(),
+            goal: Goal::Minimize,
+            rows: vec![
+                row(0, None, Some(Status::Keep), Some(1.0)),
+                row(1, Some(0), Some(Status::Keep), Some(0.99)),
+                row(2, Some(1), Some(Status::Discard), Some(0.995)),
+                row(3, Some(1), None, None),
+            ],
+            noise: None,
+            run: Some(RunFacts {
+                branch: "autoresearch/mar8".into(),
+                started: 1000.0,
+                last_event: 2000.0,
+                active_seconds: 3600.0,
+                cost_usd: Some(1.5),
+                state: RunState::Running { pid: Some(42) },
+                budget: Some(Duration::from_secs(300)),
+                current: Some(Current {
+                    n: 3,
+                    phase: Phase::Running,
+                    started: 1900.0,
+                    phase_started: 1990.0,
+                    failures: 0,
+                    last_output: Some("step 120 | loss 2.9".into()),
+                }),
+            }),
+        };
+        let text = render(&report, 2, 100, 2062.0);
+        assert!(
+            text.contains("state   running (arun pid 42); started "),
+            "{text}"
+        );
+        assert!(text.contains("1h driving, 3.0 experiments/hour"), "{text}");
+        assert!(
+            text.contains("now     #3 running for 1m12s of the 5m budget (2m42s since it began): idea number 3"),
+            "{text}"
+        );
+        assert!(text.contains("> step 120 | loss 2.9"), "{text}");
+        assert!(
+            text.contains(
+                "best    #1 val_bpb 0.990000 (baseline 1.000000, -0.010000, 1.00% better)"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "2 experiments after the baseline: 1 kept, 1 discarded, 0 crashed (keep rate 50.0%)"
+            ),
+            "{text}"
+        );
+        assert!(text.contains("cost    $1.50"), "{text}");
+        assert!(text.contains("last 2 of 3 rows:"), "{text}");
+        assert!(!text.contains("c000000"), "only the last rows: {text}");
+        for line in text.lines() {
+            assert!(line.chars().count() <= 100, "too wide: {line}");
+        }
+    }
+}
