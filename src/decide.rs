@@ -60,6 +60,10 @@ pub struct Decision {
     /// The run-to-run standard deviation used, when known.
     #[serde(default)]
     pub sigma: Option<f64>,
+    /// How much better than the best a keep had to be (the larger of `sigmas` × σ and
+    /// `min-improvement`); `None` for the baseline.
+    #[serde(default)]
+    pub threshold: Option<f64>,
 }
 
 /// What an experiment needs next.
@@ -118,11 +122,16 @@ pub fn judge(
     rules: &DecisionRules,
     goal: Goal,
 ) -> Verdict {
+    let noise = &rules.noise;
+    let sigma = reference.sigma.unwrap_or(0.0);
+    let noise_floor = noise.sigmas * sigma;
+    let threshold = rules.min_improvement.max(noise_floor);
     let decided = |status, reason: String| {
         Verdict::Decided(Decision {
             status,
             reason,
             sigma: reference.sigma,
+            threshold: reference.best.map(|_| threshold),
         })
     };
     let runs = candidate.runs;
@@ -130,7 +139,6 @@ pub fn judge(
     if let Some(crash) = crash_reason(runs, reference, rules) {
         return decided(Status::Crash, crash);
     }
-    let noise = &rules.noise;
     let value = mean_metric(runs).unwrap_or(f64::NAN);
     let over = if repeats > 1 {
         format!(" (mean of {repeats} runs)")
@@ -146,9 +154,6 @@ pub fn judge(
         return decided(Status::Keep, "baseline".to_string());
     };
 
-    let sigma = reference.sigma.unwrap_or(0.0);
-    let noise_floor = noise.sigmas * sigma;
-    let threshold = rules.min_improvement.max(noise_floor);
     let threshold_text = if noise_floor > 0.0 && noise_floor >= rules.min_improvement {
         format!("{}σ={noise_floor:.6}", noise.sigmas)
     } else {

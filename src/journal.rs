@@ -86,6 +86,8 @@ pub enum Event {
     HeldOut {
         time: f64,
         n: u64,
+        /// The held-out metric's name, e.g. `test_bpb`.
+        name: String,
         value: Option<f64>,
         failure: Option<String>,
     },
@@ -123,6 +125,7 @@ impl Event {
             | Event::Measured { time, .. }
             | Event::Decided { time, .. }
             | Event::Recorded { time, .. }
+            | Event::HeldOut { time, .. }
             | Event::Interrupted { time, .. }
             | Event::Stopped { time, .. } => *time,
         }
@@ -600,6 +603,7 @@ mod tests {
                     status,
                     reason: String::new(),
                     sigma: None,
+                    threshold: None,
                 },
             },
             Event::Recorded { time: 1.0, n },

@@ -101,6 +101,7 @@ mod tests {
                 status,
                 reason: String::new(),
                 sigma: None,
+                threshold: None,
             }),
             recorded: true,
             held_out: None,

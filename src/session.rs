@@ -699,6 +699,7 @@ impl Session {
         self.record_event(Event::HeldOut {
             time: journal::now(),
             n,
+            name: check.capture.name.clone(),
             value,
             failure,
         })?;

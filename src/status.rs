@@ -197,6 +197,8 @@ mod tests {
             metric,
             memory_gb: metric.map(|_| 44.0),
             seconds: Some(301.0),
+            runs: 1,
+            held_out: None,
             description: format!("idea number {n} with a rather long description to cut"),
             reason: None,
             details: None,
@@ -218,6 +220,7 @@ mod tests {
                 row(3, Some(1), None, None),
             ],
             noise: None,
+            held_out: None,
             run: Some(RunFacts {
                 branch: "autoresearch/mar8".into(),
                 started: 1000.0,

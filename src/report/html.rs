@@ -20,6 +20,8 @@ struct Page {
     tree: String,
     metric: String,
     better: &'static str,
+    /// The held-out metric's name, when the run has one: a column beside the metric.
+    held_out: Option<String>,
     rows: Vec<PageRow>,
     /// Whether rows open to a diff and log (a run with a journal).
     details: bool,
@@ -39,6 +41,9 @@ struct PageRow {
     delta_class: &'static str,
     memory: String,
     time: String,
+    /// How many times the code ran (more than once: noise measurement, confirmation).
+    runs: usize,
+    held_out: String,
     description: String,
     reason: String,
     fix_of: Option<u64>,
@@ -79,6 +84,7 @@ pub fn render(report: &Report, generated: &str) -> Result<String, String> {
         tree: svg::tree(report),
         metric: report.metric.clone(),
         better: report.goal.better_word(),
+        held_out: report.held_out.clone(),
         rows,
         details: report.run.is_some(),
         source: report.source.clone(),
@@ -161,6 +167,8 @@ fn page_row(report: &Report, row: &Row, on_path: bool) -> PageRow {
             .memory_gb
             .map_or_else(String::new, |m| format!("{m:.1}")),
         time: row.seconds.map_or_else(String::new, super::seconds_text),
+        runs: row.runs,
+        held_out: row.held_out.map_or_else(String::new, |v| format!("{v:.6}")),
         description: row.description.clone(),
         // The baseline's reason is its description again.
         reason: row
@@ -221,6 +229,7 @@ mod tests {
             goal: Goal::Minimize,
             rows,
             noise: None,
+            held_out: None,
             run,
         }
     }

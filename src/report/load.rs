@@ -6,7 +6,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::{Current, Details, Excerpt, Phase, Report, Row, RunFacts, RunState};
+use super::{
+    BandPoint, Current, Details, Excerpt, NoiseBand, Phase, Report, Row, RunFacts, RunState,
+};
 use crate::config::Pipeline;
 use crate::decide::Status;
 use crate::error::Error;
@@ -206,6 +208,11 @@ fn read_run(
     };
     let mut facts = run_facts(&history, &dir);
     facts.budget = pipeline.map(|p| p.experiment.budget);
+    let noise = noise_band(&history);
+    let held_out = history.events.iter().find_map(|event| match event {
+        crate::journal::Event::HeldOut { name, .. } => Some(name.clone()),
+        _ => None,
+    });
     Ok(Report {
         title: pipeline.map_or_else(|| dir_name(repo), |p| p.name.clone()),
         tag: Some(tag.to_string()),
@@ -213,9 +220,41 @@ fn read_run(
         metric,
         goal,
         rows,
-        noise: None,
+        noise,
+        held_out,
         run: Some(facts),
     })
+}
+
+/// The band inside which a result was judged noise: from each decision on, the best it was
+/// compared with (the last keep) ± the threshold that decision used.
+fn noise_band(history: &History) -> Option<NoiseBand> {
+    let mut best: Option<f64> = None;
+    let mut points: Vec<BandPoint> = Vec::new();
+    for experiment in history.recorded() {
+        let Some(decision) = &experiment.decision else {
+            continue;
+        };
+        if let (Some(current), Some(threshold)) = (best, decision.threshold)
+            && threshold > 0.0
+        {
+            let point = BandPoint {
+                n: experiment.n,
+                low: current - threshold,
+                high: current + threshold,
+            };
+            if points
+                .last()
+                .is_none_or(|p| (p.low, p.high) != (point.low, point.high))
+            {
+                points.push(point);
+            }
+        }
+        if decision.status == Status::Keep {
+            best = experiment.metric();
+        }
+    }
+    (!points.is_empty()).then_some(NoiseBand { points })
 }
 
 fn journal_row(history: &History, experiment: &Experiment) -> Row {
@@ -230,8 +269,8 @@ fn journal_row(history: &History, experiment: &Experiment) -> Row {
             .or(experiment.parent),
         None => experiment.parent,
     };
-    let measurement = experiment.measurement.as_ref();
     let status = experiment.decision.as_ref().map(|d| d.status);
+    let seconds: f64 = experiment.runs.iter().map(|r| r.seconds).sum();
     Row {
         n: experiment.n,
         parent: experiment.parent,
@@ -243,8 +282,13 @@ fn journal_row(history: &History, experiment: &Experiment) -> Row {
             Some(Status::Crash) | None => None,
             _ => experiment.metric(),
         },
-        memory_gb: measurement.and_then(|m| m.memory_gb),
-        seconds: measurement.map(|m| m.seconds).filter(|s| *s > 0.0),
+        memory_gb: experiment.memory_gb(),
+        seconds: (seconds > 0.0).then_some(seconds),
+        runs: experiment.runs.len(),
+        held_out: match &experiment.held_out {
+            Some(Ok(value)) => Some(*value),
+            _ => None,
+        },
         description: crate::results::one_line(&experiment.description_text()),
         reason: experiment.decision.as_ref().map(|d| d.reason.clone()),
         details: None,
@@ -367,7 +411,7 @@ fn current(history: &History, experiment: &Experiment, dir: &Path) -> Current {
     );
     let phase = if experiment.decision.is_some() {
         Phase::Recording
-    } else if experiment.measurement.is_some() {
+    } else if !experiment.runs.is_empty() {
         Phase::Deciding
     } else if experiment.commit.is_some() {
         if run_log.is_file() {
@@ -497,6 +541,8 @@ pub fn read_table(path: &Path, pipeline: Option<&Pipeline>) -> Result<Report, Er
             metric: value.filter(|_| !crashed),
             memory_gb: memory.filter(|_| !crashed),
             seconds: None,
+            runs: 1,
+            held_out: None,
             description: record
                 .iter()
                 .skip(4)
@@ -529,6 +575,7 @@ pub fn read_table(path: &Path, pipeline: Option<&Pipeline>) -> Result<Report, Er
         goal,
         rows,
         noise: None,
+        held_out: None,
         run: None,
     })
 }
@@ -649,9 +696,10 @@ mod tests {
             cost_usd: None,
             commit: Some(commit.to_string()),
             lines: (5001, 1),
-            measurement: None,
+            runs: Vec::new(),
             decision: None,
             recorded: true,
+            held_out: None,
             failures: Vec::new(),
         };
 

@@ -49,6 +49,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     /// The band within which a change of the metric is noise, when the run measured one.
     pub noise: Option<NoiseBand>,
+    /// The held-out metric's name, when the run has a held-out check.
+    pub held_out: Option<String>,
     /// Facts only a journal has (times, cost, whether it is still running).
     pub run: Option<RunFacts>,
 }
@@ -71,8 +73,12 @@ pub struct Row {
     /// `None` for a crash or an experiment in progress.
     pub metric: Option<f64>,
     pub memory_gb: Option<f64>,
-    /// Wall-clock seconds of the run, when the journal has them.
+    /// Wall-clock seconds of its runs together, when the journal has them.
     pub seconds: Option<f64>,
+    /// How many times it ran (repeats measure the noise and confirm keeps); 1 for a bare table.
+    pub runs: usize,
+    /// The held-out check's value, for a new best of a run that has one.
+    pub held_out: Option<f64>,
     pub description: String,
     /// Why it was kept, discarded or counted as a crash, when the journal says.
     pub reason: Option<String>,
@@ -501,6 +507,8 @@ mod tests {
             metric: (status != Status::Crash).then_some(metric),
             memory_gb: Some(1.0),
             seconds: None,
+            runs: 1,
+            held_out: None,
             description: format!("experiment {n}"),
             reason: None,
             details: None,
@@ -516,6 +524,7 @@ mod tests {
             goal,
             rows,
             noise: None,
+            held_out: None,
             run: None,
         }
     }

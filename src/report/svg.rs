@@ -751,6 +751,7 @@ mod tests {
             goal: Goal::Minimize,
             rows,
             noise: None,
+            held_out: None,
             run: None,
         }
     }
