@@ -748,7 +748,13 @@ impl Session {
                 format!("{description} (crashed: {reason})")
             }
         };
-        let key = format!("{} #{} {status}", self.history.tag, experiment.n);
+        // The commit tells apart a run that reuses the tag of an earlier, deleted one.
+        let key = format!(
+            "{} #{} {status} {}",
+            self.history.tag,
+            experiment.n,
+            short_commit(experiment)
+        );
         let file = crate::learnings::path(self.git.workdir());
         if let Err(err) = crate::learnings::append(&file, &key, &text) {
             self.progress

@@ -94,11 +94,13 @@ impl CommandAgent {
             Some(preset) => presets::read_report(preset, &request.transcript),
             None => Report::default(),
         };
-        let tool = self.preset.map_or("agent", presets::name);
+        let tool = self.preset.map_or("the agent", presets::name);
         let failure = match (finished.ending, &report.error) {
             (Ending::Interrupted, _) => return Err(ProposeError::Interrupted),
             (ending, None) if ending.success() => None,
-            (ending, Some(error)) if ending.success() => Some(format!("reported: {error}")),
+            (ending, Some(error)) if ending.success() => {
+                Some(format!("reported an error: {}", clip(error)))
+            }
             (ending, error) => Some(format!(
                 "failed ({}){}",
                 ending.describe(limit),
@@ -110,7 +112,7 @@ impl CommandAgent {
         };
         if let Some(failure) = failure {
             return Err(ProposeError::Failed(format!(
-                "the {tool} {failure}; its output is in {}",
+                "{tool} {failure}; its output is in {}",
                 request.transcript.display()
             )));
         }
