@@ -376,36 +376,57 @@ fn replacement(
     out
 }
 
+/// How alike two lines are, from 0 to 1: their common start and end, ignoring indentation, over
+/// the longer one's length. Enough to find `LR = 0.05` for a SEARCH line `LR = 0.2`.
+fn similarity(a: &str, b: &str) -> f64 {
+    let (a, b): (Vec<char>, Vec<char>) = (a.trim().chars().collect(), b.trim().chars().collect());
+    let longest = a.len().max(b.len());
+    if longest == 0 {
+        return 1.0;
+    }
+    let prefix = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let suffix = a[prefix..]
+        .iter()
+        .rev()
+        .zip(b[prefix..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    (prefix + suffix) as f64 / longest as f64
+}
+
 /// The error for a SEARCH part found nowhere: the lines of the file that resemble it most.
 fn nearest(file: &[&str], search: &[&str]) -> String {
     let window = search.len().max(1);
-    let score = |start: usize| -> usize {
-        search
+    let compared: Vec<(usize, &str)> = search
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| !s.trim().is_empty())
+        .map(|(j, s)| (j, *s))
+        .collect();
+    let score = |start: usize| -> f64 {
+        let total: f64 = compared
             .iter()
-            .enumerate()
-            .filter(|(j, s)| {
-                !s.trim().is_empty()
-                    && file
-                        .get(start + j)
-                        .is_some_and(|f| content(f).trim() == s.trim())
+            .map(|(j, s)| {
+                file.get(start + j)
+                    .map_or(0.0, |f| similarity(content(f), s))
             })
-            .count()
+            .sum();
+        total / compared.len().max(1) as f64
     };
-    let best = (0..file.len())
-        .map(|i| (score(i), i))
-        .max_by_key(|&(s, i)| (s, usize::MAX - i));
+    let mut best: Option<(f64, usize)> = None;
+    for start in 0..file.len() {
+        let value = score(start);
+        if best.is_none_or(|(b, _)| value > b) {
+            best = Some((value, start));
+        }
+    }
     match best {
-        Some((score, start)) if score > 0 => {
+        Some((value, start)) if value >= 0.5 => {
             let end = (start + window).min(file.len());
-            let shown: String =
-                file[start..end]
-                    .iter()
-                    .map(|l| content(l))
-                    .fold(String::new(), |mut out, l| {
-                        out.push_str(l);
-                        out.push('\n');
-                        out
-                    });
+            let shown: String = file[start..end]
+                .iter()
+                .map(|l| format!("{}\n", content(l)))
+                .collect();
             format!(
                 "its SEARCH part does not match the file; the nearest lines (lines {} to {}) \
                  are:\n{}\nCopy the SEARCH lines exactly from the file as it is now.",
@@ -524,6 +545,15 @@ mod tests {
         assert!(err.contains("no line of its SEARCH part occurs"), "{err}");
         let err = apply_to(text, "I would raise the learning rate.").unwrap_err();
         assert!(err.contains("no SEARCH/REPLACE block"), "{err}");
+    }
+
+    #[test]
+    fn a_near_miss_quotes_the_line_it_resembles() {
+        let err = apply_to(SOURCE, &block("train.py", "LR = 0.2\n", "LR = 0.3\n")).unwrap_err();
+        assert!(
+            err.contains("(lines 3 to 3) are:\n```\nLR = 0.01\n```"),
+            "{err}"
+        );
     }
 
     #[test]
