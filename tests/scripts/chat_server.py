@@ -16,6 +16,13 @@ events. Every request is appended to SCRIPT.json.requests as one JSON line:
 {"path", "headers", "body", "problems"}.
 
 GET /v1/models lists the model (some clients ask before chatting).
+
+POST /v1/messages speaks Anthropic's Messages protocol (streamed), for Claude Code pointed here
+with ANTHROPIC_BASE_URL. Its answers follow the conversation instead of a list, with the
+script's `"claude": {"file": ABSOLUTE PATH, "old": TEXT, "new": TEXT, "description": TEXT}`:
+to a new prompt it calls the Read tool on the file, after the Read result the Edit tool
+(old -> new), after the Edit result it answers `DESCRIPTION: <description>`. A summary prompt
+gets two `- ` ideas; a request without tools (Claude Code's side requests) gets a short text.
 """
 
 import http.server
@@ -86,6 +93,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except ValueError:
             body = None
         headers = {k: v for k, v in self.headers.items()}
+        if self.path.split("?")[0].rstrip("/").endswith("/messages") and "claude" in self.script:
+            self.anthropic(body, headers)
+            return
         problems = []
         if not self.path.rstrip("/").endswith("/chat/completions"):
             problems.append(f"POST to {self.path}, not /v1/chat/completions")
@@ -130,6 +140,85 @@ class Handler(http.server.BaseHTTPRequestHandler):
             }],
             "usage": usage,
         })
+
+    def anthropic(self, body, headers):
+        problems = []
+        if self.headers.get("x-api-key") != self.script.get("api_key", self.headers.get("x-api-key")):
+            problems.append("missing or wrong x-api-key header")
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            problems.append("the body has no messages list")
+        with self.lock:
+            with open(self.script_path + ".requests", "a") as f:
+                entry = {"path": self.path, "headers": headers, "body": body, "problems": problems}
+                f.write(json.dumps(entry) + "\n")
+        if problems:
+            self.reply(400, {"type": "error", "error": {"type": "invalid_request_error",
+                                                        "message": "; ".join(problems)}})
+            return
+        claude = self.script["claude"]
+        last = body["messages"][-1]
+        content = last.get("content")
+        parts = content if isinstance(content, list) else [{"type": "text", "text": content}]
+        results = [p for p in parts if isinstance(p, dict) and p.get("type") == "tool_result"]
+        text = "".join(p.get("text", "") for p in parts if isinstance(p, dict) and p.get("type") == "text")
+        if not body.get("tools"):
+            block = {"type": "text", "text": "Research loop"}
+        elif results:
+            tool_ids = {}
+            for message in body["messages"]:
+                for part in message.get("content") if isinstance(message.get("content"), list) else []:
+                    if isinstance(part, dict) and part.get("type") == "tool_use":
+                        tool_ids[part["id"]] = part["name"]
+            called = tool_ids.get(results[-1].get("tool_use_id"))
+            if called == "Read":
+                block = {"type": "tool_use", "id": "toolu_edit", "name": "Edit", "input": {
+                    "file_path": claude["file"], "old_string": claude["old"],
+                    "new_string": claude["new"], "replace_all": False}}
+            else:
+                block = {"type": "text", "text": f"Done.\nDESCRIPTION: {claude['description']}"}
+        elif "most promising experiments to try next" in text:
+            block = {"type": "text", "text": "- try a warmup\n- try cosine decay"}
+        else:
+            block = {"type": "tool_use", "id": "toolu_read", "name": "Read",
+                     "input": {"file_path": claude["file"]}}
+        self.anthropic_stream(block, body.get("model", "claude"), bool(body.get("stream")))
+
+    def anthropic_stream(self, block, model, stream):
+        stop = "tool_use" if block["type"] == "tool_use" else "end_turn"
+        usage = {"input_tokens": 1000, "output_tokens": 50}
+        if not stream:
+            self.reply(200, {"id": "msg_1", "type": "message", "role": "assistant", "model": model,
+                             "content": [block], "stop_reason": stop, "stop_sequence": None,
+                             "usage": usage})
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+
+        def event(kind, data):
+            data["type"] = kind
+            self.wfile.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
+
+        event("message_start", {"message": {
+            "id": "msg_1", "type": "message", "role": "assistant", "model": model, "content": [],
+            "stop_reason": None, "stop_sequence": None,
+            "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}})
+        if block["type"] == "text":
+            event("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}})
+            event("content_block_delta", {"index": 0, "delta": {"type": "text_delta", "text": block["text"]}})
+        else:
+            start = dict(block, input={})
+            event("content_block_start", {"index": 0, "content_block": start})
+            event("content_block_delta", {"index": 0, "delta": {
+                "type": "input_json_delta", "partial_json": json.dumps(block["input"])}})
+        event("content_block_stop", {"index": 0})
+        event("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None},
+                                "usage": {"output_tokens": usage["output_tokens"]}})
+        event("message_stop", {})
+        self.wfile.flush()
+        self.close_connection = True
 
     def stream(self, answer, model, usage):
         self.send_response(200)
