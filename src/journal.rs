@@ -138,8 +138,12 @@ impl Tokens {
     pub fn total(self) -> u64 {
         self.input + self.output
     }
+}
 
-    pub fn add(self, other: Tokens) -> Tokens {
+impl std::ops::Add for Tokens {
+    type Output = Tokens;
+
+    fn add(self, other: Tokens) -> Tokens {
         Tokens {
             input: self.input + other.input,
             output: self.output + other.output,
@@ -509,7 +513,7 @@ impl History {
         self.experiments
             .iter()
             .filter_map(|e| e.tokens)
-            .fold(Tokens::default(), Tokens::add)
+            .fold(Tokens::default(), |sum, t| sum + t)
     }
 }
 

@@ -245,7 +245,7 @@ fn description(answer: &str) -> Option<String> {
 
 fn add(total: Option<Tokens>, more: Option<Tokens>) -> Option<Tokens> {
     match (total, more) {
-        (Some(a), Some(b)) => Some(a.add(b)),
+        (Some(a), Some(b)) => Some(a + b),
         (a, b) => a.or(b),
     }
 }

@@ -215,7 +215,7 @@ fn codex(values: &[Value]) -> Report {
                     input: count(value, &["usage", "input_tokens"]),
                     output: count(value, &["usage", "output_tokens"]),
                 };
-                report.tokens = Some(report.tokens.unwrap_or_default().add(used));
+                report.tokens = Some(report.tokens.unwrap_or_default() + used);
             }
             Some("turn.failed") => report.error = text(value, &["error", "message"]),
             Some("error") => report.error = text(value, &["message"]),
@@ -241,10 +241,10 @@ fn gemini(values: &[Value]) -> Report {
         .and_then(Value::as_object)
         .map(|models| {
             models.values().fold(Tokens::default(), |sum, model| {
-                sum.add(Tokens {
+                sum + Tokens {
                     input: count(model, &["tokens", "prompt"]),
                     output: count(model, &["tokens", "candidates"]),
-                })
+                }
             })
         });
     Report {
@@ -281,7 +281,7 @@ fn opencode(values: &[Value]) -> Report {
                     output: count(value, &["part", "tokens", "output"])
                         + count(value, &["part", "tokens", "reasoning"]),
                 };
-                report.tokens = Some(report.tokens.unwrap_or_default().add(used));
+                report.tokens = Some(report.tokens.unwrap_or_default() + used);
             }
             Some("error") => {
                 report.error = text(value, &["error", "data", "message"])
@@ -322,7 +322,7 @@ fn aider(text: &str) -> Report {
             input: amount(&captures[1]),
             output: amount(&captures[2]),
         };
-        report.tokens = Some(report.tokens.unwrap_or_default().add(used));
+        report.tokens = Some(report.tokens.unwrap_or_default() + used);
         if let Some(cost) = captures.get(3).and_then(|c| c.as_str().parse::<f64>().ok()) {
             report.cost_usd = Some(report.cost_usd.unwrap_or(0.0) + cost);
         }
