@@ -439,5 +439,12 @@ fn real_claude_code_edits_the_file_in_an_arun_loop() {
     for request in server.requests() {
         assert_eq!(request["problems"], json!([]), "{request}");
     }
+    // Claude Code prices the scripted usage itself.
+    let cost = target
+        .journal()
+        .into_iter()
+        .find(|e| e["event"] == "proposed")
+        .and_then(|e| e["cost_usd"].as_f64());
+    assert!(cost.is_some_and(|c| c > 0.0), "no cost journaled: {cost:?}");
     assert_first_experiment_kept(&target, "claude", &run.stderr());
 }
