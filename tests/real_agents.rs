@@ -5,8 +5,9 @@
 //! - Each preset's command line is accepted by the real tool: it fails for lack of credentials
 //!   or network, never for an unknown option (and the same tool given an unknown option does
 //!   print a usage error, so the check can fail).
-//! - aider and Claude Code, pointed at the scripted model server of `tests/scripts`
-//!   (`OPENAI_API_BASE`, `ANTHROPIC_BASE_URL`), edit the real file inside a real arun loop.
+//! - aider, Claude Code and Codex, pointed at the scripted model server of `tests/scripts`
+//!   (`OPENAI_API_BASE`; `ANTHROPIC_BASE_URL`; a model provider given with `-c`), edit the real
+//!   file inside a real arun loop.
 
 mod common;
 
@@ -336,7 +337,7 @@ timeout = "3m"
 
 [proposer.agent]
 preset = "{preset}"
-args = "{args}"
+args = '''{args}'''
 env = {{ {env} }}
 "#
     );
@@ -447,4 +448,40 @@ fn real_claude_code_edits_the_file_in_an_arun_loop() {
         .and_then(|e| e["cost_usd"].as_f64());
     assert!(cost.is_some_and(|c| c > 0.0), "no cost journaled: {cost:?}");
     assert_first_experiment_kept(&target, "claude", &run.stderr());
+}
+
+#[test]
+fn real_codex_edits_the_file_in_an_arun_loop() {
+    let Some(binary) = installed("codex") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChatServer::start(
+        dir.path(),
+        json!({"model": "test-model", "api_key": "sk-test", "codex": {
+            "command": "sed -i 's/^LR = 0.1$/LR = 0.05/' train.py",
+            "description": "lower LR to 0.05",
+        }}),
+    );
+    let home = dir.path().join("home");
+    let codex_home = home.join("codex");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    let target = loop_target(
+        "codex",
+        &codex_provider(&server),
+        &format!(
+            "OPENAI_API_KEY = \"sk-test\", HOME = \"{}\", CODEX_HOME = \"{}\"",
+            home.display(),
+            codex_home.display()
+        ),
+    );
+    let run = target.arun_with_env(
+        &["--max-experiments", "2"],
+        &[("PATH", &path_with(&binary))],
+    );
+    run.assert_code(0);
+    for request in server.requests() {
+        assert_eq!(request["problems"], json!([]), "{request}");
+    }
+    assert_first_experiment_kept(&target, "codex", &run.stderr());
 }

@@ -23,6 +23,11 @@ script's `"claude": {"file": ABSOLUTE PATH, "old": TEXT, "new": TEXT, "descripti
 to a new prompt it calls the Read tool on the file, after the Read result the Edit tool
 (old -> new), after the Edit result it answers `DESCRIPTION: <description>`. A summary prompt
 gets two `- ` ideas; a request without tools (Claude Code's side requests) gets a short text.
+
+POST /v1/responses speaks OpenAI's Responses protocol (streamed), for Codex CLI given this
+server as its model provider. With the script's `"codex": {"command": SHELL COMMAND,
+"description": TEXT}`: to a new prompt it calls the `exec_command` tool with the command, after
+the tool's output it answers `DESCRIPTION: <description>`; a summary prompt gets two ideas.
 """
 
 import http.server
@@ -95,6 +100,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         headers = {k: v for k, v in self.headers.items()}
         if self.path.split("?")[0].rstrip("/").endswith("/messages") and "claude" in self.script:
             self.anthropic(body, headers)
+            return
+        if self.path.split("?")[0].rstrip("/").endswith("/responses") and "codex" in self.script:
+            self.openai_responses(body, headers)
             return
         problems = []
         if not self.path.rstrip("/").endswith("/chat/completions"):
@@ -182,6 +190,57 @@ class Handler(http.server.BaseHTTPRequestHandler):
             block = {"type": "tool_use", "id": "toolu_read", "name": "Read",
                      "input": {"file_path": claude["file"]}}
         self.anthropic_stream(block, body.get("model", "claude"), bool(body.get("stream")))
+
+    def openai_responses(self, body, headers):
+        problems = []
+        key = self.script.get("api_key")
+        if key and self.headers.get("Authorization") != f"Bearer {key}":
+            problems.append("missing or wrong Authorization header")
+        if not isinstance(body, dict) or not isinstance(body.get("input"), list):
+            problems.append("the body has no input list")
+        with self.lock:
+            with open(self.script_path + ".requests", "a") as f:
+                entry = {"path": self.path, "headers": headers, "body": body, "problems": problems}
+                f.write(json.dumps(entry) + "\n")
+        if problems:
+            self.reply(400, {"error": {"message": "; ".join(problems), "type": "invalid_request_error"}})
+            return
+        codex = self.script["codex"]
+        items = body["input"]
+        texts = [part.get("text", "") for item in items if item.get("type") == "message"
+                 for part in (item.get("content") or []) if isinstance(part, dict)]
+        if any(item.get("type") == "function_call_output" for item in items):
+            item = {"type": "message", "role": "assistant", "id": "msg_done", "content": [
+                {"type": "output_text", "text": f"Done.\nDESCRIPTION: {codex['description']}",
+                 "annotations": []}]}
+        elif texts and "most promising experiments to try next" in texts[-1]:
+            item = {"type": "message", "role": "assistant", "id": "msg_ideas", "content": [
+                {"type": "output_text", "text": "- try a warmup\n- try cosine decay", "annotations": []}]}
+        else:
+            item = {"type": "function_call", "id": "fc_1", "call_id": "call_1",
+                    "name": "exec_command", "arguments": json.dumps({"cmd": codex["command"]})}
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+
+        def event(kind, data):
+            data["type"] = kind
+            self.wfile.write(f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode())
+
+        response = {"id": "resp_1", "object": "response", "created_at": int(time.time()),
+                    "status": "in_progress", "model": body.get("model"), "output": []}
+        event("response.created", {"response": response})
+        event("response.output_item.added", {"output_index": 0, "item": item})
+        event("response.output_item.done", {"output_index": 0, "item": item})
+        done = dict(response, status="completed", output=[item], usage={
+            "input_tokens": 1000, "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 50, "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 1050})
+        event("response.completed", {"response": done})
+        self.wfile.flush()
+        self.close_connection = True
 
     def anthropic_stream(self, block, model, stream):
         stop = "tool_use" if block["type"] == "tool_use" else "end_turn"
