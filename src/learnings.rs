@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 
 /// The file's size limit; past it the oldest entries are dropped.
 pub const MAX_BYTES: usize = 16 * 1024;
+/// Characters of one entry's text; a long crash reason is cut.
+const MAX_ENTRY: usize = 400;
 
 const HEADER: &str = "# What earlier experiments taught\n\n\
     arun adds one line per kept or crashed experiment, newest last, and drops the oldest past \
@@ -34,7 +36,12 @@ pub fn append(file: &Path, key: &str, text: &str) -> io::Result<()> {
     if entries.iter().any(|line| line.starts_with(&prefix)) {
         return Ok(());
     }
-    let entry = format!("{prefix}{}", crate::results::one_line(text));
+    let mut text = crate::results::one_line(text);
+    if let Some((at, _)) = text.char_indices().nth(MAX_ENTRY) {
+        text.truncate(at);
+        text.push_str("...");
+    }
+    let entry = format!("{prefix}{text}");
     entries.push(&entry);
     let size = |entries: &[&str]| HEADER.len() + entries.iter().map(|e| e.len() + 1).sum::<usize>();
     while entries.len() > 1 && size(&entries) > MAX_BYTES {
@@ -93,12 +100,14 @@ mod tests {
         );
 
         let long = "x".repeat(1000);
-        for n in 3..40 {
+        append(&file, "nov22 #3 crash", &long).unwrap();
+        assert!(read(&file).ends_with(&format!(": {}...", "x".repeat(MAX_ENTRY))));
+        for n in 4..80 {
             append(&file, &format!("nov22 #{n} keep"), &long).unwrap();
         }
         let text = std::fs::read_to_string(&file).unwrap();
         assert!(text.len() <= MAX_BYTES, "{}", text.len());
         assert!(!text.contains("#1 keep"));
-        assert!(text.contains("- nov22 #39 keep: "));
+        assert!(text.contains("- nov22 #79 keep: "));
     }
 }
