@@ -54,6 +54,13 @@ pub enum Event {
         /// What the proposal cost, when the proposer reports it.
         #[serde(default)]
         cost_usd: Option<f64>,
+        /// Tokens the proposal used, when the proposer reports them.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokens: Option<Tokens>,
+        /// Why the proposal cannot run (an edit that never applied): the experiment is
+        /// recorded as a crash with this reason, without running.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rejected: Option<String>,
     },
     /// The proposer failed to produce an edit; the experiment number is tried again.
     ProposalFailed { time: f64, n: u64, reason: String },
@@ -146,6 +153,32 @@ impl Event {
             Event::HeldOut { .. } => "held-out",
             Event::Interrupted { .. } => "interrupted",
             Event::Stopped { .. } => "stopped",
+        }
+    }
+}
+
+/// Tokens a proposer used, as the agent or model reported them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tokens {
+    /// Prompt tokens, cached ones included.
+    pub input: u64,
+    /// Generated tokens.
+    pub output: u64,
+}
+
+impl Tokens {
+    pub fn total(self) -> u64 {
+        self.input + self.output
+    }
+}
+
+impl std::ops::Add for Tokens {
+    type Output = Tokens;
+
+    fn add(self, other: Tokens) -> Tokens {
+        Tokens {
+            input: self.input + other.input,
+            output: self.output + other.output,
         }
     }
 }
@@ -279,6 +312,9 @@ pub struct Experiment {
     pub violations: Vec<String>,
     pub details: serde_json::Value,
     pub cost_usd: Option<f64>,
+    pub tokens: Option<Tokens>,
+    /// Why the proposal was rejected without running (see `Event::Proposed`).
+    pub rejected: Option<String>,
     pub commit: Option<String>,
     pub lines: (usize, usize),
     /// Every run of this code, in order.
@@ -395,6 +431,8 @@ impl History {
                     violations: Vec::new(),
                     details: serde_json::Value::Null,
                     cost_usd: None,
+                    tokens: None,
+                    rejected: None,
                     commit: None,
                     lines: (0, 0),
                     runs: Vec::new(),
@@ -410,6 +448,8 @@ impl History {
                 violations,
                 details,
                 cost_usd,
+                tokens,
+                rejected,
                 ..
             } => {
                 if let Some(e) = self.experiment_mut(*n) {
@@ -417,6 +457,8 @@ impl History {
                     e.violations = violations.clone();
                     e.details = details.clone();
                     e.cost_usd = *cost_usd;
+                    e.tokens = *tokens;
+                    e.rejected = rejected.clone();
                 }
             }
             Event::ProposalFailed { n, reason, .. } => {
@@ -549,6 +591,14 @@ impl History {
     /// Total reported proposal cost in USD.
     pub fn cost_usd(&self) -> f64 {
         self.experiments.iter().filter_map(|e| e.cost_usd).sum()
+    }
+
+    /// Total reported proposal tokens.
+    pub fn tokens(&self) -> Tokens {
+        self.experiments
+            .iter()
+            .filter_map(|e| e.tokens)
+            .fold(Tokens::default(), |sum, t| sum + t)
     }
 }
 

@@ -5,12 +5,14 @@
 pub mod cli;
 pub mod config;
 pub mod decide;
+pub mod edit;
 pub mod error;
 pub mod exec;
 pub mod exit_codes;
 pub mod git;
 pub mod gpu;
 pub mod journal;
+pub mod learnings;
 pub mod metric;
 pub mod progress;
 pub mod prompt;

@@ -77,6 +77,7 @@ impl Template {
     pub fn render(&self, context: &PromptContext) -> Result<String, String> {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.add_filter("fence", fence);
         let name = self.name();
         let describe = |err: minijinja::Error| {
             let line = err.line().map(|l| format!(" line {l}")).unwrap_or_default();
@@ -89,6 +90,29 @@ impl Template {
             .render(minijinja::value::Serde(context))
             .map_err(describe)
     }
+}
+
+/// The `fence` filter: `{{ text | fence }}`, or `{{ text | fence("diff") }}` with a language.
+fn fence(text: String, language: Option<String>) -> String {
+    fenced(&text, &language.unwrap_or_default())
+}
+
+/// `text` in a Markdown code block whose fence is longer than any run of backticks inside, so
+/// that file contents or program output cannot close the block early and pass for prompt text.
+pub fn fenced(text: &str, language: &str) -> String {
+    let mut longest = 0;
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c == '`' { run + 1 } else { 0 };
+        longest = longest.max(run);
+    }
+    let ticks = "`".repeat((longest + 1).max(3));
+    let newline = if text.ends_with('\n') || text.is_empty() {
+        ""
+    } else {
+        "\n"
+    };
+    format!("{ticks}{language}\n{text}{newline}{ticks}")
 }
 
 /// The prompt templates of a pipeline.
@@ -126,13 +150,20 @@ pub struct PromptContext {
     pub results: Vec<ResultRow>,
     /// How many experiments there are in all.
     pub results_total: u64,
-    /// Kept experiments in order, baseline first.
+    /// The latest kept experiments in order (the baseline first while it is among them).
     pub kept: Vec<KeptRow>,
+    /// How many experiments were kept in all, the baseline included.
+    pub kept_total: u64,
     /// Experiments since the last keep.
     pub since_keep: u64,
     /// Whether `since_keep` reached `proposer.stall`.
     pub stalled: bool,
+    /// The pipeline's `proposer.stall`.
+    pub stall: u32,
     pub files: Files,
+    /// The target's `.arun/learnings.md` entries (one `- ` line per kept or crashed experiment
+    /// of this and earlier runs), newest last; empty when there are none.
+    pub learnings: String,
     pub crash: Option<CrashInfo>,
 }
 
@@ -241,8 +272,10 @@ impl PromptContext {
                     description: "increase LR to 0.04".to_string(),
                 },
             ],
+            kept_total: 2,
             since_keep: 1,
             stalled: false,
+            stall: 8,
             files: Files {
                 editable: vec![FileText {
                     path: "train.py".to_string(),
@@ -256,6 +289,10 @@ impl PromptContext {
                 }],
                 context: Vec::new(),
             },
+            learnings: "- nov21 #4 keep: increase LR to 0.04 (val_bpb 0.993200, -0.004700 \
+                        against the best before)\n- nov21 #6 crash: double the width (crashed: \
+                        out of memory (exit status 1))"
+                .to_string(),
             crash: Some(CrashInfo {
                 reason: "exit status 1".to_string(),
                 diff: "-LR = 0.04\n+LR = 0.4\n".to_string(),

@@ -87,6 +87,8 @@ mod tests {
             violations: Vec::new(),
             details: serde_json::Value::Null,
             cost_usd: None,
+            tokens: None,
+            rejected: None,
             commit: Some("a1b2c3d4e5f6".to_string()),
             lines: (0, 0),
             runs: vec![Measurement {

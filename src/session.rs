@@ -72,6 +72,10 @@ enum Stop {
 /// Bytes of an editable file shown in a prompt; of a read-only or context file.
 const EDITABLE_BYTES: usize = 256 * 1024;
 const CONTEXT_BYTES: usize = 32 * 1024;
+/// Bytes of all read-only and context files together.
+const CONTEXT_TOTAL_BYTES: usize = 96 * 1024;
+/// Kept experiments listed in a prompt, the latest ones.
+const KEPT_SHOWN: usize = 20;
 /// How much of a crashed run's log and diff the fix prompt shows.
 const LOG_TAIL_BYTES: u64 = 8 * 1024;
 const LOG_TAIL_LINES: usize = 80;
@@ -267,6 +271,23 @@ impl Session {
             ))));
         }
 
+        let cost = self.history.cost_usd();
+        if let Some(max) = self.pipeline.limits.max_cost_usd
+            && cost >= max
+        {
+            return Ok(State::Stop(Stop::Limit(format!(
+                "reached the cost limit of ${max:.2} (${cost:.2} spent)"
+            ))));
+        }
+        let tokens = self.history.tokens().total();
+        if let Some(max) = self.pipeline.limits.max_tokens
+            && tokens >= max
+        {
+            return Ok(State::Stop(Stop::Limit(format!(
+                "reached the limit of {max} tokens ({tokens} used)"
+            ))));
+        }
+
         let n = self.history.next_number();
         let event = match self.history.recorded().last() {
             None => Event::ExperimentStarted {
@@ -349,6 +370,7 @@ impl Session {
             repo: self.git.workdir(),
             prompt_file: self.dir.join("prompts").join(format!("{n}.md")),
             transcript: self.dir.join("agents").join(format!("{n}.log")),
+            run_dir: &self.dir,
         };
         self.clean_at = None;
         let mut watch = ProgressWatch(&mut self.progress);
@@ -360,6 +382,27 @@ impl Session {
             Err(ProposeError::Interrupted) => return Ok(State::Stop(Stop::Interrupted)),
             Err(ProposeError::Exhausted(reason)) => return Ok(State::Stop(Stop::Limit(reason))),
             Err(ProposeError::Failed(reason)) => return self.proposal_failed(n, reason),
+            Err(ProposeError::Rejected {
+                description,
+                reason,
+                cost_usd,
+                tokens,
+            }) => {
+                // Nothing of the edit may stay: the experiment is recorded as a crash, unrun.
+                self.git.reset_hard(&head, base)?;
+                self.progress.note(&format!("arun: #{n}: {reason}"));
+                self.record_event(Event::Proposed {
+                    time: journal::now(),
+                    n,
+                    description,
+                    violations: Vec::new(),
+                    details: serde_json::Value::Null,
+                    cost_usd,
+                    tokens,
+                    rejected: Some(reason),
+                })?;
+                return Ok(State::Commit { n });
+            }
         };
 
         let editable = &self.pipeline.target.editable;
@@ -389,6 +432,8 @@ impl Session {
             violations: outside.into_iter().map(|c| c.path).collect(),
             details: proposal.details,
             cost_usd: proposal.cost_usd,
+            tokens: proposal.tokens,
+            rejected: None,
         })?;
         Ok(State::Commit { n })
     }
@@ -481,6 +526,9 @@ impl Session {
     /// Checks the tree it is about to run, then builds (outside the budget).
     fn build(&mut self, n: u64) -> Result<State, Error> {
         let experiment = self.experiment(n)?.clone();
+        if let Some(reason) = &experiment.rejected {
+            return self.measured(n, 0, failure(reason.clone(), false));
+        }
         if !experiment.violations.is_empty() {
             return self.measured(
                 n,
@@ -719,6 +767,7 @@ impl Session {
         self.clean_at = Some((branch, tip));
         results::append(&self.results, self.pipeline.metric.name(), &experiment)
             .map_err(|err| Error::io(format!("cannot write `{}`", self.results.display()), err))?;
+        self.learn(&experiment, status);
         self.record_event(Event::Recorded {
             time: journal::now(),
             n,
@@ -737,6 +786,46 @@ impl Session {
             ))));
         }
         Ok(State::Begin)
+    }
+
+    /// Adds what a keep or a crash taught to the target's learnings file. Losing a line is not
+    /// worth stopping the run for, so a write error is only reported.
+    fn learn(&self, experiment: &Experiment, status: Status) {
+        if experiment.is_baseline() || status == Status::Discard {
+            return;
+        }
+        let metric = self.pipeline.metric.name();
+        let description = results::one_line(&experiment.description_text());
+        let text = match status {
+            Status::Keep => {
+                let value = experiment.metric().unwrap_or(0.0);
+                let before = self.history.best().and_then(Experiment::metric);
+                let delta = before
+                    .map(|b| format!(", {:+.6} against the best before", value - b))
+                    .unwrap_or_default();
+                format!("{description} ({metric} {value:.6}{delta})")
+            }
+            _ => {
+                let reason = experiment
+                    .decision
+                    .as_ref()
+                    .map(|d| d.reason.clone())
+                    .unwrap_or_default();
+                format!("{description} (crashed: {reason})")
+            }
+        };
+        // The commit tells apart a run that reuses the tag of an earlier, deleted one.
+        let key = format!(
+            "{} #{} {status} {}",
+            self.history.tag,
+            experiment.n,
+            short_commit(experiment)
+        );
+        let file = crate::learnings::path(self.git.workdir());
+        if let Err(err) = crate::learnings::append(&file, &key, &text) {
+            self.progress
+                .note(&format!("arun: cannot write `{}`: {err}", file.display()));
+        }
     }
 
     /// Journals the stop, leaves the branch on the last keep, prints the summary.
@@ -798,6 +887,7 @@ impl Session {
             repo: self.git.workdir(),
             prompt_file: self.dir.join("prompts").join("summary.md"),
             transcript: self.dir.join("agents").join("summary.log"),
+            run_dir: &self.dir,
         };
         let ideas = self.proposer.next_ideas(&request);
         // Whatever the proposer touched while thinking is not part of the run.
@@ -891,6 +981,18 @@ impl Session {
                 .map(|path| read_bounded(repo, path, limit))
                 .collect()
         };
+        // Reference files share one allowance, so a long list cannot swell the prompt.
+        let mut allowance = CONTEXT_TOTAL_BYTES;
+        let mut read_shared = |paths: &[String]| -> Vec<prompt::FileText> {
+            paths
+                .iter()
+                .map(|path| {
+                    let file = read_bounded(repo, path, CONTEXT_BYTES.min(allowance));
+                    allowance -= file.content.len().min(allowance);
+                    file
+                })
+                .collect()
+        };
         let recorded: Vec<&Experiment> = self.history.recorded().collect();
         let shown = recorded
             .len()
@@ -911,7 +1013,7 @@ impl Session {
             })
             .collect();
         let mut previous: Option<f64> = None;
-        let kept = self
+        let kept: Vec<prompt::KeptRow> = self
             .history
             .kept()
             .map(|e| {
@@ -953,14 +1055,17 @@ impl Session {
             best: self.history.best().and_then(Experiment::metric),
             results: results_rows,
             results_total: recorded.len() as u64,
-            kept,
+            kept_total: kept.len() as u64,
+            kept: kept[kept.len().saturating_sub(KEPT_SHOWN)..].to_vec(),
             since_keep,
             stalled: since_keep >= u64::from(pipeline.proposer.stall),
+            stall: pipeline.proposer.stall,
             files: prompt::Files {
                 editable: read(&pipeline.target.editable, EDITABLE_BYTES),
-                read_only: read(&pipeline.target.read_only, CONTEXT_BYTES),
-                context: read(&pipeline.target.context, CONTEXT_BYTES),
+                read_only: read_shared(&pipeline.target.read_only),
+                context: read_shared(&pipeline.target.context),
             },
+            learnings: crate::learnings::read(&crate::learnings::path(repo)),
             crash,
         })
     }

@@ -40,8 +40,18 @@ pub fn render(
         count(Status::Crash)
     );
     let cost = history.cost_usd();
-    if cost > 0.0 {
-        let _ = writeln!(out, "proposer cost: ${cost:.2}");
+    let tokens = history.tokens().total();
+    match (cost > 0.0, tokens > 0) {
+        (true, true) => {
+            let _ = writeln!(out, "proposer cost: ${cost:.2}, {tokens} tokens");
+        }
+        (true, false) => {
+            let _ = writeln!(out, "proposer cost: ${cost:.2}");
+        }
+        (false, true) => {
+            let _ = writeln!(out, "proposer tokens: {tokens}");
+        }
+        (false, false) => {}
     }
     match (
         history.baseline().and_then(Experiment::metric),

@@ -327,14 +327,39 @@ pub struct Templates {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Agent {
+    /// A known coding-agent CLI: arun knows its non-interactive command line and reads the
+    /// description, cost and tokens from its output. `command` replaces the preset's command
+    /// line (the output is still read the preset's way); `args` adds to it.
+    #[serde(default)]
+    pub preset: Option<AgentPreset>,
     /// Shell command (`sh -c`, in the target repository). The prompt is on its stdin and in the
     /// file named by `ARUN_PROMPT_FILE`. It edits the editable files itself and may print
-    /// `DESCRIPTION: <one line>` to describe the change.
+    /// `DESCRIPTION: <one line>` to describe the change. Required without `preset`.
     #[serde(default)]
     pub command: Option<String>,
+    /// Extra arguments appended to the command line (shell syntax), e.g.
+    /// `args = "--model claude-sonnet-4-5"`.
+    #[serde(default)]
+    pub args: Option<String>,
     /// Environment variables set for the agent only (never for the experiment).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
+}
+
+/// The coding-agent CLIs arun has presets for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum AgentPreset {
+    /// Claude Code: `claude -p` with JSON output (result, `total_cost_usd`, tokens).
+    Claude,
+    /// OpenAI Codex CLI: `codex exec` in a workspace-write sandbox with JSON events (tokens).
+    Codex,
+    /// Gemini CLI: `gemini -p` with JSON output (tokens).
+    Gemini,
+    /// aider: `aider --message-file` on the editable files, no commits (tokens and cost).
+    Aider,
+    /// opencode: `opencode run` with JSON events (tokens and cost).
+    Opencode,
 }
 
 /// An OpenAI-compatible chat-completions endpoint (OpenAI, vLLM, llama.cpp server, Ollama).
@@ -438,4 +463,14 @@ pub struct Limits {
     /// Results table, relative to the target repository. Default: `results.tsv`.
     #[serde(default)]
     pub results: Option<String>,
+    /// Stop starting new experiments once the proposer has cost this many US dollars, as
+    /// reported by the agent (Claude Code, aider and opencode report cost). Default: no limit.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub max_cost_usd: Option<f64>,
+    /// Stop starting new experiments once the proposer has used this many tokens (input plus
+    /// output), as reported by the agent or the HTTP model. Default: no limit.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub max_tokens: Option<u64>,
 }

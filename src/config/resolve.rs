@@ -117,8 +117,11 @@ pub struct ProposerSpec {
 #[derive(Debug, Clone)]
 pub enum ProposerSettings {
     Agent {
+        /// The full command line: the preset's or the pipeline's, with `args` appended.
         command: String,
         env: BTreeMap<String, String>,
+        /// Which CLI's output format the transcript is read in; `None` for a plain command.
+        preset: Option<file::AgentPreset>,
     },
     Http {
         base_url: String,
@@ -135,6 +138,8 @@ pub enum ProposerSettings {
 #[derive(Debug, Clone)]
 pub struct LimitsSpec {
     pub max_experiments: Option<u32>,
+    pub max_cost_usd: Option<f64>,
+    pub max_tokens: Option<u64>,
     pub max_time: Option<Duration>,
     pub tag_pattern: String,
     /// Relative to the target repository.
@@ -462,20 +467,35 @@ fn resolve_proposer(
     let p = &raw.proposer;
     let before = problems.len();
     let kind = match p.kind {
-        ProposerKind::Agent => match p.agent.as_ref().and_then(|a| a.command.clone()) {
-            Some(command) if !command.trim().is_empty() => Some(ProposerSettings::Agent {
-                command,
-                env: p.agent.as_ref().map(|a| a.env.clone()).unwrap_or_default(),
-            }),
-            _ => {
-                problems.push(Problem::at(
-                    "proposer.agent",
-                    "`kind = \"agent\"` needs `[proposer.agent]` with a `command`, e.g. \
-                     `command = \"my-agent --prompt-file \\\"$ARUN_PROMPT_FILE\\\"\"`",
-                ));
-                None
-            }
-        },
+        ProposerKind::Agent => {
+            let agent = p.agent.clone().unwrap_or_default();
+            let command = agent.command.filter(|c| !c.trim().is_empty());
+            let base = match (agent.preset, command) {
+                (_, Some(command)) => Some(command),
+                (Some(preset), None) => Some(crate::propose::presets::command(
+                    preset,
+                    &raw.target.editable,
+                    &raw.target.read_only,
+                )),
+                (None, None) => {
+                    problems.push(Problem::at(
+                        "proposer.agent",
+                        "`kind = \"agent\"` needs `[proposer.agent]` with a `preset` (`claude`, \
+                         `codex`, `gemini`, `aider` or `opencode`) or a `command`, e.g. \
+                         `command = \"my-agent --prompt-file \\\"$ARUN_PROMPT_FILE\\\"\"`",
+                    ));
+                    None
+                }
+            };
+            base.map(|base| ProposerSettings::Agent {
+                command: match agent.args.as_deref().map(str::trim) {
+                    Some(args) if !args.is_empty() => format!("{base} {args}"),
+                    _ => base,
+                },
+                env: agent.env,
+                preset: agent.preset,
+            })
+        }
         ProposerKind::Http => match &p.http {
             Some(http) => Some(ProposerSettings::Http {
                 base_url: http.base_url.trim_end_matches('/').to_string(),
@@ -670,6 +690,8 @@ fn resolve_limits(raw: &file::Limits, name: &str, problems: &mut Vec<Problem>) -
     };
     LimitsSpec {
         max_experiments: raw.max_experiments,
+        max_cost_usd: raw.max_cost_usd,
+        max_tokens: raw.max_tokens,
         max_time: raw.max_time.map(|d| d.0),
         tag_pattern,
         results,

@@ -83,7 +83,11 @@ pub fn clean_tail(path: &Path, max_bytes: u64, max_lines: usize) -> io::Result<S
                 .rsplit('\r')
                 .next()
                 .unwrap_or("");
+            // Other control characters (bells, backspaces) mean nothing in a prompt.
             strip_ansi(last)
+                .chars()
+                .filter(|&c| c == '\t' || !c.is_control())
+                .collect::<String>()
         })
         .collect();
     if start > 0 && !lines.is_empty() {
@@ -174,7 +178,7 @@ mod tests {
         let path = dir.path().join("log");
         std::fs::write(
             &path,
-            "first\n\x1b[31merror\x1b[0m here\nstep 1\rstep 2\rstep 3\nlast\n",
+            "first\n\x1b[31merror\x1b[0m here\x07\nstep 1\rstep 2\rstep 3\nlast\n",
         )
         .unwrap();
         let tail = clean_tail(&path, 1 << 20, 10).unwrap();

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::presets::{self, Report};
 use super::{Proposal, ProposeError, Proposer, Request};
+use crate::config::file::AgentPreset;
 use crate::exec::{self, Ending, Environment, Spawn, Watch};
 use crate::prompt::TemplateKind;
 
@@ -14,21 +16,38 @@ const IDEAS_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct CommandAgent {
     command: String,
     env: BTreeMap<String, String>,
+    /// The CLI whose output format the transcript is in; `None` for a plain command.
+    preset: Option<AgentPreset>,
+}
+
+/// What one run of the agent produced, besides its edits.
+struct Outcome {
+    description: Option<String>,
+    ideas: Vec<String>,
+    report: Report,
 }
 
 impl CommandAgent {
-    pub fn new(command: String, env: BTreeMap<String, String>) -> Self {
-        CommandAgent { command, env }
+    pub fn new(
+        command: String,
+        env: BTreeMap<String, String>,
+        preset: Option<AgentPreset>,
+    ) -> Self {
+        CommandAgent {
+            command,
+            env,
+            preset,
+        }
     }
 
-    /// Renders `template`, runs the command on it, and returns what it printed of interest.
-    fn run<'w>(
+    /// Renders `template`, runs the command on it, and returns what it reported.
+    fn run(
         &self,
         request: &Request,
         template: TemplateKind,
         limit: Duration,
-        watch: &'w mut dyn Watch,
-    ) -> Result<Transcript<'w>, ProposeError> {
+        watch: &mut dyn Watch,
+    ) -> Result<Outcome, ProposeError> {
         let prompt = request
             .pipeline
             .proposer
@@ -53,6 +72,7 @@ impl CommandAgent {
             .set("ARUN_EXPERIMENT", request.n.to_string())
             .set("ARUN_TAG", &request.history.tag)
             .set("ARUN_REPO", request.repo.display().to_string())
+            .set("ARUN_RUN_DIR", request.run_dir.display().to_string())
             .set("ARUN_EDITABLE", request.pipeline.target.editable.join(" "));
         let mut transcript = Transcript::new(watch);
         let finished = exec::run(
@@ -70,15 +90,62 @@ impl CommandAgent {
         .map_err(|err| {
             ProposeError::Failed(format!("cannot start the agent `{}`: {err}", self.command))
         })?;
-        match finished.ending {
-            Ending::Interrupted => Err(ProposeError::Interrupted),
-            ending if ending.success() => Ok(transcript),
-            ending => Err(ProposeError::Failed(format!(
-                "the agent failed ({}); its output is in {}",
+        let report = match self.preset {
+            Some(preset) => presets::read_report(preset, &request.transcript),
+            None => Report::default(),
+        };
+        let tool = self.preset.map_or("the agent", presets::name);
+        let failure = match (finished.ending, &report.error) {
+            (Ending::Interrupted, _) => return Err(ProposeError::Interrupted),
+            (ending, None) if ending.success() => None,
+            (ending, Some(error)) if ending.success() => {
+                Some(format!("reported an error: {}", clip(error)))
+            }
+            (ending, error) => Some(format!(
+                "failed ({}){}",
                 ending.describe(limit),
+                error
+                    .as_ref()
+                    .map(|e| format!(": {}", clip(e)))
+                    .unwrap_or_default()
+            )),
+        };
+        if let Some(failure) = failure {
+            return Err(ProposeError::Failed(format!(
+                "{tool} {failure}; its output is in {}",
                 request.transcript.display()
-            ))),
+            )));
         }
+        // A tool with JSON output says what it did in its final message; a plain command in
+        // its output lines.
+        let (description, ideas) = match &report.message {
+            Some(message) => {
+                let mut ignore = exec::Ignore;
+                let mut from_message = Transcript::new(&mut ignore);
+                for line in message.lines() {
+                    from_message.line(line);
+                }
+                (
+                    from_message
+                        .description
+                        .or(transcript.description)
+                        .or(from_message.first_line),
+                    from_message.ideas,
+                )
+            }
+            None if self.preset.is_some_and(|p| p != AgentPreset::Aider) => {
+                (transcript.description, transcript.ideas)
+            }
+            None => (
+                transcript.description.or(transcript.first_line),
+                transcript.ideas,
+            ),
+        };
+        Ok(Outcome {
+            description,
+            ideas,
+            report,
+        })
     }
 }
 
@@ -88,23 +155,24 @@ impl Proposer for CommandAgent {
         request: &Request,
         watch: &mut dyn Watch,
     ) -> Result<Proposal, ProposeError> {
-        let transcript = self.run(
+        let outcome = self.run(
             request,
             request.task.template(),
             request.pipeline.proposer.timeout,
             watch,
         )?;
         Ok(Proposal {
-            description: transcript.description.or(transcript.first_line),
+            description: outcome.description,
             details: serde_json::Value::Null,
-            cost_usd: None,
+            cost_usd: outcome.report.cost_usd,
+            tokens: outcome.report.tokens,
         })
     }
 
     fn next_ideas(&mut self, request: &Request) -> Vec<String> {
         let limit = request.pipeline.proposer.timeout.min(IDEAS_TIMEOUT);
         match self.run(request, TemplateKind::Summary, limit, &mut exec::Ignore) {
-            Ok(transcript) => transcript.ideas,
+            Ok(outcome) => outcome.ideas,
             Err(_) => Vec::new(),
         }
     }

@@ -2,6 +2,8 @@
 //! proposer edits the work tree (or fails); git, budgets and decisions stay with the session.
 
 pub mod agent;
+pub mod http;
+pub mod presets;
 
 use std::path::{Path, PathBuf};
 
@@ -9,6 +11,7 @@ use crate::config::Pipeline;
 use crate::config::resolve::ProposerSettings;
 use crate::exec::Watch;
 use crate::journal::History;
+pub use crate::journal::Tokens;
 use crate::prompt::{PromptContext, TemplateKind};
 
 /// What the proposer is asked to do.
@@ -42,6 +45,9 @@ pub struct Request<'a> {
     pub prompt_file: PathBuf,
     /// Where the proposer's own output (an agent's transcript) goes.
     pub transcript: PathBuf,
+    /// The run's directory, `.arun/<tag>`: agents keep their own files (histories) there, out
+    /// of the work tree's changes.
+    pub run_dir: &'a Path,
 }
 
 /// What a proposer reports besides the edit itself.
@@ -53,9 +59,11 @@ pub struct Proposal {
     pub details: serde_json::Value,
     /// What the proposal cost, when the proposer knows.
     pub cost_usd: Option<f64>,
+    /// Tokens the proposal used, when the proposer knows.
+    pub tokens: Option<Tokens>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum ProposeError {
     /// This attempt failed (agent crashed or timed out, model unreachable); try again later.
     Failed(String),
@@ -63,6 +71,14 @@ pub enum ProposeError {
     Interrupted,
     /// The proposer can never succeed (e.g. the search space is exhausted): stop the run.
     Exhausted(String),
+    /// The proposer answered, but its edit cannot be used (a model's SEARCH block that never
+    /// matched, after its retries): the experiment is recorded as a crash with this reason.
+    Rejected {
+        description: String,
+        reason: String,
+        cost_usd: Option<f64>,
+        tokens: Option<Tokens>,
+    },
 }
 
 pub trait Proposer {
@@ -83,13 +99,28 @@ pub trait Proposer {
 /// The proposer a pipeline asks for.
 pub fn build(pipeline: &Pipeline) -> Result<Box<dyn Proposer>, String> {
     match &pipeline.proposer.kind {
-        ProposerSettings::Agent { command, env } => Ok(Box::new(agent::CommandAgent::new(
+        ProposerSettings::Agent {
+            command,
+            env,
+            preset,
+        } => Ok(Box::new(agent::CommandAgent::new(
             command.clone(),
             env.clone(),
+            *preset,
         ))),
-        ProposerSettings::Http { .. } => {
-            Err("the `http` proposer is not available in this build".to_string())
-        }
+        ProposerSettings::Http {
+            base_url,
+            model,
+            api_key_env,
+            temperature,
+            edit_retries,
+        } => Ok(Box::new(http::HttpModel::new(http::Settings {
+            base_url: base_url.clone(),
+            model: model.clone(),
+            api_key_env: api_key_env.clone(),
+            temperature: *temperature,
+            edit_retries: *edit_retries,
+        })?)),
         ProposerSettings::Knobs { .. } => {
             Err("the `knobs` proposer is not available in this build".to_string())
         }

@@ -694,6 +694,8 @@ mod tests {
             violations: Vec::new(),
             details: serde_json::Value::Null,
             cost_usd: None,
+            tokens: None,
+            rejected: None,
             commit: Some(commit.to_string()),
             lines: (5001, 1),
             runs: Vec::new(),

@@ -26,8 +26,22 @@ pub struct Setup<'a> {
     /// More entries of the experiment's `env` table, e.g. `NOISE_SD = "0.001"`.
     pub env: &'a str,
     pub experiment: &'a str,
+    /// The `[proposer]` tables; by default the scripted agent of `tests/scripts/agent.py`.
+    /// `{root}` and `{plan}` are replaced by the repository root and the plan file.
+    pub proposer: &'a str,
     pub extra: &'a str,
 }
+
+/// The default proposer: the scripted agent command.
+pub const SCRIPTED_AGENT: &str = r#"[proposer]
+kind = "agent"
+retry-wait = "0s"
+max-failures = 2
+
+[proposer.agent]
+command = "python3 {root}/tests/scripts/agent.py"
+env = { PLAN = "{plan}" }
+"#;
 
 impl Default for Setup<'_> {
     fn default() -> Self {
@@ -36,6 +50,7 @@ impl Default for Setup<'_> {
             run: "python3 train.py",
             env: "",
             experiment: "budget = \"2s\"\nhard-limit = \"4s\"\ngrace = \"1s\"",
+            proposer: SCRIPTED_AGENT,
             extra: "",
         }
     }
@@ -68,20 +83,12 @@ memory = "peak_mem_mb"
 [metric.extra]
 peak_mem_mb = '^peak_mem_mb:\s*([0-9.]+)'
 
-[proposer]
-kind = "agent"
-retry-wait = "0s"
-max-failures = 2
-
-[proposer.agent]
-command = "python3 {root}/tests/scripts/agent.py"
-env = {{ PLAN = "{plan}" }}
+{proposer}
 
 {extra}
 "#,
             root = ROOT,
             dir = dir.path().display(),
-            plan = plan.display(),
             run = setup.run,
             env = if setup.env.is_empty() {
                 String::new()
@@ -89,6 +96,10 @@ env = {{ PLAN = "{plan}" }}
                 format!(", {}", setup.env)
             },
             experiment = setup.experiment,
+            proposer = setup
+                .proposer
+                .replace("{root}", ROOT)
+                .replace("{plan}", &plan.display().to_string()),
             extra = setup.extra,
         );
         std::fs::write(&pipeline, text).unwrap();
@@ -344,4 +355,90 @@ pub fn alive(pid: i32) -> bool {
 
 pub fn exists(path: &Path) -> bool {
     path.exists()
+}
+
+/// The agent's calls as logged by `tests/scripts/agent.py`: `n`, `task`, `prompt`, `tool`, `argv`.
+pub fn call_records(target: &Target) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(target.path("plan.json.calls"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// A directory with the scripted stand-ins of the agent CLIs (`tests/scripts/agent_cli.py`
+/// linked as `claude`, `codex`, `gemini`, `aider`, `opencode`), and a PATH that finds them first.
+pub fn stand_in_path(target: &Target) -> String {
+    let bin = target.path("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for tool in ["claude", "codex", "gemini", "aider", "opencode"] {
+        let link = bin.join(tool);
+        if !link.exists() {
+            std::os::unix::fs::symlink(format!("{ROOT}/tests/scripts/agent_cli.py"), &link)
+                .unwrap();
+        }
+    }
+    format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
+/// `tests/scripts/chat_server.py` running on a free port with a script; stopped when dropped.
+pub struct ChatServer {
+    child: std::process::Child,
+    pub port: u16,
+    script: PathBuf,
+}
+
+impl ChatServer {
+    pub fn start(dir: &Path, script: serde_json::Value) -> ChatServer {
+        use std::io::BufRead;
+        let path = dir.join("chat-script.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&script).unwrap()).unwrap();
+        let mut child = Command::new("python3")
+            .arg(format!("{ROOT}/tests/scripts/chat_server.py"))
+            .arg(&path)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line
+            .trim()
+            .strip_prefix("port ")
+            .unwrap_or_else(|| panic!("the chat server said {line:?}"))
+            .parse()
+            .unwrap();
+        ChatServer {
+            child,
+            port,
+            script: path,
+        }
+    }
+
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    /// Every request it received: `path`, `headers`, `body`, `problems`.
+    pub fn requests(&self) -> Vec<serde_json::Value> {
+        let mut path = self.script.clone().into_os_string();
+        path.push(".requests");
+        std::fs::read_to_string(path)
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for ChatServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -31,19 +31,25 @@ def kill_arun_once(marker):
     time.sleep(0.5)
 
 
-def main():
-    plan_path = os.environ["PLAN"]
-    with open(plan_path) as f:
+def step_of(n):
+    """The plan's step for experiment `n`."""
+    with open(os.environ["PLAN"]) as f:
         plan = json.load(f)
+    return plan.get(n, {"LR": round(0.1 / (int(n) + 1), 6)})
+
+
+def act(prompt, tool="agent"):
+    """Logs the call, carries out the plan's step for $ARUN_EXPERIMENT and returns the lines
+    the agent says. Exits like a failing agent when the step says so."""
+    plan_path = os.environ["PLAN"]
     n = os.environ["ARUN_EXPERIMENT"]
     task = os.environ["ARUN_TASK"]
-    prompt = sys.stdin.read()
     with open(plan_path + ".calls", "a") as f:
-        f.write(json.dumps({"n": int(n), "task": task, "prompt": prompt}) + "\n")
+        call = {"n": int(n), "task": task, "prompt": prompt, "tool": tool, "argv": sys.argv[1:]}
+        f.write(json.dumps(call) + "\n")
     if task == "summary":
-        print("- try a smaller learning rate\n- try a larger batch")
-        return
-    step = plan.get(n, {"LR": round(0.1 / (int(n) + 1), 6)})
+        return ["- try a smaller learning rate", "- try a larger batch"]
+    step = step_of(n)
     if step.get("kill-arun-once"):
         kill_arun_once(plan_path + f".killed-{n}")
     if "sleep" in step:
@@ -87,8 +93,12 @@ def main():
     if description is None:
         parts = [f"{k} {step[k]}" for k in ("LR", "MODE", "MEM_MB") if k in step]
         description = "set " + ", ".join(parts) if parts else "no change"
-    print("thinking about the change")
-    print(f"DESCRIPTION: {description}")
+    return ["thinking about the change", f"DESCRIPTION: {description}"]
+
+
+def main():
+    for line in act(sys.stdin.read()):
+        print(line)
 
 
 if __name__ == "__main__":
