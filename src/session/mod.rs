@@ -9,7 +9,11 @@
 //! `resume_state` maps the last journaled event of the unfinished experiment to the step that
 //! follows it.
 
-use std::path::{Path, PathBuf};
+mod context;
+mod measure;
+mod setup;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use git2::Oid;
@@ -17,16 +21,17 @@ use git2::Oid;
 use crate::config::Pipeline;
 use crate::decide::{self, Candidate, Measurement, Reference, Status, Verdict};
 use crate::error::Error;
-use crate::exec::{self, Environment, Spawn, Watch};
+use crate::exec::{self, Environment, Spawn};
 use crate::git::{self, Git, Head};
-use crate::gpu::{GpuMonitor, Peak};
+use crate::gpu::GpuMonitor;
 use crate::journal::{self, Event, Experiment, History, Journal};
-use crate::metric::Scanner;
 use crate::progress::Progress;
-use crate::prompt::{self, PromptContext};
 use crate::propose::{self, ProposeError, Proposer, Request, Task};
 use crate::results;
 use crate::search::Strategy;
+use measure::{Measure, ProgressWatch, log_file_name, measure};
+pub(crate) use setup::latest_run;
+use setup::{begin_run, choose_tag, lock_run, open_or_create_repo, run_preflight};
 
 /// Limits and choices given on the command line.
 #[derive(Debug, Clone, Default)]
@@ -68,18 +73,6 @@ enum Stop {
     Interrupted,
     Failed(String),
 }
-
-/// Bytes of an editable file shown in a prompt; of a read-only or context file.
-const EDITABLE_BYTES: usize = 256 * 1024;
-const CONTEXT_BYTES: usize = 32 * 1024;
-/// Bytes of all read-only and context files together.
-const CONTEXT_TOTAL_BYTES: usize = 96 * 1024;
-/// Kept experiments listed in a prompt, the latest ones.
-const KEPT_SHOWN: usize = 20;
-/// How much of a crashed run's log and diff the fix prompt shows.
-const LOG_TAIL_BYTES: u64 = 8 * 1024;
-const LOG_TAIL_LINES: usize = 80;
-const DIFF_BYTES: usize = 16 * 1024;
 
 pub struct Session {
     /// Held while the run is in progress: a second arun on the same run is refused.
@@ -956,7 +949,8 @@ impl Session {
         } else {
             self.log_path(n, "build.log")
         };
-        exec::tail::clean_tail(&log, LOG_TAIL_BYTES, LOG_TAIL_LINES).unwrap_or_default()
+        exec::tail::clean_tail(&log, context::LOG_TAIL_BYTES, context::LOG_TAIL_LINES)
+            .unwrap_or_default()
     }
 
     /// What builds and runs see: arun's environment without secrets, the pipeline's variables,
@@ -970,224 +964,6 @@ impl Session {
             .set("ARUN_TAG", &self.history.tag);
         env
     }
-
-    /// The prompt context for proposing after `experiment`'s parent, or fixing it.
-    fn prompt_context(&self, experiment: &Experiment) -> Result<PromptContext, Error> {
-        let pipeline = &self.pipeline;
-        let repo = self.git.workdir();
-        let read = |paths: &[String], limit: usize| -> Vec<prompt::FileText> {
-            paths
-                .iter()
-                .map(|path| read_bounded(repo, path, limit))
-                .collect()
-        };
-        // Reference files share one allowance, so a long list cannot swell the prompt.
-        let mut allowance = CONTEXT_TOTAL_BYTES;
-        let mut read_shared = |paths: &[String]| -> Vec<prompt::FileText> {
-            paths
-                .iter()
-                .map(|path| {
-                    let file = read_bounded(repo, path, CONTEXT_BYTES.min(allowance));
-                    allowance -= file.content.len().min(allowance);
-                    file
-                })
-                .collect()
-        };
-        let recorded: Vec<&Experiment> = self.history.recorded().collect();
-        let shown = recorded
-            .len()
-            .saturating_sub(pipeline.proposer.history as usize);
-        let metric_text = |e: &Experiment| match e.status() {
-            Some(Status::Crash) | None => "0.000000".to_string(),
-            _ => format!("{:.6}", e.metric().unwrap_or(0.0)),
-        };
-        let results_rows = recorded[shown..]
-            .iter()
-            .map(|e| prompt::ResultRow {
-                n: e.n,
-                commit: short_commit(e),
-                metric: metric_text(e),
-                memory_gb: format!("{:.1}", e.memory_gb().unwrap_or(0.0)),
-                status: e.status().map(|s| s.to_string()).unwrap_or_default(),
-                description: results::one_line(&e.description_text()),
-            })
-            .collect();
-        let mut previous: Option<f64> = None;
-        let kept: Vec<prompt::KeptRow> = self
-            .history
-            .kept()
-            .map(|e| {
-                let metric = e.metric().unwrap_or(0.0);
-                let delta = previous
-                    .map(|p| format!("{:+.6}", metric - p))
-                    .unwrap_or_default();
-                previous = Some(metric);
-                prompt::KeptRow {
-                    commit: short_commit(e),
-                    metric: format!("{metric:.6}"),
-                    delta,
-                    description: results::one_line(&e.description_text()),
-                }
-            })
-            .collect();
-        let since_keep = self.history.since_keep();
-        let crash = match experiment.fix_of {
-            Some(_) => Some(self.crash_info(experiment)?),
-            None => None,
-        };
-        Ok(PromptContext {
-            pipeline: prompt::PipelineInfo {
-                name: pipeline.name.clone(),
-                description: pipeline.description.clone(),
-            },
-            instructions: pipeline.proposer.instructions.clone(),
-            metric: prompt::MetricInfo {
-                name: pipeline.metric.name().to_string(),
-                goal: match pipeline.metric.goal {
-                    crate::metric::Goal::Minimize => "minimize".to_string(),
-                    crate::metric::Goal::Maximize => "maximize".to_string(),
-                },
-                better: pipeline.metric.goal.better_word().to_string(),
-            },
-            budget: crate::config::HumanDuration(pipeline.experiment.budget).to_string(),
-            experiment: experiment.n,
-            baseline: self.history.baseline().and_then(Experiment::metric),
-            best: self.history.best().and_then(Experiment::metric),
-            results: results_rows,
-            results_total: recorded.len() as u64,
-            kept_total: kept.len() as u64,
-            kept: kept[kept.len().saturating_sub(KEPT_SHOWN)..].to_vec(),
-            since_keep,
-            stalled: since_keep >= u64::from(pipeline.proposer.stall),
-            stall: pipeline.proposer.stall,
-            files: prompt::Files {
-                editable: read(&pipeline.target.editable, EDITABLE_BYTES),
-                read_only: read_shared(&pipeline.target.read_only),
-                context: read_shared(&pipeline.target.context),
-            },
-            learnings: crate::learnings::read(&crate::learnings::path(repo)),
-            crash,
-        })
-    }
-
-    /// What the fix prompt shows of the crash it repairs: the previous attempt's reason, diff
-    /// and log tail.
-    fn crash_info(&self, experiment: &Experiment) -> Result<prompt::CrashInfo, Error> {
-        let crashed = self
-            .history
-            .recorded()
-            .filter(|e| e.commit.as_deref() == Some(experiment.base_commit.as_str()))
-            .last()
-            .ok_or_else(|| {
-                Error::RunFailed("the crashed experiment is not in the journal".to_string())
-            })?;
-        let parent_commit = crashed
-            .parent
-            .and_then(|p| self.history.experiment(p))
-            .and_then(|p| p.commit.clone())
-            .unwrap_or_else(|| self.history.start_commit.clone());
-        let diff = self.git.diff_text(
-            oid(&parent_commit)?,
-            oid(&experiment.base_commit)?,
-            DIFF_BYTES,
-        )?;
-        Ok(prompt::CrashInfo {
-            reason: crashed
-                .decision
-                .as_ref()
-                .map(|d| d.reason.clone())
-                .unwrap_or_default(),
-            diff,
-            log_tail: self.log_tail(crashed.n),
-            attempt: experiment.attempt,
-            attempts: self.pipeline.decision.fix_attempts,
-        })
-    }
-}
-
-/// `3.log` for an experiment's first run, `3.r1.log`, `3.r2.log` for its repeats.
-fn log_file_name(n: u64, repeat: u32) -> String {
-    match repeat {
-        0 => format!("{n}.log"),
-        r => format!("{n}.r{r}.log"),
-    }
-}
-
-/// One measured command: an experiment run or a held-out check.
-struct Measure<'a> {
-    command: &'a str,
-    dir: &'a Path,
-    env: &'a Environment,
-    log: &'a Path,
-    limit: Duration,
-    grace: Duration,
-    /// Shown against the elapsed time.
-    budget: Duration,
-    metric: &'a crate::metric::MetricSpec,
-    /// The log as the user finds it, for messages.
-    log_name: &'a str,
-}
-
-/// Runs a command to its end, reading its metric from the output as it streams; `None` when
-/// the user interrupted it.
-fn measure(
-    run: Measure,
-    label: String,
-    progress: &mut Progress,
-    gpu: Option<&GpuMonitor>,
-) -> std::io::Result<Option<Measurement>> {
-    progress.phase(label, Some(run.budget));
-    let mut scanner = Scanner::new(run.metric);
-    let mut watch = RunWatch {
-        scanner: &mut scanner,
-        progress,
-        gpu,
-        peak: Peak::default(),
-        last_sample: None,
-    };
-    let finished = exec::run(
-        &Spawn {
-            command: run.command,
-            dir: run.dir,
-            env: run.env,
-            stdin: None,
-            log: run.log,
-            limit: run.limit,
-            grace: run.grace,
-        },
-        &mut watch,
-    )?;
-    let gpu_peak = watch.peak.gb();
-    if finished.ending == exec::Ending::Interrupted {
-        return Ok(None);
-    }
-    let readings = scanner.readings();
-    let memory_gb = gpu_peak.or_else(|| scanner.memory_gb(&readings));
-    let failure = match (&finished.ending, &readings.metric) {
-        (ending, _) if !ending.success() => {
-            let reason = ending.describe(run.limit);
-            Some(if readings.out_of_memory {
-                format!("out of memory ({reason})")
-            } else {
-                reason
-            })
-        }
-        (_, None) => Some(format!(
-            "metric `{}` never matched in the output; see {}",
-            run.metric.name(),
-            run.log_name
-        )),
-        (_, Some(Err(message))) => Some(message.clone()),
-        (_, Some(Ok(_))) => None,
-    };
-    Ok(Some(Measurement {
-        failure,
-        metric: readings.metric.and_then(Result::ok),
-        values: readings.values,
-        memory_gb,
-        seconds: finished.elapsed.as_secs_f64(),
-        fixable: true,
-    }))
 }
 
 /// The step that follows the last journaled event of an unfinished experiment.
@@ -1237,20 +1013,6 @@ pub fn exp_line(tag: &str, experiment: &Experiment, metric: &str) -> String {
     )
 }
 
-fn read_bounded(repo: &Path, path: &str, limit: usize) -> prompt::FileText {
-    let bytes = std::fs::read(repo.join(path)).unwrap_or_default();
-    let truncated = bytes.len() > limit;
-    let mut end = bytes.len().min(limit);
-    while end > 0 && end < bytes.len() && (bytes[end] & 0xC0) == 0x80 {
-        end -= 1;
-    }
-    prompt::FileText {
-        path: path.to_string(),
-        content: String::from_utf8_lossy(&bytes[..end]).into_owned(),
-        truncated,
-    }
-}
-
 /// Sleeps, waking early on Ctrl-C; true when interrupted.
 fn sleep_unless_interrupted(duration: Duration) -> bool {
     let until = Instant::now() + duration;
@@ -1261,276 +1023,4 @@ fn sleep_unless_interrupted(duration: Duration) -> bool {
         std::thread::sleep(Duration::from_millis(100).min(until - Instant::now()));
     }
     exec::interrupt::requested()
-}
-
-/// Shows a command's progress.
-struct ProgressWatch<'a>(&'a mut Progress);
-
-impl Watch for ProgressWatch<'_> {
-    fn line(&mut self, line: &str) {
-        self.0.line(line);
-    }
-    fn tick(&mut self, elapsed: Duration, _group: i32) {
-        self.0.tick(elapsed);
-    }
-}
-
-/// Watches an experiment: metric regexes on each line, progress, GPU memory once a second.
-struct RunWatch<'a, 's> {
-    scanner: &'a mut Scanner<'s>,
-    progress: &'a mut Progress,
-    gpu: Option<&'a GpuMonitor>,
-    peak: Peak,
-    last_sample: Option<Instant>,
-}
-
-impl Watch for RunWatch<'_, '_> {
-    fn line(&mut self, line: &str) {
-        self.scanner.line(line);
-        self.progress.line(line);
-    }
-
-    fn tick(&mut self, elapsed: Duration, group: i32) {
-        self.progress.tick(elapsed);
-        if let Some(gpu) = self.gpu
-            && self
-                .last_sample
-                .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
-        {
-            self.peak.observe(gpu.group_memory(group));
-            self.last_sample = Some(Instant::now());
-        }
-    }
-}
-
-/// Opens the target repository, creating it from the template or by cloning when the pipeline
-/// says how.
-fn open_or_create_repo(pipeline: &Pipeline, progress: &Progress) -> Result<Git, Error> {
-    let target = &pipeline.target;
-    if target.repo.exists() {
-        return Ok(Git::open(&target.repo)?);
-    }
-    if let Some(template) = &target.template {
-        progress.note(&format!(
-            "arun: creating `{}` from the template `{}`",
-            target.repo.display(),
-            template.display()
-        ));
-        return Ok(Git::init_from_template(&target.repo, template)?);
-    }
-    if let Some(url) = &target.clone {
-        progress.note(&format!(
-            "arun: cloning {url} into `{}`",
-            target.repo.display()
-        ));
-        return Ok(Git::clone(url, &target.repo)?);
-    }
-    Err(Error::Setup(format!(
-        "target repository `{}` does not exist",
-        target.repo.display()
-    )))
-}
-
-/// The run tag: `--tag`, else with `--resume` the latest run, else the pipeline's pattern for
-/// today.
-fn choose_tag(pipeline: &Pipeline, options: &RunOptions, repo: &Path) -> Result<String, Error> {
-    if let Some(tag) = &options.tag {
-        if !crate::config::resolve::valid_tag(tag) {
-            return Err(Error::Setup(format!(
-                "`{tag}` is not a valid tag; use letters, digits, `-`, `_` and `.`"
-            )));
-        }
-        return Ok(tag.clone());
-    }
-    if options.resume {
-        return latest_run(repo).ok_or_else(|| {
-            Error::Setup(format!(
-                "there is no run to resume in `{}`",
-                repo.join(".arun").display()
-            ))
-        });
-    }
-    let (year, month, day) = today();
-    crate::config::resolve::expand_tag(
-        &pipeline.limits.tag_pattern,
-        &pipeline.name,
-        year,
-        month,
-        day,
-    )
-    .map_err(Error::Setup)
-}
-
-/// Takes the run's lock file, so that two arun processes never drive the same run. The lock goes
-/// with the process, however it ends.
-fn lock_run(dir: &Path, tag: &str) -> Result<std::fs::File, Error> {
-    use std::os::fd::AsRawFd;
-    let path = dir.join("lock");
-    let file = std::fs::create_dir_all(dir)
-        .and_then(|_| {
-            std::fs::OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(&path)
-        })
-        .map_err(|err| Error::io(format!("cannot create `{}`", path.display()), err))?;
-    // SAFETY: flock on a file descriptor we own.
-    let locked = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0;
-    if !locked {
-        return Err(Error::Setup(format!(
-            "run `{tag}` is already being driven by another arun process"
-        )));
-    }
-    Ok(file)
-}
-
-/// The tag of the run whose journal changed last.
-pub(crate) fn latest_run(repo: &Path) -> Option<String> {
-    std::fs::read_dir(repo.join(".arun"))
-        .ok()?
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let modified = entry
-                .path()
-                .join("journal.jsonl")
-                .metadata()
-                .ok()?
-                .modified()
-                .ok()?;
-            Some((modified, entry.file_name().to_string_lossy().into_owned()))
-        })
-        .max()
-        .map(|(_, tag)| tag)
-}
-
-/// Today's local date as (year, month 1-12, day).
-fn today() -> (i32, u32, u32) {
-    // SAFETY: time(NULL) and localtime_r with valid pointers to locals.
-    unsafe {
-        let now = libc::time(std::ptr::null_mut());
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&now, &mut tm);
-        (tm.tm_year + 1900, (tm.tm_mon + 1) as u32, tm.tm_mday as u32)
-    }
-}
-
-/// Runs the preflight checks; the first failure stops with its message.
-fn run_preflight(pipeline: &Pipeline, repo: &Path, progress: &Progress) -> Result<(), Error> {
-    for check in &pipeline.preflight {
-        let log = std::env::temp_dir().join(format!("arun-preflight-{}.log", std::process::id()));
-        let finished = exec::run(
-            &Spawn {
-                command: &check.run,
-                dir: repo,
-                env: &Environment::inherit(),
-                stdin: None,
-                log: &log,
-                limit: check.timeout,
-                grace: Duration::from_secs(2),
-            },
-            &mut exec::Ignore,
-        )
-        .map_err(|err| {
-            Error::io(
-                format!("cannot run the preflight check `{}`", check.run),
-                err,
-            )
-        })?;
-        let output = exec::tail::clean_tail(&log, 4096, 20).unwrap_or_default();
-        let _ = std::fs::remove_file(&log);
-        if finished.ending == exec::Ending::Interrupted {
-            return Err(Error::Setup(
-                "interrupted during the preflight checks".to_string(),
-            ));
-        }
-        if !finished.ending.success() {
-            return Err(Error::Preflight {
-                message: check.message.clone(),
-                command: check.run.clone(),
-                detail: format!(
-                    "{}{}",
-                    finished.ending.describe(check.timeout),
-                    if output.is_empty() {
-                        String::new()
-                    } else {
-                        format!(":\n{output}")
-                    }
-                ),
-            });
-        }
-    }
-    if !pipeline.preflight.is_empty() {
-        progress.note(&format!(
-            "arun: {} preflight checks passed",
-            pipeline.preflight.len()
-        ));
-    }
-    Ok(())
-}
-
-/// Setup of a new run: refuses a dirty tree or a taken branch, pins the read-only files,
-/// creates the branch and results.tsv, journals the start.
-fn begin_run(
-    pipeline: &Pipeline,
-    git: &Git,
-    tag: &str,
-    results_path: &Path,
-    dir: &Path,
-    journal: &mut Journal,
-) -> Result<History, Error> {
-    let branch = format!("autoresearch/{tag}");
-    if git.branch_tip(&branch)?.is_some() {
-        return Err(Error::Setup(format!(
-            "branch `{branch}` already exists and has no arun journal; choose another tag with \
-             `--tag`, or delete the branch"
-        )));
-    }
-    let dirty = git.dirty_tracked()?;
-    if !dirty.is_empty() {
-        return Err(Error::Setup(format!(
-            "the target repository has uncommitted changes to tracked files: {}; commit or stash \
-             them first",
-            dirty.join(", ")
-        )));
-    }
-    let mut read_only = std::collections::BTreeMap::new();
-    for path in &pipeline.target.read_only {
-        let hash = git::hash_file(&git.workdir().join(path)).ok_or_else(|| {
-            Error::Setup(format!(
-                "read-only file `{path}` does not exist in the target repository"
-            ))
-        })?;
-        read_only.insert(path.clone(), hash);
-    }
-    for path in &pipeline.target.editable {
-        if !git.workdir().join(path).is_file() {
-            return Err(Error::Setup(format!(
-                "editable file `{path}` does not exist in the target repository"
-            )));
-        }
-    }
-    let start = git.head_commit()?;
-    git.set_branch(&branch, start, "arun: start run")?;
-    git.reset_hard(&Head::Branch(branch.clone()), start)?;
-    if results_path.exists() {
-        let keep = dir.join("results.before.tsv");
-        std::fs::create_dir_all(dir)
-            .and_then(|_| std::fs::rename(results_path, &keep))
-            .map_err(|err| Error::io("cannot move the previous results.tsv aside", err))?;
-    }
-    results::create(results_path, pipeline.metric.name())
-        .map_err(|err| Error::io(format!("cannot create `{}`", results_path.display()), err))?;
-    let event = Event::RunStarted {
-        time: journal::now(),
-        tag: tag.to_string(),
-        branch,
-        start_commit: start.to_string(),
-        pipeline: pipeline.file.display().to_string(),
-        read_only,
-    };
-    journal
-        .append(&event)
-        .map_err(|err| Error::io("cannot write the journal", err))?;
-    Ok(History::replay(vec![event]))
 }

@@ -1,0 +1,172 @@
+//! What a proposer is shown: the prompt context built from the journal and the work tree,
+//! bounded so that its size does not grow with the number of experiments.
+
+use std::path::Path;
+
+use super::{Session, oid, short_commit};
+use crate::decide::Status;
+use crate::error::Error;
+use crate::journal::Experiment;
+use crate::prompt::{self, PromptContext};
+use crate::results;
+
+/// Bytes of an editable file shown in a prompt; of a read-only or context file.
+const EDITABLE_BYTES: usize = 256 * 1024;
+const CONTEXT_BYTES: usize = 32 * 1024;
+/// Bytes of all read-only and context files together.
+const CONTEXT_TOTAL_BYTES: usize = 96 * 1024;
+/// Kept experiments listed in a prompt, the latest ones.
+const KEPT_SHOWN: usize = 20;
+/// How much of a crashed run's log and diff the fix prompt shows.
+pub(super) const LOG_TAIL_BYTES: u64 = 8 * 1024;
+pub(super) const LOG_TAIL_LINES: usize = 80;
+const DIFF_BYTES: usize = 16 * 1024;
+
+impl Session {
+    /// The prompt context for proposing after `experiment`'s parent, or fixing it.
+    pub(super) fn prompt_context(&self, experiment: &Experiment) -> Result<PromptContext, Error> {
+        let pipeline = &self.pipeline;
+        let repo = self.git.workdir();
+        let read = |paths: &[String], limit: usize| -> Vec<prompt::FileText> {
+            paths
+                .iter()
+                .map(|path| read_bounded(repo, path, limit))
+                .collect()
+        };
+        // Reference files share one allowance, so a long list cannot swell the prompt.
+        let mut allowance = CONTEXT_TOTAL_BYTES;
+        let mut read_shared = |paths: &[String]| -> Vec<prompt::FileText> {
+            paths
+                .iter()
+                .map(|path| {
+                    let file = read_bounded(repo, path, CONTEXT_BYTES.min(allowance));
+                    allowance -= file.content.len().min(allowance);
+                    file
+                })
+                .collect()
+        };
+        let recorded: Vec<&Experiment> = self.history.recorded().collect();
+        let shown = recorded
+            .len()
+            .saturating_sub(pipeline.proposer.history as usize);
+        let metric_text = |e: &Experiment| match e.status() {
+            Some(Status::Crash) | None => "0.000000".to_string(),
+            _ => format!("{:.6}", e.metric().unwrap_or(0.0)),
+        };
+        let results_rows = recorded[shown..]
+            .iter()
+            .map(|e| prompt::ResultRow {
+                n: e.n,
+                commit: short_commit(e),
+                metric: metric_text(e),
+                memory_gb: format!("{:.1}", e.memory_gb().unwrap_or(0.0)),
+                status: e.status().map(|s| s.to_string()).unwrap_or_default(),
+                description: results::one_line(&e.description_text()),
+            })
+            .collect();
+        let mut previous: Option<f64> = None;
+        let kept: Vec<prompt::KeptRow> = self
+            .history
+            .kept()
+            .map(|e| {
+                let metric = e.metric().unwrap_or(0.0);
+                let delta = previous
+                    .map(|p| format!("{:+.6}", metric - p))
+                    .unwrap_or_default();
+                previous = Some(metric);
+                prompt::KeptRow {
+                    commit: short_commit(e),
+                    metric: format!("{metric:.6}"),
+                    delta,
+                    description: results::one_line(&e.description_text()),
+                }
+            })
+            .collect();
+        let since_keep = self.history.since_keep();
+        let crash = match experiment.fix_of {
+            Some(_) => Some(self.crash_info(experiment)?),
+            None => None,
+        };
+        Ok(PromptContext {
+            pipeline: prompt::PipelineInfo {
+                name: pipeline.name.clone(),
+                description: pipeline.description.clone(),
+            },
+            instructions: pipeline.proposer.instructions.clone(),
+            metric: prompt::MetricInfo {
+                name: pipeline.metric.name().to_string(),
+                goal: match pipeline.metric.goal {
+                    crate::metric::Goal::Minimize => "minimize".to_string(),
+                    crate::metric::Goal::Maximize => "maximize".to_string(),
+                },
+                better: pipeline.metric.goal.better_word().to_string(),
+            },
+            budget: crate::config::HumanDuration(pipeline.experiment.budget).to_string(),
+            experiment: experiment.n,
+            baseline: self.history.baseline().and_then(Experiment::metric),
+            best: self.history.best().and_then(Experiment::metric),
+            results: results_rows,
+            results_total: recorded.len() as u64,
+            kept_total: kept.len() as u64,
+            kept: kept[kept.len().saturating_sub(KEPT_SHOWN)..].to_vec(),
+            since_keep,
+            stalled: since_keep >= u64::from(pipeline.proposer.stall),
+            stall: pipeline.proposer.stall,
+            files: prompt::Files {
+                editable: read(&pipeline.target.editable, EDITABLE_BYTES),
+                read_only: read_shared(&pipeline.target.read_only),
+                context: read_shared(&pipeline.target.context),
+            },
+            learnings: crate::learnings::read(&crate::learnings::path(repo)),
+            crash,
+        })
+    }
+
+    /// What the fix prompt shows of the crash it repairs: the previous attempt's reason, diff
+    /// and log tail.
+    fn crash_info(&self, experiment: &Experiment) -> Result<prompt::CrashInfo, Error> {
+        let crashed = self
+            .history
+            .recorded()
+            .filter(|e| e.commit.as_deref() == Some(experiment.base_commit.as_str()))
+            .last()
+            .ok_or_else(|| {
+                Error::RunFailed("the crashed experiment is not in the journal".to_string())
+            })?;
+        let parent_commit = crashed
+            .parent
+            .and_then(|p| self.history.experiment(p))
+            .and_then(|p| p.commit.clone())
+            .unwrap_or_else(|| self.history.start_commit.clone());
+        let diff = self.git.diff_text(
+            oid(&parent_commit)?,
+            oid(&experiment.base_commit)?,
+            DIFF_BYTES,
+        )?;
+        Ok(prompt::CrashInfo {
+            reason: crashed
+                .decision
+                .as_ref()
+                .map(|d| d.reason.clone())
+                .unwrap_or_default(),
+            diff,
+            log_tail: self.log_tail(crashed.n),
+            attempt: experiment.attempt,
+            attempts: self.pipeline.decision.fix_attempts,
+        })
+    }
+}
+
+pub(super) fn read_bounded(repo: &Path, path: &str, limit: usize) -> prompt::FileText {
+    let bytes = std::fs::read(repo.join(path)).unwrap_or_default();
+    let truncated = bytes.len() > limit;
+    let mut end = bytes.len().min(limit);
+    while end > 0 && end < bytes.len() && (bytes[end] & 0xC0) == 0x80 {
+        end -= 1;
+    }
+    prompt::FileText {
+        path: path.to_string(),
+        content: String::from_utf8_lossy(&bytes[..end]).into_owned(),
+        truncated,
+    }
+}
