@@ -1,0 +1,557 @@
+//! The knob search: given every assignment tried so far and what it gave (a loss, or a crash),
+//! which untried assignment to run next. A pure function of the history and a seed, so a resumed
+//! run proposes exactly what the interrupted one would have, and the benchmark in
+//! `benches/knob_search.rs` drives this same code.
+//!
+//! How it chooses:
+//! 1. While there are fewer results than knobs + 1 (at most 4), a space-filling point: the
+//!    candidate farthest from everything tried, so the first experiments map the whole range.
+//! 2. Then a Gaussian process (`gp`) is fitted to all results (crashes count as the worst loss
+//!    seen, so the search learns to avoid their region; noise is learned, not assumed away), and
+//!    the next assignment is the untried one with the largest expected improvement over the best
+//!    predicted loss. Candidates are random points, perturbations of the best results at several
+//!    scales, and one-knob moves from the best, each then polished by a short local search; a
+//!    small all-discrete space is enumerated instead.
+
+use std::collections::BTreeSet;
+
+use super::gp::{self, Gp, Point};
+use super::random::Rng;
+use super::space::{Domain, Value};
+
+/// One tried assignment (values in the order of the knobs) and its result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Trial {
+    pub values: Vec<Value>,
+    pub outcome: Outcome,
+}
+
+/// What an experiment gave; the search minimises.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Outcome {
+    Loss(f64),
+    Crash,
+}
+
+/// Random candidates scored per suggestion, perturbations around each of the best results, and
+/// how many of the best candidates get a local search.
+const RANDOM_CANDIDATES: usize = 512;
+const LOCAL_CANDIDATES: usize = 64;
+const BEST_RESULTS: usize = 5;
+const POLISHED: usize = 6;
+const POLISH_ROUNDS: usize = 4;
+const POLISH_TRIES: usize = 12;
+/// Perturbation sizes, as fractions of each knob's range on its search scale.
+const SCALES: [f64; 4] = [0.02, 0.05, 0.12, 0.3];
+/// All-discrete spaces up to this many assignments are enumerated.
+const ENUMERATE_UP_TO: u64 = 4096;
+/// The initial space-filling design has at most this many results (the baseline included).
+const INITIAL_DESIGN: usize = 4;
+
+/// The search over a list of knob domains.
+pub struct Search<'a> {
+    domains: &'a [Domain],
+    seed: u64,
+}
+
+impl<'a> Search<'a> {
+    pub fn new(domains: &'a [Domain], seed: u64) -> Search<'a> {
+        Search { domains, seed }
+    }
+
+    /// The next assignment to try; `None` when every assignment has been tried.
+    pub fn suggest(&self, trials: &[Trial]) -> Option<Vec<Value>> {
+        self.ranked(trials, 1).into_iter().next()
+    }
+
+    /// Up to `count` distinct untried assignments, the most promising first.
+    pub fn ranked(&self, trials: &[Trial], count: usize) -> Vec<Vec<Value>> {
+        let mut rng = Rng::for_step(self.seed, trials.len() as u64);
+        let tried: BTreeSet<Key> = trials.iter().map(|t| self.key(&t.values)).collect();
+        let pool = self.pool(&tried, &mut rng);
+        if pool.is_empty() {
+            return Vec::new();
+        }
+        let results = trials
+            .iter()
+            .filter(|t| matches!(t.outcome, Outcome::Loss(_)))
+            .count();
+        let initial = match std::env::var("INITN").ok().and_then(|v| v.parse().ok()) {
+            Some(n) => n,
+            None => INITIAL_DESIGN.min(self.domains.len() + 1).max(2),
+        };
+        let initial = if std::env::var("INITC").is_ok() {
+            let most_choices = self
+                .domains
+                .iter()
+                .filter_map(|d| match d {
+                    Domain::Choice { choices } => Some(choices.len()),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(0);
+            initial.max((most_choices + 1).min(8))
+        } else {
+            initial
+        };
+        if results < initial {
+            if std::env::var("INIT").as_deref() == Ok("random") {
+                return pool.into_iter().take(count).collect();
+            }
+            if std::env::var("INIT").as_deref() == Ok("lhs") {
+                let design = self.design(initial - 1);
+                let mut out: Vec<Vec<Value>> = design
+                    .into_iter()
+                    .filter(|v| !tried.contains(&self.key(v)))
+                    .collect();
+                out.extend(pool);
+                out.truncate(count);
+                return out;
+            }
+            return self.farthest(trials, pool, count);
+        }
+        self.most_promising(trials, pool, &tried, count, &mut rng)
+    }
+
+    /// Candidates: every untried assignment of a small discrete space, else random points.
+    fn pool(&self, tried: &BTreeSet<Key>, rng: &mut Rng) -> Vec<Vec<Value>> {
+        if let Some(all) = self.enumerate() {
+            return all
+                .into_iter()
+                .filter(|v| !tried.contains(&self.key(v)))
+                .collect();
+        }
+        let mut seen = tried.clone();
+        let mut pool = Vec::new();
+        let mut attempts = 0;
+        while pool.len() < RANDOM_CANDIDATES && attempts < 4 * RANDOM_CANDIDATES {
+            attempts += 1;
+            let candidate = self.random(rng);
+            if seen.insert(self.key(&candidate)) {
+                pool.push(candidate);
+            }
+        }
+        pool
+    }
+
+    /// A Latin hypercube of `size` points: each numeric knob takes one value in each of `size`
+    /// equal slices of its range, each choice knob cycles through its choices; the same for a
+    /// given seed.
+    fn design(&self, size: usize) -> Vec<Vec<Value>> {
+        let size = size.max(1);
+        let mut rng = Rng::for_step(self.seed, u64::MAX);
+        let columns: Vec<Vec<Value>> = self
+            .domains
+            .iter()
+            .map(|domain| {
+                let mut order: Vec<usize> = (0..size).collect();
+                for i in (1..size).rev() {
+                    order.swap(i, rng.below(i + 1));
+                }
+                match domain {
+                    Domain::Choice { choices } => {
+                        let mut shuffled: Vec<usize> = (0..choices.len()).collect();
+                        for i in (1..shuffled.len()).rev() {
+                            shuffled.swap(i, rng.below(i + 1));
+                        }
+                        order
+                            .iter()
+                            .map(|&slot| Value::Choice(shuffled[slot % choices.len()]))
+                            .collect()
+                    }
+                    _ => order
+                        .iter()
+                        .map(|&slot| domain.from_unit((slot as f64 + rng.unit()) / size as f64))
+                        .collect(),
+                }
+            })
+            .collect();
+        (0..size)
+            .map(|i| columns.iter().map(|column| column[i]).collect())
+            .collect()
+    }
+
+    /// The candidate farthest from every tried assignment (space-filling).
+    fn farthest(
+        &self,
+        trials: &[Trial],
+        pool: Vec<Vec<Value>>,
+        count: usize,
+    ) -> Vec<Vec<Value>> {
+        let tried: Vec<Point> = trials.iter().map(|t| self.encode(&t.values)).collect();
+        let mut scored: Vec<(f64, Vec<Value>)> = pool
+            .into_iter()
+            .map(|v| {
+                let p = self.encode(&v);
+                let nearest = tried
+                    .iter()
+                    .map(|q| plain_distance(&p, q))
+                    .fold(f64::INFINITY, f64::min);
+                (nearest, v)
+            })
+            .collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        scored.into_iter().take(count).map(|(_, v)| v).collect()
+    }
+
+    /// The candidates with the largest expected improvement under a process fitted to the
+    /// results.
+    fn most_promising(
+        &self,
+        trials: &[Trial],
+        mut pool: Vec<Vec<Value>>,
+        tried: &BTreeSet<Key>,
+        count: usize,
+        rng: &mut Rng,
+    ) -> Vec<Vec<Value>> {
+        let (points, y) = self.observations(trials);
+        let gp = Gp::fit(points.clone(), &y);
+        let best_mean = points
+            .iter()
+            .map(|p| gp.predict(p).0)
+            .fold(f64::INFINITY, f64::min);
+        let acq = std::env::var("ACQ").unwrap_or_default();
+        let beta: f64 = acq.strip_prefix("lcb").and_then(|b| b.parse().ok()).unwrap_or(0.0);
+        let alternate = acq == "alt" && trials.len() % 2 == 0;
+        let score = |values: &[Value]| {
+            let (mean, sd) = gp.predict(&self.encode(values));
+            if beta > 0.0 {
+                -(mean - beta * sd)
+            } else if alternate {
+                -(mean - 2.0 * sd)
+            } else {
+                gp::log_expected_improvement(mean, sd, best_mean)
+            }
+        };
+
+        let enumerated = self.enumerate().is_some();
+        let mut seen: BTreeSet<Key> = tried.clone();
+        for v in &pool {
+            seen.insert(self.key(v));
+        }
+        if !enumerated {
+            // Around the best results, and one knob at a time from the very best.
+            let mut order: Vec<usize> = (0..y.len()).collect();
+            order.sort_by(|&a, &b| y[a].total_cmp(&y[b]));
+            let mut extra = Vec::new();
+            for &i in order.iter().take(BEST_RESULTS) {
+                let base = &trials[i].values;
+                for k in 0..LOCAL_CANDIDATES {
+                    extra.push(self.perturb(base, SCALES[k % SCALES.len()], rng));
+                }
+            }
+            if let Some(&best) = order.first() {
+                extra.extend(self.one_knob_moves(&trials[best].values));
+            }
+            for v in extra {
+                if seen.insert(self.key(&v)) {
+                    pool.push(v);
+                }
+            }
+        }
+
+        let mut scored: Vec<(f64, Vec<Value>)> =
+            pool.into_iter().map(|v| (score(&v), v)).collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        if !enumerated {
+            // Polish the best few with a local search of shrinking steps.
+            let mut polished = Vec::new();
+            for (value, start) in scored.iter().take(POLISHED) {
+                let (mut value, mut current) = (*value, start.clone());
+                for round in 0..POLISH_ROUNDS {
+                    let scale = SCALES[SCALES.len() - 1 - round.min(SCALES.len() - 1)] / 2.0;
+                    for _ in 0..POLISH_TRIES {
+                        let next = self.perturb(&current, scale, rng);
+                        if !seen.insert(self.key(&next)) {
+                            continue;
+                        }
+                        let s = score(&next);
+                        if s > value {
+                            value = s;
+                            current = next;
+                        }
+                    }
+                }
+                polished.push((value, current));
+            }
+            scored.extend(polished);
+            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+            scored.dedup_by(|a, b| a.1 == b.1);
+        }
+        scored.into_iter().take(count).map(|(_, v)| v).collect()
+    }
+
+    /// Encoded points and standardized losses; a crash counts as the worst loss seen.
+    fn observations(&self, trials: &[Trial]) -> (Vec<Point>, Vec<f64>) {
+        let losses: Vec<f64> = trials
+            .iter()
+            .filter_map(|t| match t.outcome {
+                Outcome::Loss(l) if l.is_finite() => Some(l),
+                _ => None,
+            })
+            .collect();
+        let mut sorted = losses.clone();
+        sorted.sort_by(f64::total_cmp);
+        let worst = match std::env::var("XCRASH").as_deref() {
+            Ok("median") => sorted[sorted.len() / 2],
+            Ok("q75") => sorted[sorted.len() * 3 / 4],
+            _ => losses.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        };
+        let raw: Vec<f64> = trials
+            .iter()
+            .map(|t| match t.outcome {
+                Outcome::Loss(l) if l.is_finite() => l,
+                _ => worst,
+            })
+            .collect();
+        let points = trials.iter().map(|t| self.encode(&t.values)).collect();
+        let mut y = match std::env::var("XFORM").as_deref() {
+            Ok("copula") => copula(&raw),
+            Ok("log") => log_warp(&raw),
+            _ => standardize(&raw),
+        };
+        if let Ok(q) = std::env::var("MEANQ") {
+            let q: f64 = q.parse().unwrap();
+            let mut sorted = y.clone();
+            sorted.sort_by(f64::total_cmp);
+            let m = sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+            for v in &mut y {
+                *v -= m;
+            }
+        }
+        (points, y)
+    }
+
+    fn encode(&self, values: &[Value]) -> Point {
+        let mut point = Point {
+            x: Vec::new(),
+            c: Vec::new(),
+        };
+        for (domain, value) in self.domains.iter().zip(values) {
+            match value {
+                Value::Choice(i) => point.c.push(*i),
+                Value::Number(_) => point.x.push(domain.to_unit(*value)),
+            }
+        }
+        point
+    }
+
+    /// Identity of an assignment on the grid: two assignments with the same key are the same
+    /// experiment.
+    fn key(&self, values: &[Value]) -> Key {
+        self.domains
+            .iter()
+            .zip(values)
+            .map(|(domain, value)| match domain.quantize(*value) {
+                Value::Number(v) => v.to_bits(),
+                Value::Choice(i) => i as u64,
+            })
+            .collect()
+    }
+
+    fn random(&self, rng: &mut Rng) -> Vec<Value> {
+        self.domains
+            .iter()
+            .map(|domain| match domain {
+                Domain::Choice { choices } => Value::Choice(rng.below(choices.len())),
+                _ => domain.from_unit(rng.unit()),
+            })
+            .collect()
+    }
+
+    /// `base` moved by about `scale` of the range in some knobs: all numeric knobs half of the
+    /// time, otherwise a few; a choice knob switches now and then.
+    fn perturb(&self, base: &[Value], scale: f64, rng: &mut Rng) -> Vec<Value> {
+        let n = self.domains.len();
+        let all = rng.unit() < 0.5;
+        let chosen: Vec<bool> = if all {
+            self.domains.iter().map(|d| !d.is_choice()).collect()
+        } else {
+            let mut chosen: Vec<bool> = (0..n).map(|_| rng.unit() < 1.0 / n as f64).collect();
+            if !chosen.iter().any(|&c| c) {
+                chosen[rng.below(n)] = true;
+            }
+            chosen
+        };
+        self.domains
+            .iter()
+            .zip(base)
+            .zip(chosen)
+            .map(|((domain, value), chosen)| match (domain, value) {
+                (Domain::Choice { choices }, Value::Choice(i)) => {
+                    if chosen || rng.unit() < 0.5 / n as f64 {
+                        let other = rng.below(choices.len() - 1);
+                        Value::Choice(if other >= *i { other + 1 } else { other })
+                    } else {
+                        *value
+                    }
+                }
+                (_, Value::Number(_)) if chosen => {
+                    let unit = domain.to_unit(*value) + scale * rng.normal();
+                    domain.from_unit(unit.clamp(0.0, 1.0))
+                }
+                _ => *value,
+            })
+            .collect()
+    }
+
+    /// Each knob alone moved up and down by several step sizes (one level for discrete knobs),
+    /// or switched to each other choice.
+    fn one_knob_moves(&self, base: &[Value]) -> Vec<Vec<Value>> {
+        let mut moves = Vec::new();
+        for (k, domain) in self.domains.iter().enumerate() {
+            let mut with = |value: Value| {
+                let mut next = base.to_vec();
+                next[k] = value;
+                moves.push(next);
+            };
+            match (domain, base[k]) {
+                (Domain::Choice { choices }, _) => {
+                    for i in 0..choices.len() {
+                        with(Value::Choice(i));
+                    }
+                }
+                (_, value) => {
+                    let unit = domain.to_unit(value);
+                    let step = domain.levels().map_or(0.0, |l| 1.0 / (l - 1).max(1) as f64);
+                    for delta in [step, SCALES[0], SCALES[1], SCALES[2]] {
+                        if delta > 0.0 {
+                            with(domain.from_unit(unit + delta));
+                            with(domain.from_unit(unit - delta));
+                        }
+                    }
+                }
+            }
+        }
+        moves
+    }
+
+    /// Every assignment of an all-discrete space small enough to list.
+    fn enumerate(&self) -> Option<Vec<Vec<Value>>> {
+        let mut total: u64 = 1;
+        for domain in self.domains {
+            total = total.checked_mul(domain.levels()?)?;
+        }
+        if total > ENUMERATE_UP_TO {
+            return None;
+        }
+        let mut all: Vec<Vec<Value>> = vec![Vec::new()];
+        for domain in self.domains {
+            let levels: Vec<Value> = match domain {
+                Domain::Choice { choices } => (0..choices.len()).map(Value::Choice).collect(),
+                Domain::Int { min, max } => (*min..=*max).map(|v| Value::Number(v as f64)).collect(),
+                Domain::Pow2 { min, max } => (*min..=*max)
+                    .map(|e| Value::Number(2f64.powi(e)))
+                    .collect(),
+                Domain::Float { .. } => return None,
+            };
+            all = all
+                .into_iter()
+                .flat_map(|prefix| {
+                    levels.iter().map(move |v| {
+                        let mut next = prefix.clone();
+                        next.push(*v);
+                        next
+                    })
+                })
+                .collect();
+        }
+        Some(all)
+    }
+}
+
+type Key = Vec<u64>;
+
+/// Euclidean distance in the unit cube, a different choice counting as a full range apart.
+fn plain_distance(a: &Point, b: &Point) -> f64 {
+    let numeric: f64 = a.x.iter().zip(&b.x).map(|(x, y)| (x - y) * (x - y)).sum();
+    let choices = a.c.iter().zip(&b.c).filter(|(x, y)| x != y).count() as f64;
+    (numeric + choices).sqrt()
+}
+
+/// Mean 0 and standard deviation 1 (or just centred when all values are equal).
+fn standardize(values: &[f64]) -> Vec<f64> {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
+    let sd = if var > 0.0 { var.sqrt() } else { 1.0 };
+    values.iter().map(|v| (v - mean) / sd).collect()
+}
+
+/// Normal scores of the ranks (ties share their mean rank): robust to a few huge losses.
+fn copula(values: &[f64]) -> Vec<f64> {
+    let n = values.len();
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
+    let mut ranks = vec![0.0; n];
+    let mut i = 0;
+    while i < n {
+        let mut j = i;
+        while j + 1 < n && values[order[j + 1]] == values[order[i]] {
+            j += 1;
+        }
+        let mean = (i + j) as f64 / 2.0;
+        for k in i..=j {
+            ranks[order[k]] = mean;
+        }
+        i = j + 1;
+    }
+    standardize(&ranks.iter().map(|r| normal_quantile((r + 0.5) / n as f64)).collect::<Vec<_>>())
+}
+
+fn log_warp(values: &[f64]) -> Vec<f64> {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let delta = ((median - min) * 0.1).max(1e-9);
+    standardize(&values.iter().map(|v| (v - min + delta).ln()).collect::<Vec<_>>())
+}
+
+/// The standard normal quantile (Acklam's rational approximation, relative error below 1.2e-9).
+fn normal_quantile(p: f64) -> f64 {
+    const A: [f64; 6] = [
+        -3.969_683_028_665_376e1,
+        2.209_460_984_245_205e2,
+        -2.759_285_104_469_687e2,
+        1.383_577_518_672_69e2,
+        -3.066_479_806_614_716e1,
+        2.506_628_277_459_239,
+    ];
+    const B: [f64; 5] = [
+        -5.447_609_879_822_406e1,
+        1.615_858_368_580_409e2,
+        -1.556_989_798_598_866e2,
+        6.680_131_188_771_972e1,
+        -1.328_068_155_288_572e1,
+    ];
+    const C: [f64; 6] = [
+        -7.784_894_002_430_293e-3,
+        -3.223_964_580_411_365e-1,
+        -2.400_758_277_161_838,
+        -2.549_732_539_343_734,
+        4.374_664_141_464_968,
+        2.938_163_982_698_783,
+    ];
+    const D: [f64; 4] = [
+        7.784_695_709_041_462e-3,
+        3.224_671_290_700_398e-1,
+        2.445_134_137_142_996,
+        3.754_408_661_907_416,
+    ];
+    let p = p.clamp(1e-12, 1.0 - 1e-12);
+    let tail = |q: f64| {
+        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
+            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
+    };
+    if p < 0.02425 {
+        tail((-2.0 * p.ln()).sqrt())
+    } else if p > 1.0 - 0.02425 {
+        -tail((-2.0 * (1.0 - p).ln()).sqrt())
+    } else {
+        let q = p - 0.5;
+        let r = q * q;
+        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
+            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
+    }
+}
