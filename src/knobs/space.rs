@@ -190,41 +190,37 @@ impl Domain {
         }
     }
 
-    /// Why `value` is not a value of this knob, if it is not (the bounds are inclusive).
-    pub fn check(&self, value: Value) -> Result<(), String> {
+    /// Why `value` is not a value of this knob, if it is not (the bounds are inclusive), with the
+    /// declaration key it contradicts (`min`, `max`, `kind`).
+    pub fn check(&self, value: Value) -> Result<(), (&'static str, String)> {
+        let bounds = |v: f64, min: f64, max: f64, min_text: String, max_text: String| {
+            if v < min {
+                Err(("min", format!("below `min` {min_text}")))
+            } else if v > max {
+                Err(("max", format!("above `max` {max_text}")))
+            } else {
+                Ok(())
+            }
+        };
         match (self, value) {
             (Domain::Float { min, max, .. }, Value::Number(v)) => {
-                in_range(v, *min, *max, &format_number(*min), &format_number(*max))
+                bounds(v, *min, *max, format_number(*min), format_number(*max))
             }
             (Domain::Int { min, max }, Value::Number(v)) => {
                 if v.fract() != 0.0 {
-                    return Err(format!("`{}` is not a whole number", format_number(v)));
+                    return Err(("kind", "not a whole number".to_string()));
                 }
-                in_range(v, *min as f64, *max as f64, &min.to_string(), &max.to_string())
+                bounds(v, *min as f64, *max as f64, min.to_string(), max.to_string())
             }
             (Domain::Pow2 { min, max }, Value::Number(v)) => {
-                let exponent = v.log2();
-                if !(v > 0.0 && exponent.fract() == 0.0) {
-                    return Err(format!("`{}` is not a power of two", format_number(v)));
+                if !(v > 0.0 && v.log2().fract() == 0.0) {
+                    return Err(("kind", "not a power of two".to_string()));
                 }
-                in_range(
-                    exponent,
-                    f64::from(*min),
-                    f64::from(*max),
-                    &format_number(2f64.powi(*min)),
-                    &format_number(2f64.powi(*max)),
-                )
-                .map_err(|_| {
-                    format!(
-                        "`{}` is outside [{}, {}]",
-                        format_number(v),
-                        format_number(2f64.powi(*min)),
-                        format_number(2f64.powi(*max))
-                    )
-                })
+                let (low, high) = (2f64.powi(*min), 2f64.powi(*max));
+                bounds(v, low, high, format_number(low), format_number(high))
             }
             (Domain::Choice { choices }, Value::Choice(i)) if i < choices.len() => Ok(()),
-            _ => Err("the value does not fit the knob's kind".to_string()),
+            _ => Err(("kind", "not a value of this kind of knob".to_string())),
         }
     }
 
@@ -301,22 +297,6 @@ impl Domain {
             (_, Value::Number(v)) => format_number(v),
             (_, Value::Choice(i)) => format!("choice {i}"),
         }
-    }
-}
-
-fn in_range(v: f64, min: f64, max: f64, min_text: &str, max_text: &str) -> Result<(), String> {
-    if v < min {
-        Err(format!(
-            "`{}` is below `min` {min_text}",
-            format_number(v)
-        ))
-    } else if v > max {
-        Err(format!(
-            "`{}` is above `max` {max_text}",
-            format_number(v)
-        ))
-    } else {
-        Ok(())
     }
 }
 
@@ -402,18 +382,19 @@ mod tests {
     fn checks_name_the_bound_that_is_crossed() {
         let depth = Domain::Int { min: 2, max: 12 };
         assert_eq!(
-            depth.check(Value::Number(16.0)).unwrap_err(),
-            "`16` is above `max` 12"
+            depth.check(Value::Number(16.0)),
+            Err(("max", "above `max` 12".to_string()))
         );
-        assert!(depth.check(Value::Number(2.5)).is_err());
+        assert_eq!(depth.check(Value::Number(2.5)).unwrap_err().0, "kind");
         let width = Domain::Pow2 { min: 6, max: 12 };
-        assert!(
-            width
-                .check(Value::Number(100.0))
-                .unwrap_err()
-                .contains("not a power of two")
+        assert_eq!(
+            width.check(Value::Number(100.0)),
+            Err(("kind", "not a power of two".to_string()))
         );
-        assert!(width.check(Value::Number(8192.0)).is_err());
+        assert_eq!(
+            width.check(Value::Number(32.0)),
+            Err(("min", "below `min` 64".to_string()))
+        );
         assert!(width.check(Value::Number(64.0)).is_ok());
     }
 }
