@@ -64,19 +64,10 @@ fn main() {
     let mut server = Server::start(&dir);
     let mut arun_results = Vec::new();
     for objective in &objectives {
-        if std::env::var("ONLY").is_ok_and(|o| !o.split(',').any(|x| x == objective.name)) {
-            arun_results.push(vec![vec![f64::NAN; CHECKPOINTS.len()]; seeds as usize]);
-            continue;
-        }
         let runs: Vec<Vec<f64>> = (0..seeds)
             .map(|seed| run_arun(objective, seed, &mut server))
             .collect();
         eprintln!("arun: {} done", objective.name);
-        if std::env::var("DUMP").is_ok() {
-            let mut at30: Vec<f64> = runs.iter().map(|r| r[1]).collect();
-            at30.sort_by(f64::total_cmp);
-            eprintln!("DUMP {} @30 {:?}", objective.name, at30.iter().map(|v| (v * 1000.0).round() / 1000.0).collect::<Vec<_>>());
-        }
         arun_results.push(runs);
     }
     let arun_seconds = started.elapsed().as_secs_f64();
@@ -210,15 +201,6 @@ fn run_arun(objective: &Objective, seed: u64, server: &mut Server) -> Vec<f64> {
             }
             None => Outcome::Crash,
         };
-        if std::env::var("TRACE").is_ok_and(|o| o == objective.name) {
-            let shown: Vec<String> = objective
-                .domains
-                .iter()
-                .zip(&values)
-                .map(|(d, v)| d.show(*v))
-                .collect();
-            eprintln!("seed {seed} t {t}: {} -> {value:?}", shown.join(" "));
-        }
         trials.push(Trial { values, outcome });
         if CHECKPOINTS.contains(&(t + 1)) {
             regrets.push(kept.map_or(f64::NAN, |(_, truth)| truth - objective.optimum));

@@ -4,14 +4,17 @@
 //! `benches/knob_search.rs` drives this same code.
 //!
 //! How it chooses:
-//! 1. While there are fewer results than knobs + 1 (at most 4), a space-filling point: the
-//!    candidate farthest from everything tried, so the first experiments map the whole range.
-//! 2. Then a Gaussian process (`gp`) is fitted to all results (crashes count as the worst loss
-//!    seen, so the search learns to avoid their region; noise is learned, not assumed away), and
-//!    the next assignment is the untried one with the largest expected improvement over the best
-//!    predicted loss. Candidates are random points, perturbations of the best results at several
-//!    scales, and one-knob moves from the best, each then polished by a short local search; a
-//!    small all-discrete space is enumerated instead.
+//! 1. Until there are knobs + 1 results (at most 4; with choice knobs, enough to see each choice
+//!    once, at most 8), the points of a Latin hypercube: each numeric knob takes one value in
+//!    each slice of its range, each choice knob cycles through its choices.
+//! 2. Then a Gaussian process (`gp`) is fitted to all results (noise is learned, not assumed
+//!    away; a crash counts as the worst loss seen, so the search learns to avoid its region;
+//!    where nothing is known the process expects the worst, which keeps it from wasting
+//!    experiments in far corners), and the next assignment is the untried one with the largest
+//!    expected improvement over the best predicted loss. Candidates are random points,
+//!    perturbations of the best results at several scales, and one-knob moves from the best,
+//!    the most promising then polished by a short local search; a small all-discrete space is
+//!    enumerated instead, so the search knows when every assignment has been tried.
 
 use std::collections::BTreeSet;
 
@@ -45,8 +48,10 @@ const POLISH_TRIES: usize = 12;
 const SCALES: [f64; 4] = [0.02, 0.05, 0.12, 0.3];
 /// All-discrete spaces up to this many assignments are enumerated.
 const ENUMERATE_UP_TO: u64 = 4096;
-/// The initial space-filling design has at most this many results (the baseline included).
+/// The initial design has knobs + 1 results (the baseline included), at most this many...
 const INITIAL_DESIGN: usize = 4;
+/// ...or, with choice knobs, one more than the most choices of one knob, at most this many.
+const INITIAL_DESIGN_WITH_CHOICES: usize = 8;
 
 /// The search over a list of knob domains.
 pub struct Search<'a> {
@@ -76,39 +81,15 @@ impl<'a> Search<'a> {
             .iter()
             .filter(|t| matches!(t.outcome, Outcome::Loss(_)))
             .count();
-        let initial = match std::env::var("INITN").ok().and_then(|v| v.parse().ok()) {
-            Some(n) => n,
-            None => INITIAL_DESIGN.min(self.domains.len() + 1).max(2),
-        };
-        let initial = if std::env::var("INITC").is_ok() {
-            let most_choices = self
-                .domains
-                .iter()
-                .filter_map(|d| match d {
-                    Domain::Choice { choices } => Some(choices.len()),
-                    _ => None,
-                })
-                .max()
-                .unwrap_or(0);
-            initial.max((most_choices + 1).min(8))
-        } else {
-            initial
-        };
-        if results < initial {
-            if std::env::var("INIT").as_deref() == Ok("random") {
-                return pool.into_iter().take(count).collect();
-            }
-            if std::env::var("INIT").as_deref() == Ok("lhs") {
-                let design = self.design(initial - 1);
-                let mut out: Vec<Vec<Value>> = design
-                    .into_iter()
-                    .filter(|v| !tried.contains(&self.key(v)))
-                    .collect();
-                out.extend(pool);
-                out.truncate(count);
-                return out;
-            }
-            return self.farthest(trials, pool, count);
+        if results < self.initial_design() {
+            let mut out: Vec<Vec<Value>> = self
+                .design(self.initial_design() - 1)
+                .into_iter()
+                .filter(|v| !tried.contains(&self.key(v)))
+                .collect();
+            out.extend(pool);
+            out.truncate(count);
+            return out;
         }
         self.most_promising(trials, pool, &tried, count, &mut rng)
     }
@@ -132,6 +113,25 @@ impl<'a> Search<'a> {
             }
         }
         pool
+    }
+
+    /// How many results the initial design gathers before the model takes over: enough to see
+    /// every choice of each choice knob once.
+    fn initial_design(&self) -> usize {
+        let most_choices = self
+            .domains
+            .iter()
+            .filter_map(|d| match d {
+                Domain::Choice { choices } => Some(choices.len() + 1),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0)
+            .min(INITIAL_DESIGN_WITH_CHOICES);
+        (self.domains.len() + 1)
+            .min(INITIAL_DESIGN)
+            .max(most_choices)
+            .max(2)
     }
 
     /// A Latin hypercube of `size` points: each numeric knob takes one value in each of `size`
@@ -171,29 +171,6 @@ impl<'a> Search<'a> {
             .collect()
     }
 
-    /// The candidate farthest from every tried assignment (space-filling).
-    fn farthest(
-        &self,
-        trials: &[Trial],
-        pool: Vec<Vec<Value>>,
-        count: usize,
-    ) -> Vec<Vec<Value>> {
-        let tried: Vec<Point> = trials.iter().map(|t| self.encode(&t.values)).collect();
-        let mut scored: Vec<(f64, Vec<Value>)> = pool
-            .into_iter()
-            .map(|v| {
-                let p = self.encode(&v);
-                let nearest = tried
-                    .iter()
-                    .map(|q| plain_distance(&p, q))
-                    .fold(f64::INFINITY, f64::min);
-                (nearest, v)
-            })
-            .collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        scored.into_iter().take(count).map(|(_, v)| v).collect()
-    }
-
     /// The candidates with the largest expected improvement under a process fitted to the
     /// results.
     fn most_promising(
@@ -210,18 +187,9 @@ impl<'a> Search<'a> {
             .iter()
             .map(|p| gp.predict(p).0)
             .fold(f64::INFINITY, f64::min);
-        let acq = std::env::var("ACQ").unwrap_or_default();
-        let beta: f64 = acq.strip_prefix("lcb").and_then(|b| b.parse().ok()).unwrap_or(0.0);
-        let alternate = acq == "alt" && trials.len() % 2 == 0;
         let score = |values: &[Value]| {
             let (mean, sd) = gp.predict(&self.encode(values));
-            if beta > 0.0 {
-                -(mean - beta * sd)
-            } else if alternate {
-                -(mean - 2.0 * sd)
-            } else {
-                gp::log_expected_improvement(mean, sd, best_mean)
-            }
+            gp::log_expected_improvement(mean, sd, best_mean)
         };
 
         let enumerated = self.enumerate().is_some();
@@ -290,13 +258,7 @@ impl<'a> Search<'a> {
                 _ => None,
             })
             .collect();
-        let mut sorted = losses.clone();
-        sorted.sort_by(f64::total_cmp);
-        let worst = match std::env::var("XCRASH").as_deref() {
-            Ok("median") => sorted[sorted.len() / 2],
-            Ok("q75") => sorted[sorted.len() * 3 / 4],
-            _ => losses.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-        };
+        let worst = losses.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let raw: Vec<f64> = trials
             .iter()
             .map(|t| match t.outcome {
@@ -305,19 +267,12 @@ impl<'a> Search<'a> {
             })
             .collect();
         let points = trials.iter().map(|t| self.encode(&t.values)).collect();
-        let mut y = match std::env::var("XFORM").as_deref() {
-            Ok("copula") => copula(&raw),
-            Ok("log") => log_warp(&raw),
-            _ => standardize(&raw),
-        };
-        if let Ok(q) = std::env::var("MEANQ") {
-            let q: f64 = q.parse().unwrap();
-            let mut sorted = y.clone();
-            sorted.sort_by(f64::total_cmp);
-            let m = sorted[((sorted.len() - 1) as f64 * q).round() as usize];
-            for v in &mut y {
-                *v -= m;
-            }
+        // Measured from the worst result: where nothing is known the process predicts a loss as
+        // bad as the worst seen, so it explores near what worked rather than the far corners.
+        let mut y = standardize(&raw);
+        let top = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        for v in &mut y {
+            *v -= top;
         }
         (points, y)
     }
@@ -462,13 +417,6 @@ impl<'a> Search<'a> {
 
 type Key = Vec<u64>;
 
-/// Euclidean distance in the unit cube, a different choice counting as a full range apart.
-fn plain_distance(a: &Point, b: &Point) -> f64 {
-    let numeric: f64 = a.x.iter().zip(&b.x).map(|(x, y)| (x - y) * (x - y)).sum();
-    let choices = a.c.iter().zip(&b.c).filter(|(x, y)| x != y).count() as f64;
-    (numeric + choices).sqrt()
-}
-
 /// Mean 0 and standard deviation 1 (or just centred when all values are equal).
 fn standardize(values: &[f64]) -> Vec<f64> {
     let n = values.len() as f64;
@@ -476,82 +424,4 @@ fn standardize(values: &[f64]) -> Vec<f64> {
     let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
     let sd = if var > 0.0 { var.sqrt() } else { 1.0 };
     values.iter().map(|v| (v - mean) / sd).collect()
-}
-
-/// Normal scores of the ranks (ties share their mean rank): robust to a few huge losses.
-fn copula(values: &[f64]) -> Vec<f64> {
-    let n = values.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by(|&a, &b| values[a].total_cmp(&values[b]));
-    let mut ranks = vec![0.0; n];
-    let mut i = 0;
-    while i < n {
-        let mut j = i;
-        while j + 1 < n && values[order[j + 1]] == values[order[i]] {
-            j += 1;
-        }
-        let mean = (i + j) as f64 / 2.0;
-        for k in i..=j {
-            ranks[order[k]] = mean;
-        }
-        i = j + 1;
-    }
-    standardize(&ranks.iter().map(|r| normal_quantile((r + 0.5) / n as f64)).collect::<Vec<_>>())
-}
-
-fn log_warp(values: &[f64]) -> Vec<f64> {
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let median = sorted[sorted.len() / 2];
-    let delta = ((median - min) * 0.1).max(1e-9);
-    standardize(&values.iter().map(|v| (v - min + delta).ln()).collect::<Vec<_>>())
-}
-
-/// The standard normal quantile (Acklam's rational approximation, relative error below 1.2e-9).
-fn normal_quantile(p: f64) -> f64 {
-    const A: [f64; 6] = [
-        -3.969_683_028_665_376e1,
-        2.209_460_984_245_205e2,
-        -2.759_285_104_469_687e2,
-        1.383_577_518_672_69e2,
-        -3.066_479_806_614_716e1,
-        2.506_628_277_459_239,
-    ];
-    const B: [f64; 5] = [
-        -5.447_609_879_822_406e1,
-        1.615_858_368_580_409e2,
-        -1.556_989_798_598_866e2,
-        6.680_131_188_771_972e1,
-        -1.328_068_155_288_572e1,
-    ];
-    const C: [f64; 6] = [
-        -7.784_894_002_430_293e-3,
-        -3.223_964_580_411_365e-1,
-        -2.400_758_277_161_838,
-        -2.549_732_539_343_734,
-        4.374_664_141_464_968,
-        2.938_163_982_698_783,
-    ];
-    const D: [f64; 4] = [
-        7.784_695_709_041_462e-3,
-        3.224_671_290_700_398e-1,
-        2.445_134_137_142_996,
-        3.754_408_661_907_416,
-    ];
-    let p = p.clamp(1e-12, 1.0 - 1e-12);
-    let tail = |q: f64| {
-        (((((C[0] * q + C[1]) * q + C[2]) * q + C[3]) * q + C[4]) * q + C[5])
-            / ((((D[0] * q + D[1]) * q + D[2]) * q + D[3]) * q + 1.0)
-    };
-    if p < 0.02425 {
-        tail((-2.0 * p.ln()).sqrt())
-    } else if p > 1.0 - 0.02425 {
-        -tail((-2.0 * (1.0 - p).ln()).sqrt())
-    } else {
-        let q = p - 0.5;
-        let r = q * q;
-        (((((A[0] * r + A[1]) * r + A[2]) * r + A[3]) * r + A[4]) * r + A[5]) * q
-            / (((((B[0] * r + B[1]) * r + B[2]) * r + B[3]) * r + B[4]) * r + 1.0)
-    }
 }
