@@ -602,7 +602,11 @@ fn resolve_proposer(
 
 /// Checks the `[[knob]]`s and, where the repository (or its template) is there to look in, that
 /// each is assigned exactly once in its file with a value inside its bounds.
-fn resolve_knobs(raw: &PipelineFile, target: &TargetSpec, problems: &mut Vec<Problem>) -> Vec<Knob> {
+fn resolve_knobs(
+    raw: &PipelineFile,
+    target: &TargetSpec,
+    problems: &mut Vec<Problem>,
+) -> Vec<Knob> {
     let tree = if target.repo.exists() {
         Some(target.repo.clone())
     } else {
@@ -666,17 +670,23 @@ fn resolve_knobs(raw: &PipelineFile, target: &TargetSpec, problems: &mut Vec<Pro
                     let place = format!("`{}` in `{file}:{}`", knob.name, site.line);
                     match edit::parse(&domain, &site.literal) {
                         Err(message) => {
-                            let key = if domain.is_choice() { "choices" } else { "name" };
+                            let key = if domain.is_choice() {
+                                "choices"
+                            } else {
+                                "name"
+                            };
                             problems.push(Problem::at(&at(key), format!("{place}: {message}")));
                         }
                         Ok(value) => {
                             if let Err((key, why)) = domain.check(value) {
+                                let fix = if key == "kind" {
+                                    "change the value in the file or the knob's `kind`"
+                                } else {
+                                    "change the bounds or the value in the file"
+                                };
                                 problems.push(Problem::at(
                                     &at(key),
-                                    format!(
-                                        "{place} is `{}`, {why}; change the bounds or the file",
-                                        site.literal
-                                    ),
+                                    format!("{place} is `{}`, {why}; {fix}", site.literal),
                                 ));
                             }
                         }

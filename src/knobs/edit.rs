@@ -76,7 +76,9 @@ pub fn locate(text: &str, name: &str) -> Result<Site, LocateError> {
     match sites.len() {
         0 => Err(LocateError::Missing),
         1 => Ok(sites.remove(0)),
-        _ => Err(LocateError::Ambiguous(sites.iter().map(|s| s.line).collect())),
+        _ => Err(LocateError::Ambiguous(
+            sites.iter().map(|s| s.line).collect(),
+        )),
     }
 }
 
@@ -96,7 +98,10 @@ fn assignment(line: &str, name: &str, number: usize, offset: usize) -> Option<Si
     let (declared_type, after_type) = match trimmed.strip_prefix(':') {
         Some(annotated) => {
             let equals = annotated.find('=')?;
-            (Some(annotated[..equals].trim().to_string()), &annotated[equals..])
+            (
+                Some(annotated[..equals].trim().to_string()),
+                &annotated[equals..],
+            )
         }
         None => (None, trimmed),
     };
@@ -393,7 +398,10 @@ const STEPS: u64 = 10_000;
         assert_eq!((site.line, site.column), (4, 13));
         assert_eq!(&PYTHON[site.span.clone()], "0.04");
         assert_eq!(locate(PYTHON, "TOTAL_BATCH_SIZE").unwrap().literal, "2**19");
-        assert_eq!(locate(PYTHON, "WINDOW_PATTERN").unwrap().literal, "\"SSSL\"");
+        assert_eq!(
+            locate(PYTHON, "WINDOW_PATTERN").unwrap().literal,
+            "\"SSSL\""
+        );
         assert_eq!(locate(PYTHON, "WARMUP_RATIO").unwrap().literal, "0.0");
         // `DEPTH == 8` is a comparison, `MATRIX_LR_SCALE` another name.
         assert_eq!(locate(PYTHON, "DEPTH").unwrap().line, 7);
@@ -441,11 +449,13 @@ const STEPS: u64 = 10_000;
             "{out}"
         );
         let pow2 = Domain::Pow2 { min: 10, max: 22 };
-        let out = edit(PYTHON, "TOTAL_BATCH_SIZE", &pow2, Value::Number(2f64.powi(18)));
-        assert_eq!(
-            out,
-            PYTHON.replace("= 2**19 # ~524K", "= 2**18 # ~524K")
+        let out = edit(
+            PYTHON,
+            "TOTAL_BATCH_SIZE",
+            &pow2,
+            Value::Number(2f64.powi(18)),
         );
+        assert_eq!(out, PYTHON.replace("= 2**19 # ~524K", "= 2**18 # ~524K"));
         let ratio = Domain::Float {
             min: 0.0,
             max: 0.5,
@@ -485,7 +495,10 @@ const STEPS: u64 = 10_000;
         let out = edit(RUST, "DEPTH", &depth, Value::Number(12.0));
         assert_eq!(
             out,
-            RUST.replace("pub const DEPTH: usize = 8;", "pub const DEPTH: usize = 12;")
+            RUST.replace(
+                "pub const DEPTH: usize = 8;",
+                "pub const DEPTH: usize = 12;"
+            )
         );
         let batch = Domain::Pow2 { min: 0, max: 10 };
         let out = edit(RUST, "BATCH_SIZE", &batch, Value::Number(128.0));

@@ -210,7 +210,13 @@ impl Domain {
                 if v.fract() != 0.0 {
                     return Err(("kind", "not a whole number".to_string()));
                 }
-                bounds(v, *min as f64, *max as f64, min.to_string(), max.to_string())
+                bounds(
+                    v,
+                    *min as f64,
+                    *max as f64,
+                    min.to_string(),
+                    max.to_string(),
+                )
             }
             (Domain::Pow2 { min, max }, Value::Number(v)) => {
                 if !(v > 0.0 && v.log2().fract() == 0.0) {
@@ -369,7 +375,10 @@ mod tests {
             max: 0.5,
             log: false,
         };
-        assert_eq!(ratio.quantize(Value::Number(0.123_456)), Value::Number(0.1235));
+        assert_eq!(
+            ratio.quantize(Value::Number(0.123_456)),
+            Value::Number(0.1235)
+        );
         let width = Domain::Pow2 { min: 6, max: 12 };
         assert_eq!(width.quantize(Value::Number(700.0)), Value::Number(512.0));
         assert_eq!(width.from_unit(1.0), Value::Number(4096.0));

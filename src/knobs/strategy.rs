@@ -46,6 +46,8 @@ const POLISH_ROUNDS: usize = 4;
 const POLISH_TRIES: usize = 12;
 /// Perturbation sizes, as fractions of each knob's range on its search scale.
 const SCALES: [f64; 4] = [0.02, 0.05, 0.12, 0.3];
+/// The model is fitted to at most this many results (its cost grows with their cube).
+const MAX_FITTED: usize = 200;
 /// All-discrete spaces up to this many assignments are enumerated.
 const ENUMERATE_UP_TO: u64 = 4096;
 /// The initial design has knobs + 1 results (the baseline included), at most this many...
@@ -181,6 +183,7 @@ impl<'a> Search<'a> {
         count: usize,
         rng: &mut Rng,
     ) -> Vec<Vec<Value>> {
+        let trials = &fitted(trials);
         let (points, y) = self.observations(trials);
         let gp = Gp::fit(points.clone(), &y);
         let best_mean = points
@@ -218,8 +221,7 @@ impl<'a> Search<'a> {
             }
         }
 
-        let mut scored: Vec<(f64, Vec<Value>)> =
-            pool.into_iter().map(|v| (score(&v), v)).collect();
+        let mut scored: Vec<(f64, Vec<Value>)> = pool.into_iter().map(|v| (score(&v), v)).collect();
         scored.sort_by(|a, b| b.0.total_cmp(&a.0));
         if !enumerated {
             // Polish the best few with a local search of shrinking steps.
@@ -394,10 +396,12 @@ impl<'a> Search<'a> {
         for domain in self.domains {
             let levels: Vec<Value> = match domain {
                 Domain::Choice { choices } => (0..choices.len()).map(Value::Choice).collect(),
-                Domain::Int { min, max } => (*min..=*max).map(|v| Value::Number(v as f64)).collect(),
-                Domain::Pow2 { min, max } => (*min..=*max)
-                    .map(|e| Value::Number(2f64.powi(e)))
-                    .collect(),
+                Domain::Int { min, max } => {
+                    (*min..=*max).map(|v| Value::Number(v as f64)).collect()
+                }
+                Domain::Pow2 { min, max } => {
+                    (*min..=*max).map(|e| Value::Number(2f64.powi(e))).collect()
+                }
                 Domain::Float { .. } => return None,
             };
             all = all
@@ -417,6 +421,28 @@ impl<'a> Search<'a> {
 
 type Key = Vec<u64>;
 
+/// The results the model is fitted to: all of them up to `MAX_FITTED`; beyond that the best half
+/// and the most recent half, which keeps a proposal within seconds in a run of thousands.
+fn fitted(trials: &[Trial]) -> Vec<Trial> {
+    if trials.len() <= MAX_FITTED {
+        return trials.to_vec();
+    }
+    let loss = |t: &Trial| match t.outcome {
+        Outcome::Loss(l) if l.is_finite() => l,
+        _ => f64::INFINITY,
+    };
+    let mut by_loss: Vec<usize> = (0..trials.len()).collect();
+    by_loss.sort_by(|&a, &b| loss(&trials[a]).total_cmp(&loss(&trials[b])));
+    let mut chosen: BTreeSet<usize> = by_loss.into_iter().take(MAX_FITTED / 2).collect();
+    for i in (0..trials.len()).rev() {
+        if chosen.len() >= MAX_FITTED {
+            break;
+        }
+        chosen.insert(i);
+    }
+    chosen.into_iter().map(|i| trials[i].clone()).collect()
+}
+
 /// Mean 0 and standard deviation 1 (or just centred when all values are equal).
 fn standardize(values: &[f64]) -> Vec<f64> {
     let n = values.len() as f64;
@@ -424,4 +450,112 @@ fn standardize(values: &[f64]) -> Vec<f64> {
     let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
     let sd = if var > 0.0 { var.sqrt() } else { 1.0 };
     values.iter().map(|v| (v - mean) / sd).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        domains: &[Domain],
+        seed: u64,
+        trials: usize,
+        f: impl Fn(&[Value]) -> f64,
+    ) -> Vec<Trial> {
+        let search = Search::new(domains, seed);
+        let mut history: Vec<Trial> = Vec::new();
+        for _ in 0..trials {
+            let Some(values) = search.suggest(&history) else {
+                break;
+            };
+            let outcome = Outcome::Loss(f(&values));
+            history.push(Trial { values, outcome });
+        }
+        history
+    }
+
+    fn number(value: Value) -> f64 {
+        match value {
+            Value::Number(v) => v,
+            Value::Choice(i) => i as f64,
+        }
+    }
+
+    #[test]
+    fn never_proposes_an_assignment_twice_and_says_when_none_is_left() {
+        let domains = [
+            Domain::Int { min: 1, max: 3 },
+            Domain::Choice {
+                choices: vec!["a".into(), "b".into()],
+            },
+        ];
+        let history = run(&domains, 0, 10, |v| number(v[0]) + number(v[1]));
+        assert_eq!(history.len(), 6, "every assignment once, then nothing");
+        let search = Search::new(&domains, 0);
+        let keys: BTreeSet<Key> = history.iter().map(|t| search.key(&t.values)).collect();
+        assert_eq!(keys.len(), 6);
+        assert_eq!(search.suggest(&history), None);
+    }
+
+    #[test]
+    fn the_same_history_and_seed_give_the_same_proposal() {
+        let domains = [
+            Domain::Float {
+                min: 1e-4,
+                max: 1.0,
+                log: true,
+            },
+            Domain::Pow2 { min: 3, max: 10 },
+        ];
+        let loss = |v: &[Value]| (number(v[0]).log10() + 2.0).powi(2) + number(v[1]).log2() / 10.0;
+        let history = run(&domains, 7, 8, loss);
+        let again = run(&domains, 7, 8, loss);
+        assert_eq!(history, again);
+        let other = run(&domains, 8, 8, loss);
+        assert_ne!(history, other, "another seed, another search");
+    }
+
+    #[test]
+    fn finds_the_valley_of_a_noisy_learning_rate_with_crashes_above_it() {
+        let domains = [
+            Domain::Float {
+                min: 1e-5,
+                max: 1.0,
+                log: true,
+            },
+            Domain::Float {
+                min: 0.0,
+                max: 0.5,
+                log: false,
+            },
+        ];
+        let search = Search::new(&domains, 0);
+        let mut rng = Rng::new(1);
+        let mut history = vec![Trial {
+            values: vec![Value::Number(1e-4), Value::Number(0.4)],
+            outcome: Outcome::Loss(3.0),
+        }];
+        for _ in 0..20 {
+            let values = search.suggest(&history).unwrap();
+            let x = (number(values[0]) / 3e-3).log10();
+            let outcome = if x > 0.5 {
+                Outcome::Crash
+            } else {
+                let warmup = number(values[1]) - 0.1;
+                Outcome::Loss(2.0 + x * x + warmup * warmup + 0.01 * rng.normal())
+            };
+            history.push(Trial { values, outcome });
+        }
+        let best = history
+            .iter()
+            .min_by(|a, b| match (a.outcome, b.outcome) {
+                (Outcome::Loss(x), Outcome::Loss(y)) => x.total_cmp(&y),
+                (Outcome::Loss(_), Outcome::Crash) => std::cmp::Ordering::Less,
+                _ => std::cmp::Ordering::Greater,
+            })
+            .unwrap();
+        let lr = number(best.values[0]);
+        // From 1.5 decades away to within a quarter of one, in 20 experiments.
+        assert!((lr / 3e-3).log10().abs() < 0.25, "best learning rate {lr}");
+    }
 }
