@@ -162,6 +162,43 @@ fn main() {
             ratio(at30[2])
         );
     }
+    println!();
+    println!("time of one suggestion by number of results (6 float knobs):");
+    let domains = vec![
+        Domain::Float {
+            min: 0.0,
+            max: 1.0,
+            log: false,
+        };
+        6
+    ];
+    for results in [50, 100, 200, 400] {
+        let search = Search::new(&domains, 0);
+        let mut rng = arun::knobs::random::Rng::new(results as u64);
+        let trials: Vec<Trial> = (0..results)
+            .map(|_| {
+                let values: Vec<Value> = (0..6).map(|_| Value::Number(rng.unit())).collect();
+                let loss = values
+                    .iter()
+                    .map(|v| match v {
+                        Value::Number(x) => (x - 0.3) * (x - 0.3),
+                        Value::Choice(_) => 0.0,
+                    })
+                    .sum::<f64>()
+                    + 0.01 * rng.normal();
+                Trial {
+                    values,
+                    outcome: Outcome::Loss(loss),
+                }
+            })
+            .collect();
+        let started = Instant::now();
+        search.suggest(&trials).unwrap();
+        println!(
+            "  {results:>4} results: {:>7.0} ms",
+            started.elapsed().as_secs_f64() * 1000.0
+        );
+    }
     let geometric = |logs: &[f64]| (logs.iter().sum::<f64>() / logs.len().max(1) as f64).exp();
     println!();
     println!(

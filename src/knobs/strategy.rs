@@ -46,6 +46,8 @@ const POLISH_ROUNDS: usize = 4;
 const POLISH_TRIES: usize = 12;
 /// Perturbation sizes, as fractions of each knob's range on its search scale.
 const SCALES: [f64; 4] = [0.02, 0.05, 0.12, 0.3];
+/// How far apart (in the unit cube) two of several ideas must be.
+const DISTINCT_IDEAS: f64 = 0.05;
 /// The model is fitted to at most this many results (its cost grows with their cube).
 const MAX_FITTED: usize = 200;
 /// All-discrete spaces up to this many assignments are enumerated.
@@ -248,7 +250,21 @@ impl<'a> Search<'a> {
             scored.sort_by(|a, b| b.0.total_cmp(&a.0));
             scored.dedup_by(|a, b| a.1 == b.1);
         }
-        scored.into_iter().take(count).map(|(_, v)| v).collect()
+        // Several ideas should be different ideas, not the same one rounded four ways.
+        let mut chosen: Vec<Vec<Value>> = Vec::new();
+        for (_, values) in &scored {
+            if chosen.len() >= count {
+                break;
+            }
+            let point = self.encode(values);
+            if chosen
+                .iter()
+                .all(|c| distance(&self.encode(c), &point) >= DISTINCT_IDEAS)
+            {
+                chosen.push(values.clone());
+            }
+        }
+        chosen
     }
 
     /// Encoded points and standardized losses; a crash counts as the worst loss seen.
@@ -441,6 +457,13 @@ fn fitted(trials: &[Trial]) -> Vec<Trial> {
         chosen.insert(i);
     }
     chosen.into_iter().map(|i| trials[i].clone()).collect()
+}
+
+/// Euclidean distance in the unit cube, a different choice counting as a whole range.
+fn distance(a: &Point, b: &Point) -> f64 {
+    let numeric: f64 = a.x.iter().zip(&b.x).map(|(x, y)| (x - y) * (x - y)).sum();
+    let choices = a.c.iter().zip(&b.c).filter(|(x, y)| x != y).count() as f64;
+    (numeric + choices).sqrt()
 }
 
 /// Mean 0 and standard deviation 1 (or just centred when all values are equal).
