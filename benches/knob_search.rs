@@ -162,6 +162,13 @@ fn main() {
             ratio(at30[2])
         );
     }
+    let geometric = |logs: &[f64]| (logs.iter().sum::<f64>() / logs.len().max(1) as f64).exp();
+    println!();
+    println!(
+        "geometric mean of the regret ratios at 30 trials: arun/TPE {:.2}, arun/random {:.2}",
+        geometric(&log_ratios.0),
+        geometric(&log_ratios.1)
+    );
     println!();
     println!("time of one suggestion by number of results (6 float knobs):");
     let domains = vec![
@@ -199,13 +206,6 @@ fn main() {
             started.elapsed().as_secs_f64() * 1000.0
         );
     }
-    let geometric = |logs: &[f64]| (logs.iter().sum::<f64>() / logs.len().max(1) as f64).exp();
-    println!();
-    println!(
-        "geometric mean of the regret ratios at 30 trials: arun/TPE {:.2}, arun/random {:.2}",
-        geometric(&log_ratios.0),
-        geometric(&log_ratios.1)
-    );
 }
 
 enum Optuna {
