@@ -236,5 +236,5 @@ fn the_example_pipeline_runs_offline_and_converges() {
         .map(|r| r.1)
         .fold(f64::INFINITY, f64::min);
     // The optimum is 1.0 (LEARNING_RATE 0.03, DEPTH 6, WARMUP_RATIO 0.1); the baseline 2.27.
-    assert!(best < 1.05, "best {best}: {rows:#?}");
+    assert!(best < 1.02, "best {best}: {rows:#?}");
 }

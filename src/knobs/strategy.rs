@@ -7,13 +7,13 @@
 //! 1. Until there are knobs + 1 results (at most 4; with choice knobs, enough to see each choice
 //!    once, at most 8), the points of a Latin hypercube: each numeric knob takes one value in
 //!    each slice of its range, each choice knob cycles through its choices.
-//! 2. Then a Gaussian process (`gp`) is fitted to all results (noise is learned, not assumed
-//!    away; a crash counts as the worst loss seen, so the search learns to avoid its region;
-//!    where nothing is known the process expects the worst, which keeps it from wasting
-//!    experiments in far corners), and the next assignment is the untried one with the largest
-//!    expected improvement over the best predicted loss. Candidates are random points,
-//!    perturbations of the best results at several scales, and one-knob moves from the best,
-//!    the most promising then polished by a short local search; a small all-discrete space is
+//! 2. Then a Gaussian process (`gp`) is fitted to the losses (noise is learned, not assumed
+//!    away; where nothing is known it expects the worst loss seen, which keeps it from wasting
+//!    experiments in far corners), a second one to where experiments crashed, and the next
+//!    assignment is the untried one with the largest expected improvement over the best
+//!    predicted loss, weighed by its chance not to crash. Candidates are random points,
+//!    perturbations of the best results at several scales, and one-knob moves from the best, the
+//!    most promising then polished by a short local search; a small all-discrete space is
 //!    enumerated instead, so the search knows when every assignment has been tried.
 
 use std::collections::BTreeSet;
@@ -27,6 +27,16 @@ use super::space::{Domain, Value};
 pub struct Trial {
     pub values: Vec<Value>,
     pub outcome: Outcome,
+}
+
+impl Trial {
+    /// The loss, when the experiment ran to one.
+    pub fn loss(&self) -> Option<f64> {
+        match self.outcome {
+            Outcome::Loss(l) if l.is_finite() => Some(l),
+            _ => None,
+        }
+    }
 }
 
 /// What an experiment gave; the search minimises.
@@ -46,6 +56,8 @@ const POLISH_ROUNDS: usize = 4;
 const POLISH_TRIES: usize = 12;
 /// Perturbation sizes, as fractions of each knob's range on its search scale.
 const SCALES: [f64; 4] = [0.02, 0.05, 0.12, 0.3];
+/// A candidate's expected improvement is weighed by its chance not to crash, at least this.
+const MIN_RUN_CHANCE: f64 = 0.02;
 /// How far apart (in the unit cube) two of several ideas must be.
 const DISTINCT_IDEAS: f64 = 0.05;
 /// The model is fitted to at most this many results (its cost grows with their cube).
@@ -185,16 +197,31 @@ impl<'a> Search<'a> {
         count: usize,
         rng: &mut Rng,
     ) -> Vec<Vec<Value>> {
-        let trials = &fitted(trials);
+        // The loss model learns from the results that have a loss; a second process learns where
+        // experiments crash (1) or not (0), and a candidate's expected improvement is weighed by
+        // its chance to run at all. A crash region (too high a learning rate for one optimizer)
+        // says nothing about the loss nearby, where another setting may shine.
+        let all = fitted(trials);
+        let trials: Vec<Trial> = all.iter().filter(|t| t.loss().is_some()).cloned().collect();
+        let trials = &trials;
         let (points, y) = self.observations(trials);
         let gp = Gp::fit(points.clone(), &y);
+        let crashes = self.crash_model(&all);
         let best_mean = points
             .iter()
             .map(|p| gp.predict(p).0)
             .fold(f64::INFINITY, f64::min);
         let score = |values: &[Value]| {
-            let (mean, sd) = gp.predict(&self.encode(values));
-            gp::log_expected_improvement(mean, sd, best_mean)
+            let point = self.encode(values);
+            let (mean, sd) = gp.predict(&point);
+            let improvement = gp::log_expected_improvement(mean, sd, best_mean);
+            match &crashes {
+                Some((model, rate)) => {
+                    let crash = (model.predict(&point).0 + rate).clamp(0.0, 1.0);
+                    improvement + (1.0 - crash).max(MIN_RUN_CHANCE).ln()
+                }
+                None => improvement,
+            }
         };
 
         let enumerated = self.enumerate().is_some();
@@ -267,23 +294,24 @@ impl<'a> Search<'a> {
         chosen
     }
 
-    /// Encoded points and standardized losses; a crash counts as the worst loss seen.
+    /// A process over crash (1) or not (0), centred on the crash rate; `None` without crashes.
+    fn crash_model(&self, trials: &[Trial]) -> Option<(Gp, f64)> {
+        if trials.iter().all(|t| t.loss().is_some()) {
+            return None;
+        }
+        let labels: Vec<f64> = trials
+            .iter()
+            .map(|t| if t.loss().is_some() { 0.0 } else { 1.0 })
+            .collect();
+        let rate = labels.iter().sum::<f64>() / labels.len() as f64;
+        let centred: Vec<f64> = labels.iter().map(|l| l - rate).collect();
+        let points = trials.iter().map(|t| self.encode(&t.values)).collect();
+        Some((Gp::fit(points, &centred), rate))
+    }
+
+    /// Encoded points and standardized losses of results that have a loss.
     fn observations(&self, trials: &[Trial]) -> (Vec<Point>, Vec<f64>) {
-        let losses: Vec<f64> = trials
-            .iter()
-            .filter_map(|t| match t.outcome {
-                Outcome::Loss(l) if l.is_finite() => Some(l),
-                _ => None,
-            })
-            .collect();
-        let worst = losses.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let raw: Vec<f64> = trials
-            .iter()
-            .map(|t| match t.outcome {
-                Outcome::Loss(l) if l.is_finite() => l,
-                _ => worst,
-            })
-            .collect();
+        let raw: Vec<f64> = trials.iter().filter_map(Trial::loss).collect();
         let points = trials.iter().map(|t| self.encode(&t.values)).collect();
         // Measured from the worst result: where nothing is known the process predicts a loss as
         // bad as the worst seen, so it explores near what worked rather than the far corners.
