@@ -12,32 +12,8 @@ use common::{ROOT, Target};
 const OPTIMUM: f64 = 1.0;
 const BASELINE: f64 = 1.47;
 
-fn knob_target() -> Target {
-    let dir = tempfile::tempdir().unwrap();
-    let pipeline = dir.path().join("pipeline.toml");
-    std::fs::write(
-        &pipeline,
-        format!(
-            r#"[target]
-repo = "repo"
-template = "{ROOT}/tests/fixtures/knobs"
-editable = ["train.py", "config.rs"]
-
-[experiment]
-run = "python3 train.py"
-budget = "5s"
-grace = "1s"
-
-[metric]
-name = "val_loss"
-regex = '^val_loss:\s*([0-9.]+)'
-
-[decision]
-fix-attempts = 0
-
-[proposer]
-kind = "knobs"
-
+/// Every knob of the fixture, two in train.py and three in config.rs.
+const ALL_KNOBS: &str = r#"
 [[knob]]
 name = "LR"
 file = "train.py"
@@ -72,7 +48,39 @@ name = "ACTIVATION"
 file = "config.rs"
 kind = "choice"
 choices = ['"relu"', '"gelu"', '"silu"']
-"#
+"#;
+
+fn knob_target() -> Target {
+    target_with(ALL_KNOBS)
+}
+
+/// The fixture's repository with these `[[knob]]` declarations.
+fn target_with(knobs: &str) -> Target {
+    let dir = tempfile::tempdir().unwrap();
+    let pipeline = dir.path().join("pipeline.toml");
+    std::fs::write(
+        &pipeline,
+        format!(
+            r#"[target]
+repo = "repo"
+template = "{ROOT}/tests/fixtures/knobs"
+editable = ["train.py", "config.rs"]
+
+[experiment]
+run = "python3 train.py"
+budget = "5s"
+grace = "1s"
+
+[metric]
+name = "val_loss"
+regex = '^val_loss:\s*([0-9.]+)'
+
+[decision]
+fix-attempts = 0
+
+[proposer]
+kind = "knobs"
+{knobs}"#
         ),
     )
     .unwrap();
@@ -237,4 +245,42 @@ fn the_example_pipeline_runs_offline_and_converges() {
         .fold(f64::INFINITY, f64::min);
     // The optimum is 1.0 (LEARNING_RATE 0.03, DEPTH 6, WARMUP_RATIO 0.1); the baseline 2.27.
     assert!(best < 1.02, "best {best}: {rows:#?}");
+}
+
+#[test]
+fn the_run_stops_when_every_assignment_has_been_tried() {
+    let target = target_with(
+        r#"
+[[knob]]
+name = "DEPTH"
+file = "config.rs"
+kind = "int"
+min = 3
+max = 4
+
+[[knob]]
+name = "ACTIVATION"
+file = "config.rs"
+kind = "choice"
+choices = ['"relu"', '"gelu"']
+"#,
+    );
+    let run = target.arun(&[]);
+    run.assert_code(0);
+    let rows = rows(&target);
+    assert_eq!(
+        rows.len(),
+        4,
+        "the baseline and the three other assignments"
+    );
+    let mut seen: Vec<String> = rows[1..].iter().map(|r| r.2.clone()).collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 3, "{rows:#?}");
+    assert!(
+        run.stdout()
+            .contains("every assignment of the 2 knobs has been tried after 4 experiments"),
+        "{}",
+        run.stdout()
+    );
 }
