@@ -93,10 +93,7 @@ impl<'a> Search<'a> {
         if pool.is_empty() {
             return Vec::new();
         }
-        let results = trials
-            .iter()
-            .filter(|t| matches!(t.outcome, Outcome::Loss(_)))
-            .count();
+        let results = trials.iter().filter(|t| t.loss().is_some()).count();
         if results < self.initial_design() {
             let mut out: Vec<Vec<Value>> = self
                 .design(self.initial_design() - 1)
