@@ -544,6 +544,33 @@ const STEPS: u64 = 10_000;
     }
 
     #[test]
+    fn the_reference_trainers_constants_stay_valid_rust() {
+        // The form of reference/nanochat's src/train.rs block of constants.
+        let text = "\
+const DEPTH: usize = 4; // number of transformer blocks
+const ROPE_BASE: f64 = 10000.0; // base of the rotary embedding frequencies
+const WEIGHT_DECAY: f64 = 0.0; // decoupled weight decay of the matrices
+";
+        let base = Domain::Float {
+            min: 1000.0,
+            max: 100_000.0,
+            log: true,
+        };
+        let out = edit(text, "ROPE_BASE", &base, Value::Number(20000.0));
+        assert!(out.contains("const ROPE_BASE: f64 = 20000.0; // base"), "{out}");
+        let decay = Domain::Float {
+            min: 0.0,
+            max: 0.3,
+            log: false,
+        };
+        let out = edit(text, "WEIGHT_DECAY", &decay, Value::Number(0.1));
+        assert!(out.contains("const WEIGHT_DECAY: f64 = 0.1; // decoupled"), "{out}");
+        let depth = Domain::Int { min: 2, max: 12 };
+        let out = edit(text, "DEPTH", &depth, Value::Number(6.0));
+        assert_eq!(out, text.replace("usize = 4;", "usize = 6;"));
+    }
+
+    #[test]
     fn literals_read_as_python_and_rust_write_them() {
         let number = |text: &str| parse(&LR, text).ok();
         assert_eq!(number("0.04"), Some(Value::Number(0.04)));
