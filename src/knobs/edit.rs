@@ -557,14 +557,20 @@ const WEIGHT_DECAY: f64 = 0.0; // decoupled weight decay of the matrices
             log: true,
         };
         let out = edit(text, "ROPE_BASE", &base, Value::Number(20000.0));
-        assert!(out.contains("const ROPE_BASE: f64 = 20000.0; // base"), "{out}");
+        assert!(
+            out.contains("const ROPE_BASE: f64 = 20000.0; // base"),
+            "{out}"
+        );
         let decay = Domain::Float {
             min: 0.0,
             max: 0.3,
             log: false,
         };
         let out = edit(text, "WEIGHT_DECAY", &decay, Value::Number(0.1));
-        assert!(out.contains("const WEIGHT_DECAY: f64 = 0.1; // decoupled"), "{out}");
+        assert!(
+            out.contains("const WEIGHT_DECAY: f64 = 0.1; // decoupled"),
+            "{out}"
+        );
         let depth = Domain::Int { min: 2, max: 12 };
         let out = edit(text, "DEPTH", &depth, Value::Number(6.0));
         assert_eq!(out, text.replace("usize = 4;", "usize = 6;"));
