@@ -422,6 +422,19 @@ impl Git {
             .context(|| format!("cannot read commit {commit}"))
     }
 
+    /// The text of `path` in `commit`; `None` when the commit has no such file.
+    pub fn file_at(&self, commit: Oid, path: &str) -> Result<Option<String>> {
+        let tree = self.tree_of(commit)?;
+        let Ok(entry) = tree.get_path(Path::new(path)) else {
+            return Ok(None);
+        };
+        let blob = self
+            .repo
+            .find_blob(entry.id())
+            .context(|| format!("cannot read `{path}` in commit {}", short(commit)))?;
+        Ok(Some(String::from_utf8_lossy(blob.content()).into_owned()))
+    }
+
     /// Adds lines to `.git/info/exclude` (never to the user's .gitignore) unless already there.
     pub fn exclude(&self, patterns: &[String]) -> Result<()> {
         let path = self.repo.commondir().join("info/exclude");

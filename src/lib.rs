@@ -12,6 +12,7 @@ pub mod exit_codes;
 pub mod git;
 pub mod gpu;
 pub mod journal;
+pub mod knobs;
 pub mod learnings;
 pub mod metric;
 pub mod progress;

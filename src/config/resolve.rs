@@ -6,7 +6,8 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use super::diagnostic::Problem;
-use super::file::{self, KnobKind, PipelineFile, ProposerKind};
+use super::file::{self, PipelineFile, ProposerKind};
+use crate::knobs::{Domain, Knob, edit};
 use crate::metric::{Capture, MetricSpec};
 use crate::prompt::{PromptContext, PromptTemplates, Template, TemplateKind};
 
@@ -27,7 +28,7 @@ pub struct Pipeline {
     pub metric: MetricSpec,
     pub decision: DecisionRules,
     pub proposer: ProposerSpec,
-    pub knobs: Vec<file::Knob>,
+    pub knobs: Vec<Knob>,
     pub limits: LimitsSpec,
 }
 
@@ -175,7 +176,7 @@ pub fn resolve(raw: PipelineFile, file: &Path) -> Result<Pipeline, Vec<Problem>>
         ));
     }
     let proposer = resolve_proposer(&raw, &base, &mut problems);
-    check_knobs(&raw, &target, &mut problems);
+    let knobs = resolve_knobs(&raw, &target, &mut problems);
     let limits = resolve_limits(&raw.limits, &name, &mut problems);
 
     match (metric, proposer) {
@@ -189,7 +190,7 @@ pub fn resolve(raw: PipelineFile, file: &Path) -> Result<Pipeline, Vec<Problem>>
             metric,
             decision,
             proposer,
-            knobs: raw.knob,
+            knobs,
             limits,
         }),
         _ => Err(problems),
@@ -599,8 +600,20 @@ fn resolve_proposer(
     (problems.len() == before).then_some(spec)
 }
 
-fn check_knobs(raw: &PipelineFile, target: &TargetSpec, problems: &mut Vec<Problem>) {
+/// Checks the `[[knob]]`s and, where the repository (or its template) is there to look in, that
+/// each is assigned exactly once in its file with a value inside its bounds.
+fn resolve_knobs(
+    raw: &PipelineFile,
+    target: &TargetSpec,
+    problems: &mut Vec<Problem>,
+) -> Vec<Knob> {
+    let tree = if target.repo.exists() {
+        Some(target.repo.clone())
+    } else {
+        target.template.clone()
+    };
     let mut names = BTreeSet::new();
+    let mut knobs = Vec::new();
     for (i, knob) in raw.knob.iter().enumerate() {
         let at = |key: &str| format!("knob.{i}.{key}");
         if !names.insert(knob.name.as_str()) {
@@ -609,54 +622,85 @@ fn check_knobs(raw: &PipelineFile, target: &TargetSpec, problems: &mut Vec<Probl
                 format!("knob `{}` is declared twice", knob.name),
             ));
         }
-        match &knob.file {
-            Some(file) if !relative_path(file).is_some_and(|f| target.editable.contains(&f)) => {
+        let file = match &knob.file {
+            Some(file) => match relative_path(file).filter(|f| target.editable.contains(f)) {
+                Some(clean) => Some(clean),
+                None => {
+                    problems.push(Problem::at(
+                        &at("file"),
+                        format!("`{file}` is not one of the editable files"),
+                    ));
+                    None
+                }
+            },
+            None if target.editable.len() > 1 => {
                 problems.push(Problem::at(
                     &at("file"),
-                    format!("`{file}` is not one of the editable files"),
+                    format!(
+                        "knob `{}` needs `file`: there are {} editable files",
+                        knob.name,
+                        target.editable.len()
+                    ),
                 ));
+                None
             }
-            None if target.editable.len() > 1 => problems.push(Problem::at(
-                &at("file"),
-                format!(
-                    "knob `{}` needs `file`: there are {} editable files",
-                    knob.name,
-                    target.editable.len()
-                ),
-            )),
-            _ => {}
-        }
-        match knob.kind {
-            KnobKind::Choice => {
-                if knob.choices.len() < 2 {
-                    problems.push(Problem::at(
-                        &at("choices"),
-                        "a `choice` knob needs at least two `choices`",
-                    ));
+            None => target.editable.first().cloned(),
+        };
+        let domain = match Domain::from_declaration(knob) {
+            Ok(domain) => Some(domain),
+            Err(found) => {
+                for (key, message) in found {
+                    problems.push(Problem::at(&at(key), message));
                 }
+                None
             }
-            KnobKind::Float | KnobKind::Int | KnobKind::Pow2 => match (knob.min, knob.max) {
-                (Some(min), Some(max)) if min < max => {
-                    let log = knob.kind == KnobKind::Pow2
-                        || (knob.kind == KnobKind::Float
-                            && knob.scale.unwrap_or_default() == file::Scale::Log);
-                    if log && min <= 0.0 {
-                        problems.push(Problem::at(
-                            &at("min"),
-                            "must be above zero on a log scale; use `scale = \"linear\"`",
-                        ));
+        };
+        let (Some(file), Some(domain)) = (file, domain) else {
+            continue;
+        };
+        if let Some(text) = tree
+            .as_ref()
+            .and_then(|tree| std::fs::read_to_string(tree.join(&file)).ok())
+        {
+            match edit::locate(&text, &knob.name) {
+                Err(err) => {
+                    problems.push(Problem::at(&at("name"), err.describe(&knob.name, &file)));
+                }
+                Ok(site) => {
+                    let place = format!("`{}` in `{file}:{}`", knob.name, site.line);
+                    match edit::parse(&domain, &site.literal) {
+                        Err(message) => {
+                            let key = if domain.is_choice() {
+                                "choices"
+                            } else {
+                                "name"
+                            };
+                            problems.push(Problem::at(&at(key), format!("{place}: {message}")));
+                        }
+                        Ok(value) => {
+                            if let Err((key, why)) = domain.check(value) {
+                                let fix = if key == "kind" {
+                                    "change the value in the file or the knob's `kind`"
+                                } else {
+                                    "change the bounds or the value in the file"
+                                };
+                                problems.push(Problem::at(
+                                    &at(key),
+                                    format!("{place} is `{}`, {why}; {fix}", site.literal),
+                                ));
+                            }
+                        }
                     }
                 }
-                (Some(_), Some(_)) => {
-                    problems.push(Problem::at(&at("max"), "`max` must be greater than `min`"))
-                }
-                _ => problems.push(Problem::at(
-                    &at("kind"),
-                    "a numeric knob needs both `min` and `max`",
-                )),
-            },
+            }
         }
+        knobs.push(Knob {
+            name: knob.name.clone(),
+            file,
+            domain,
+        });
     }
+    knobs
 }
 
 fn resolve_limits(raw: &file::Limits, name: &str, problems: &mut Vec<Problem>) -> LimitsSpec {

@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod http;
+pub mod knobs;
 pub mod presets;
 
 use std::path::{Path, PathBuf};
@@ -121,8 +122,9 @@ pub fn build(pipeline: &Pipeline) -> Result<Box<dyn Proposer>, String> {
             temperature: *temperature,
             edit_retries: *edit_retries,
         })?)),
-        ProposerSettings::Knobs { .. } => {
-            Err("the `knobs` proposer is not available in this build".to_string())
-        }
+        ProposerSettings::Knobs { seed } => Ok(Box::new(knobs::KnobSearch::new(
+            pipeline.knobs.clone(),
+            *seed,
+        ))),
     }
 }
