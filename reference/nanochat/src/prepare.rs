@@ -17,7 +17,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 pub use source::{DataError, DataSource, cache_dir, download_cached};
 
 /// Context length: training sequences and evaluation windows are this many tokens long.
-pub const MAX_SEQ_LEN: usize = 256;
+pub const MAX_SEQ_LEN: usize = 128;
 /// Vocabulary size: one token per byte value.
 pub const VOCAB_SIZE: usize = 256;
 /// Size of the validation split, in tokens (bytes). Every one of them is scored.
@@ -74,6 +74,9 @@ pub enum Backend {
 pub struct RunSettings {
     /// Training time (only training steps count, not start-up or evaluation).
     pub budget: Duration,
+    /// Train exactly this many steps instead, with the schedule following steps rather than
+    /// time: a reproducible run, for tests and debugging.
+    pub max_steps: Option<u64>,
     /// Seeds the weights, the batch order and the synthetic training documents.
     pub seed: u64,
     pub data: DataSource,
@@ -92,11 +95,12 @@ pub enum Command {
 pub const USAGE: &str = "\
 nanochat: a small GPT trainer, the reference target of arun
 
-usage: nanochat [prepare] [--data SPEC] [--budget SECONDS] [--seed N] [--device cpu|wgpu]
+usage: nanochat [prepare] [--data SPEC] [--budget SECONDS] [--steps N] [--seed N] [--device D]
 
   prepare            load the data (download it if needed), print its size and entropy floor, stop
   --data SPEC        synthetic (default) | path:FILE_OR_DIR | url:https://...   [NANOCHAT_DATA]
   --budget SECONDS   training time, excluding start-up and evaluation (300) [ARUN_BUDGET_SECONDS]
+  --steps N          train exactly N steps instead of for a time: reproducible   [NANOCHAT_STEPS]
   --seed N           seed for weights, batches and synthetic training data (42)    [ARUN_SEED]
   --device D         cpu, or wgpu when built with --features wgpu (wgpu if built) [NANOCHAT_DEVICE]
 
@@ -110,6 +114,7 @@ impl Command {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let mut budget = env("ARUN_BUDGET_SECONDS");
         let mut seed = env("ARUN_SEED");
+        let mut steps = env("NANOCHAT_STEPS");
         let mut data = env("NANOCHAT_DATA");
         let mut device = env("NANOCHAT_DEVICE");
         let mut prepare_only = false;
@@ -120,6 +125,7 @@ impl Command {
                 "prepare" => prepare_only = true,
                 "--budget" => budget = Some(value("--budget")?),
                 "--seed" => seed = Some(value("--seed")?),
+                "--steps" => steps = Some(value("--steps")?),
                 "--data" => data = Some(value("--data")?),
                 "--device" => device = Some(value("--device")?),
                 "-h" | "--help" => return Ok(Command::Help),
@@ -139,6 +145,13 @@ impl Command {
                 .parse::<u64>()
                 .map_err(|_| format!("seed `{text}` is not a non-negative integer"))?,
         };
+        let max_steps = match steps {
+            None => None,
+            Some(text) => match text.parse::<u64>() {
+                Ok(n) if n > 0 => Some(n),
+                _ => return Err(format!("steps `{text}` is not a positive integer")),
+            },
+        };
         let data = match data {
             None => DataSource::Synthetic,
             Some(spec) => DataSource::parse(&spec)?,
@@ -154,6 +167,7 @@ impl Command {
         };
         let settings = RunSettings {
             budget: Duration::from_secs_f64(budget),
+            max_steps,
             seed,
             data,
             backend,
@@ -298,8 +312,8 @@ impl TrainLoader<'_> {
         let mut targets = Vec::with_capacity(batch_size * seq_len);
         for _ in 0..batch_size {
             let window = self.next_window(seq_len + 1);
-            inputs.extend(window[..seq_len].iter().map(|&b| i64::from(b)));
-            targets.extend(window[1..].iter().map(|&b| i64::from(b)));
+            inputs.extend(window[..seq_len].iter().map(|&b| i32::from(b)));
+            targets.extend(window[1..].iter().map(|&b| i32::from(b)));
         }
         let shape = [batch_size, seq_len];
         Batch {
@@ -376,8 +390,8 @@ fn window_nats(
     let mut inputs = Vec::with_capacity(starts.len() * len);
     let mut targets = Vec::with_capacity(starts.len() * len);
     for &start in starts {
-        inputs.extend(val[start..start + len].iter().map(|&b| i64::from(b)));
-        targets.extend(val[start + 1..start + len + 1].iter().map(|&b| i64::from(b)));
+        inputs.extend(val[start..start + len].iter().map(|&b| i32::from(b)));
+        targets.extend(val[start + 1..start + len + 1].iter().map(|&b| i32::from(b)));
     }
     let shape = [starts.len(), len];
     let inputs = Tensor::<2, Int>::from_data(TensorData::new(inputs, shape), device);
@@ -532,7 +546,7 @@ mod tests {
             let mut loader = data.train_loader(seed);
             loader.next_batch(2, 64, &device);
             let batch = loader.next_batch(2, 64, &device);
-            batch.inputs.into_data().to_vec::<i64>().unwrap()
+            batch.inputs.into_data().try_into_vec_as::<i64>().unwrap()
         };
         assert_eq!(batch(1), batch(1));
         assert_ne!(batch(1), batch(2));
@@ -544,8 +558,8 @@ mod tests {
         let data = Dataset::from_corpus("test".into(), corpus).unwrap();
         let device = Device::flex();
         let batch = data.train_loader(3).next_batch(4, 32, &device);
-        let inputs = batch.inputs.into_data().to_vec::<i64>().unwrap();
-        let targets = batch.targets.into_data().to_vec::<i64>().unwrap();
+        let inputs = batch.inputs.into_data().try_into_vec_as::<i64>().unwrap();
+        let targets = batch.targets.into_data().try_into_vec_as::<i64>().unwrap();
         for row in 0..4 {
             for t in 0..31 {
                 assert_eq!(inputs[row * 32 + t + 1], targets[row * 32 + t]);

@@ -11,16 +11,14 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, Initializer, Linear, LinearConfig};
+use burn::module::{Module, Param};
+use burn::nn::{Embedding, Linear};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
-use burn::tensor::activation::{log_softmax, relu};
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::activation::{log_softmax, relu, sigmoid};
 use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
 
 use crate::prepare::{
-    Dataset, LanguageModel, MAX_SEQ_LEN, MemoryMeter, RunSettings, Summary, VOCAB_SIZE,
+    Dataset, LanguageModel, MAX_SEQ_LEN, MemoryMeter, Rng, RunSettings, Summary, VOCAB_SIZE,
     cpu_peak_flops, evaluate_bpb,
 };
 
@@ -38,7 +36,7 @@ const SOFTCAP: f64 = 15.0; // logits are squashed into (-SOFTCAP, SOFTCAP) by ta
 const ROPE_BASE: f64 = 10000.0; // base of the rotary embedding frequencies
 
 // Optimization
-const BATCH_SIZE: usize = 16; // sequences of MAX_SEQ_LEN tokens per step
+const BATCH_SIZE: usize = 32; // sequences of MAX_SEQ_LEN tokens per step
 const EMBEDDING_LR: f64 = 0.01; // AdamW learning rate of the token embedding
 const MATRIX_LR: f64 = 0.004; // AdamW learning rate of the attention and MLP matrices
 const UNEMBEDDING_LR: f64 = 0.004; // AdamW learning rate of the output head
@@ -113,6 +111,8 @@ fn rms_norm<const D: usize>(x: Tensor<D>) -> Tensor<D> {
 struct Rotary {
     cos: Tensor<4>,
     sin: Tensor<4>,
+    /// `[1, 1, seq, seq]`: 0 where a position may attend, -inf where it may not (the future).
+    causal_bias: Tensor<4>,
 }
 
 impl Rotary {
@@ -128,10 +128,17 @@ impl Rotary {
                 sin.push(angle.sin() as f32);
             }
         }
+        let mut causal_bias = Vec::with_capacity(seq * seq);
+        for query in 0..seq {
+            for key in 0..seq {
+                causal_bias.push(if key <= query { 0.0f32 } else { f32::NEG_INFINITY });
+            }
+        }
         let shape = [1, 1, seq, half];
         Rotary {
             cos: Tensor::from_data(TensorData::new(cos, shape), device),
             sin: Tensor::from_data(TensorData::new(sin, shape), device),
+            causal_bias: Tensor::from_data(TensorData::new(causal_bias, [1, 1, seq, seq]), device),
         }
     }
 
@@ -145,6 +152,21 @@ impl Rotary {
         let y2 = x2 * self.cos.clone() - x1 * self.sin.clone();
         Tensor::cat(vec![y1, y2], 3)
     }
+}
+
+/// softmax(q kᵀ / sqrt(head_dim) + causal mask) v, for `[batch, heads, seq, head_dim]` inputs.
+///
+/// Written out rather than with burn's `attention` because under autodiff that falls back to
+/// a longer chain of ops. The usual subtraction of the row maximum before `exp` is skipped:
+/// q and k are RMS-normalised, so |q·k| / sqrt(head_dim) <= sqrt(head_dim) and `exp` cannot
+/// overflow. Remove QK-norm and the maximum must come back.
+fn causal_attention(q: Tensor<4>, k: Tensor<4>, v: Tensor<4>, rotary: &Rotary) -> Tensor<4> {
+    let head_dim = q.dims()[3];
+    let q = q.mul_scalar(1.0 / (head_dim as f64).sqrt());
+    let scores = q.matmul(k.swap_dims(2, 3)) + rotary.causal_bias.clone();
+    let weights = scores.exp();
+    let weights = weights.clone() / weights.sum_dim(3);
+    weights.matmul(v)
 }
 
 #[derive(Module, Debug)]
@@ -172,11 +194,7 @@ impl CausalSelfAttention {
         // QK-norm after rotary, as in nanochat: keeps attention logits in a sane range.
         let q = rms_norm(rotary.apply(q));
         let k = rms_norm(rotary.apply(k));
-        let options = AttentionModuleOptions {
-            is_causal: true,
-            ..Default::default()
-        };
-        let y = attention(q, k, v, None, None, options);
+        let y = causal_attention(q, k, v, rotary);
         let y = y.swap_dims(1, 2).reshape([batch, seq, dim]);
         self.proj.forward(y)
     }
@@ -221,55 +239,78 @@ pub struct Gpt {
     softcap: f64,
 }
 
+/// Draws initial weights from the run's seed with our own generator, so that a seed gives the
+/// same model on every backend and no matter what other threads draw.
+struct Init {
+    rng: Rng,
+    device: Device,
+}
+
+impl Init {
+    fn tensor(&mut self, shape: [usize; 2], mut draw: impl FnMut(&mut Rng) -> f64) -> Param<Tensor<2>> {
+        let values: Vec<f32> = (0..shape[0] * shape[1])
+            .map(|_| draw(&mut self.rng) as f32)
+            .collect();
+        Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), &self.device))
+    }
+
+    fn normal(&mut self, shape: [usize; 2], std: f64) -> Param<Tensor<2>> {
+        // Box-Muller; 1 - uniform is in (0, 1], so the logarithm is finite.
+        self.tensor(shape, |rng| {
+            let radius = (-2.0 * (1.0 - rng.uniform()).ln()).sqrt();
+            std * radius * (std::f64::consts::TAU * rng.uniform()).cos()
+        })
+    }
+
+    fn uniform(&mut self, shape: [usize; 2], bound: f64) -> Param<Tensor<2>> {
+        self.tensor(shape, |rng| bound * (2.0 * rng.uniform() - 1.0))
+    }
+
+    fn zeros(&mut self, shape: [usize; 2]) -> Param<Tensor<2>> {
+        self.tensor(shape, |_| 0.0)
+    }
+
+    /// A bias-free linear layer `[d_in, d_out]` with the given weight.
+    fn linear(weight: Param<Tensor<2>>) -> Linear {
+        Linear { weight, bias: None }
+    }
+}
+
 impl Gpt {
-    pub fn new(hp: &Hyperparameters, device: &Device) -> Gpt {
+    pub fn new(hp: &Hyperparameters, seed: u64, device: &Device) -> Gpt {
         assert!(
             hp.model_dim.is_multiple_of(hp.head_dim) && hp.head_dim.is_multiple_of(2),
             "MODEL_DIM must be a multiple of HEAD_DIM, and HEAD_DIM even"
         );
         let dim = hp.model_dim;
+        let hidden = hp.mlp_ratio * dim;
+        let mut init = Init {
+            rng: Rng::new(seed),
+            device: device.clone(),
+        };
         // Initialisation as in nanochat: unit-variance embedding, a near-zero head, uniform
         // input matrices and zero output projections, so each block starts as the identity.
         let bound = (3.0 / dim as f64).sqrt();
-        let uniform = Initializer::Uniform {
-            min: -bound,
-            max: bound,
-        };
-        let linear = |d_in: usize, d_out: usize, init: Initializer| {
-            LinearConfig::new(d_in, d_out)
-                .with_bias(false)
-                .with_initializer(init)
-                .init(device)
+        let embedding = Embedding {
+            weight: init.normal([VOCAB_SIZE, dim], 1.0),
         };
         let blocks = (0..hp.depth)
             .map(|_| Block {
                 attn: CausalSelfAttention {
-                    qkv: linear(dim, 3 * dim, uniform.clone()),
-                    proj: linear(dim, dim, Initializer::Zeros),
+                    qkv: Init::linear(init.uniform([dim, 3 * dim], bound)),
+                    proj: Init::linear(init.zeros([dim, dim])),
                     n_head: hp.n_head(),
                 },
                 mlp: Mlp {
-                    fc: linear(dim, hp.mlp_ratio * dim, uniform.clone()),
-                    proj: linear(hp.mlp_ratio * dim, dim, Initializer::Zeros),
+                    fc: Init::linear(init.uniform([dim, hidden], bound)),
+                    proj: Init::linear(init.zeros([hidden, dim])),
                 },
             })
             .collect();
         Gpt {
-            embedding: EmbeddingConfig::new(VOCAB_SIZE, dim)
-                .with_initializer(Initializer::Normal {
-                    mean: 0.0,
-                    std: 1.0,
-                })
-                .init(device),
+            embedding,
             blocks,
-            head: linear(
-                dim,
-                VOCAB_SIZE,
-                Initializer::Normal {
-                    mean: 0.0,
-                    std: 0.001,
-                },
-            ),
+            head: Init::linear(init.normal([dim, VOCAB_SIZE], 0.001)),
             head_dim: hp.head_dim,
             rope_base: hp.rope_base,
             softcap: hp.softcap,
@@ -285,11 +326,13 @@ impl Gpt {
             x = block.forward(x, &rotary);
         }
         let logits = self.head.forward(rms_norm(x));
-        // Soft-capping: smooth and bounded logits, so no token is ever certain.
-        logits
-            .div_scalar(self.softcap)
-            .tanh()
-            .mul_scalar(self.softcap)
+        // Soft-capping, softcap * tanh(logits / softcap): smooth, bounded logits. Written as
+        // 2 * softcap * sigmoid(2 * logits / softcap) - softcap, the same function, because the
+        // CPU backend's sigmoid is several times faster than its tanh.
+        let cap = self.softcap;
+        sigmoid(logits.mul_scalar(2.0 / cap))
+            .mul_scalar(2.0 * cap)
+            .sub_scalar(cap)
     }
 
     /// Mean cross-entropy (nats per token) of predicting `targets` from `inputs`.
@@ -418,9 +461,8 @@ pub fn train(
     started: Instant,
 ) -> Result<TrainOutcome, Diverged> {
     let device = settings.device();
-    device.seed(settings.seed);
     let train_device = device.clone().autodiff();
-    let mut model = Gpt::new(hp, &train_device);
+    let mut model = Gpt::new(hp, settings.seed, &train_device);
     let mut optimizers = Optimizers::new(hp);
     let mut loader = data.train_loader(settings.seed);
     let num_params = model.num_params();
@@ -444,14 +486,20 @@ pub fn train(
     );
 
     let budget = settings.budget.as_secs_f64();
+    // Progress through the run, 0 to 1: elapsed training time over the budget, or steps over
+    // `--steps` when a fixed number of steps is asked for.
+    let progress = |step: u64, training_seconds: f64| match settings.max_steps {
+        Some(max_steps) => step as f64 / max_steps as f64,
+        None => training_seconds / budget,
+    };
     let mut training_seconds = 0.0;
     let mut step: u64 = 0;
     let mut losses = Vec::new();
     let mut memory = MemoryMeter::default();
     let mut last_report = (Instant::now(), 0.0, 0u64);
-    while training_seconds < budget {
+    while progress(step, training_seconds) < 1.0 {
         let step_started = Instant::now();
-        let lr_scale = lr_multiplier(training_seconds / budget, hp);
+        let lr_scale = lr_multiplier(progress(step, training_seconds), hp);
         let batch = loader.next_batch(hp.batch_size, MAX_SEQ_LEN, &train_device);
         let loss = model.loss(batch.inputs, batch.targets);
         let loss_value = loss.clone().into_scalar::<f32>();
@@ -470,11 +518,11 @@ pub fn train(
         memory.sample(&device);
 
         let since_report = last_report.0.elapsed().as_secs_f64();
-        if since_report >= PROGRESS_EVERY_SECONDS || training_seconds >= budget {
+        if since_report >= PROGRESS_EVERY_SECONDS || progress(step, training_seconds) >= 1.0 {
             let tokens = (step - last_report.2) * tokens_per_step;
             let tokens_per_second = tokens as f64 / (training_seconds - last_report.1);
             println!(
-                "step {step:05} | loss {loss_value:.4} | lr x{lr_scale:.2} | {tokens_per_second:.0} tok/s | {training_seconds:.1}s of {budget:.0}s"
+                "step {step:05} | loss {loss_value:.4} | lr x{lr_scale:.2} | {tokens_per_second:.0} tok/s | {training_seconds:.1}s"
             );
             last_report = (Instant::now(), training_seconds, step);
         }
