@@ -17,7 +17,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 pub use source::{DataError, DataSource, cache_dir, download_cached};
 
 /// Context length: training sequences and evaluation windows are this many tokens long.
-pub const MAX_SEQ_LEN: usize = 128;
+pub const MAX_SEQ_LEN: usize = 256;
 /// Vocabulary size: one token per byte value.
 pub const VOCAB_SIZE: usize = 256;
 /// Size of the validation split, in tokens (bytes). Every one of them is scored.
@@ -136,7 +136,11 @@ impl Command {
             None => DEFAULT_BUDGET_SECONDS,
             Some(text) => match text.parse::<f64>() {
                 Ok(seconds) if seconds.is_finite() && seconds > 0.0 => seconds,
-                _ => return Err(format!("budget `{text}` is not a positive number of seconds")),
+                _ => {
+                    return Err(format!(
+                        "budget `{text}` is not a positive number of seconds"
+                    ));
+                }
             },
         };
         let seed = match seed {
@@ -280,7 +284,7 @@ impl Dataset {
     pub fn train_loader(&self, seed: u64) -> TrainLoader<'_> {
         TrainLoader {
             text: &self.train,
-            rng: Rng::new(seed ^ 0x10ad_e7),
+            rng: Rng::new(seed ^ 0x0010_ade7),
             buffer: Vec::new(),
             offset: 0,
         }
@@ -391,7 +395,11 @@ fn window_nats(
     let mut targets = Vec::with_capacity(starts.len() * len);
     for &start in starts {
         inputs.extend(val[start..start + len].iter().map(|&b| i32::from(b)));
-        targets.extend(val[start + 1..start + len + 1].iter().map(|&b| i32::from(b)));
+        targets.extend(
+            val[start + 1..start + len + 1]
+                .iter()
+                .map(|&b| i32::from(b)),
+        );
     }
     let shape = [starts.len(), len];
     let inputs = Tensor::<2, Int>::from_data(TensorData::new(inputs, shape), device);
@@ -511,9 +519,10 @@ mod tests {
 
     #[test]
     fn command_line_flags_are_parsed() {
-        let Command::Train(settings) =
-            Command::parse(args(&["--budget", "2.5", "--seed", "7", "--data", "path:/x"])).unwrap()
-        else {
+        let Command::Train(settings) = Command::parse(args(&[
+            "--budget", "2.5", "--seed", "7", "--data", "path:/x",
+        ]))
+        .unwrap() else {
             panic!("expected a training command");
         };
         assert_eq!(settings.budget, Duration::from_millis(2500));

@@ -11,15 +11,16 @@
 use std::process::ExitCode;
 use std::time::Instant;
 
-use burn::module::{Module, Param};
+use burn::module::{Module, ModuleVisitor, Param};
 use burn::nn::{Embedding, Linear};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::{log_softmax, relu, sigmoid};
-use burn::tensor::{Device, Gradients, Int, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use rayon::prelude::*;
 
 use crate::prepare::{
-    Dataset, LanguageModel, MAX_SEQ_LEN, MemoryMeter, Rng, RunSettings, Summary, VOCAB_SIZE,
-    cpu_peak_flops, evaluate_bpb,
+    Backend, Batch, Dataset, LanguageModel, MAX_SEQ_LEN, MemoryMeter, Rng, RunSettings, Summary,
+    VOCAB_SIZE, cpu_peak_flops, evaluate_bpb,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -36,7 +37,7 @@ const SOFTCAP: f64 = 15.0; // logits are squashed into (-SOFTCAP, SOFTCAP) by ta
 const ROPE_BASE: f64 = 10000.0; // base of the rotary embedding frequencies
 
 // Optimization
-const BATCH_SIZE: usize = 32; // sequences of MAX_SEQ_LEN tokens per step
+const BATCH_SIZE: usize = 16; // sequences of MAX_SEQ_LEN tokens per step
 const EMBEDDING_LR: f64 = 0.01; // AdamW learning rate of the token embedding
 const MATRIX_LR: f64 = 0.004; // AdamW learning rate of the attention and MLP matrices
 const UNEMBEDDING_LR: f64 = 0.004; // AdamW learning rate of the output head
@@ -131,7 +132,11 @@ impl Rotary {
         let mut causal_bias = Vec::with_capacity(seq * seq);
         for query in 0..seq {
             for key in 0..seq {
-                causal_bias.push(if key <= query { 0.0f32 } else { f32::NEG_INFINITY });
+                causal_bias.push(if key <= query {
+                    0.0f32
+                } else {
+                    f32::NEG_INFINITY
+                });
             }
         }
         let shape = [1, 1, seq, half];
@@ -247,11 +252,18 @@ struct Init {
 }
 
 impl Init {
-    fn tensor(&mut self, shape: [usize; 2], mut draw: impl FnMut(&mut Rng) -> f64) -> Param<Tensor<2>> {
+    fn tensor(
+        &mut self,
+        shape: [usize; 2],
+        mut draw: impl FnMut(&mut Rng) -> f64,
+    ) -> Param<Tensor<2>> {
         let values: Vec<f32> = (0..shape[0] * shape[1])
             .map(|_| draw(&mut self.rng) as f32)
             .collect();
-        Param::from_tensor(Tensor::from_data(TensorData::new(values, shape), &self.device))
+        Param::from_tensor(Tensor::from_data(
+            TensorData::new(values, shape),
+            &self.device,
+        ))
     }
 
     fn normal(&mut self, shape: [usize; 2], std: f64) -> Param<Tensor<2>> {
@@ -387,7 +399,7 @@ impl Optimizers {
     fn step(
         &mut self,
         model: Gpt,
-        mut grads: Gradients,
+        mut grads: GradientsParams,
         hp: &Hyperparameters,
         lr_scale: f64,
     ) -> Gpt {
@@ -399,15 +411,13 @@ impl Optimizers {
             rope_base,
             softcap,
         } = model;
-        let embedding_grads = GradientsParams::from_module(&mut grads, &embedding);
-        let blocks_grads = GradientsParams::from_module(&mut grads, &blocks);
-        let head_grads = GradientsParams::from_module(&mut grads, &head);
+        let embedding_grads = move_gradients(&mut grads, &embedding, GradientsParams::new());
+        let blocks_grads = move_gradients(&mut grads, &blocks, GradientsParams::new());
+        let head_grads = move_gradients(&mut grads, &head, GradientsParams::new());
         Gpt {
-            embedding: self.embedding.step(
-                hp.embedding_lr * lr_scale,
-                embedding,
-                embedding_grads,
-            ),
+            embedding: self
+                .embedding
+                .step(hp.embedding_lr * lr_scale, embedding, embedding_grads),
             blocks: self
                 .matrices
                 .step(hp.matrix_lr * lr_scale, blocks, blocks_grads),
@@ -419,6 +429,72 @@ impl Optimizers {
             softcap,
         }
     }
+}
+
+/// Moves the gradients of `module`'s parameters out of `from` and adds them to `into`.
+fn move_gradients(
+    from: &mut GradientsParams,
+    module: &impl Module,
+    mut into: GradientsParams,
+) -> GradientsParams {
+    struct Mover<'a> {
+        from: &'a mut GradientsParams,
+        into: &'a mut GradientsParams,
+    }
+    impl ModuleVisitor for Mover<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            if let Some(grad) = self.from.remove::<D>(param.id) {
+                let sum = match self.into.remove::<D>(param.id) {
+                    Some(earlier) => earlier + grad,
+                    None => grad,
+                };
+                self.into.register(param.id, sum);
+            }
+        }
+    }
+    module.visit(&mut Mover {
+        from,
+        into: &mut into,
+    });
+    into
+}
+
+/// Mean loss and its gradients for one batch.
+///
+/// The batch is split into `parts` micro-batches that run at the same time on the cores, each
+/// through its own copy of the model (same weights, its own autodiff graph); their gradients
+/// are added up. The CPU backend runs element-wise operations on one core only, so this is
+/// what keeps every core busy. Each micro-batch's loss is weighted by its share of the batch,
+/// so the sum equals the gradient of the whole batch.
+fn loss_and_gradients(model: &Gpt, batch: Batch, parts: usize) -> (f32, GradientsParams) {
+    let rows = batch.inputs.dims()[0];
+    let parts = parts.clamp(1, rows);
+    let micro_batches: Vec<_> = (0..parts)
+        .map(|part| {
+            let start = part * rows / parts;
+            let len = (part + 1) * rows / parts - start;
+            let inputs = batch.inputs.clone().narrow(0, start, len);
+            let targets = batch.targets.clone().narrow(0, start, len);
+            (inputs, targets, len as f64 / rows as f64)
+        })
+        .collect();
+    let results: Vec<(f32, GradientsParams)> = micro_batches
+        .into_par_iter()
+        .map(|(inputs, targets, share)| {
+            let replica = model.valid().train();
+            let loss = replica.loss(inputs, targets).mul_scalar(share);
+            let loss_value = loss.clone().into_scalar::<f32>();
+            let grads = GradientsParams::from_grads(loss.backward(), &replica);
+            (loss_value, grads)
+        })
+        .collect();
+    let mut total_loss = 0.0;
+    let mut total_grads = GradientsParams::new();
+    for (loss, mut grads) in results {
+        total_loss += loss;
+        total_grads = move_gradients(&mut grads, model, total_grads);
+    }
+    (total_loss, total_grads)
 }
 
 /// Learning-rate multiplier at `progress` (elapsed training time / budget, 0 to 1): linear
@@ -468,6 +544,11 @@ pub fn train(
     let num_params = model.num_params();
     let flops_per_token = model.flops_per_token(MAX_SEQ_LEN);
     let tokens_per_step = (hp.batch_size * MAX_SEQ_LEN) as u64;
+    // On the CPU, one micro-batch per core (see `loss_and_gradients`); a GPU wants one batch.
+    let micro_batches = match settings.backend {
+        Backend::Cpu => rayon::current_num_threads(),
+        Backend::Wgpu => 1,
+    };
     println!(
         "model: depth {}, dim {}, {} heads of {}, {:.3}M parameters, {:.1} MFLOP per token",
         hp.depth,
@@ -501,8 +582,7 @@ pub fn train(
         let step_started = Instant::now();
         let lr_scale = lr_multiplier(progress(step, training_seconds), hp);
         let batch = loader.next_batch(hp.batch_size, MAX_SEQ_LEN, &train_device);
-        let loss = model.loss(batch.inputs, batch.targets);
-        let loss_value = loss.clone().into_scalar::<f32>();
+        let (loss_value, grads) = loss_and_gradients(&model, batch, micro_batches);
         // Fail fast, as autoresearch does: a diverged run will not come back.
         if !loss_value.is_finite() || loss_value > 100.0 {
             return Err(Diverged {
@@ -510,7 +590,6 @@ pub fn train(
                 loss: loss_value,
             });
         }
-        let grads = loss.backward();
         model = optimizers.step(model, grads, hp, lr_scale);
         training_seconds += step_started.elapsed().as_secs_f64();
         step += 1;
@@ -531,7 +610,7 @@ pub fn train(
     let val_bpb = evaluate_bpb(&model.valid(), &data.val, &device);
     let total_tokens = step * tokens_per_step;
     let mfu_percent = match (settings.backend, cpu_peak_flops()) {
-        (crate::prepare::Backend::Cpu, Some(peak)) if training_seconds > 0.0 => {
+        (Backend::Cpu, Some(peak)) if training_seconds > 0.0 => {
             100.0 * flops_per_token * total_tokens as f64 / training_seconds / peak
         }
         _ => 0.0,

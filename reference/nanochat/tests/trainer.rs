@@ -60,9 +60,16 @@ fn a_tiny_model_learns_within_its_time_budget() {
     let floor = summary.entropy_floor_bpb.unwrap();
     assert!(summary.val_bpb.is_finite());
     assert!(summary.val_bpb < 7.0, "val_bpb {}", summary.val_bpb);
-    assert!(summary.val_bpb > floor, "{} <= floor {floor}", summary.val_bpb);
+    assert!(
+        summary.val_bpb > floor,
+        "{} <= floor {floor}",
+        summary.val_bpb
+    );
     assert_eq!(summary.num_steps, losses.len() as u64);
-    assert_eq!(summary.total_tokens, summary.num_steps * 4 * MAX_SEQ_LEN as u64);
+    assert_eq!(
+        summary.total_tokens,
+        summary.num_steps * 4 * MAX_SEQ_LEN as u64
+    );
 }
 
 #[test]
@@ -109,7 +116,11 @@ fn the_model_is_causal() {
     changed[20] = 0;
     let logits = |tokens: Vec<i64>| {
         let input = Tensor::<2, Int>::from_data(TensorData::new(tokens, [1, 32]), &device);
-        model.forward(input).into_data().try_into_vec_as::<f32>().unwrap()
+        model
+            .forward(input)
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap()
     };
     let (before, after) = (logits(tokens), logits(changed));
     let at = |position: usize| position * VOCAB_SIZE..(position + 1) * VOCAB_SIZE;
@@ -161,7 +172,11 @@ fn the_binary_prints_the_summary_block_arun_reads() {
         .output()
         .unwrap();
     let stdout = String::from_utf8(output.stdout).unwrap();
-    assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let metric = |pattern: &str| -> f64 {
         let regex = Regex::new(pattern).unwrap();
         let captures = stdout
@@ -174,7 +189,10 @@ fn the_binary_prints_the_summary_block_arun_reads() {
     assert!(val_bpb > 0.0 && val_bpb < 9.0);
     assert!(metric(r"^peak_vram_mb:\s*([0-9.]+)") > 1.0);
     assert_eq!(metric(r"^num_steps:\s*([0-9]+)"), 3.0);
-    assert_eq!(metric(r"^depth:\s*([0-9]+)"), Hyperparameters::DEFAULT.depth as f64);
+    assert_eq!(
+        metric(r"^depth:\s*([0-9]+)"),
+        Hyperparameters::DEFAULT.depth as f64
+    );
     // A file has no known entropy floor, so that line is absent; the block starts with `---`.
     assert!(!stdout.contains("entropy_floor_bpb"));
     let block: Vec<&str> = stdout.lines().skip_while(|l| *l != "---").collect();

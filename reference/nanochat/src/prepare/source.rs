@@ -27,7 +27,9 @@ impl DataSource {
             if url.starts_with("http://") || url.starts_with("https://") {
                 Ok(DataSource::Url(url.to_string()))
             } else {
-                Err(format!("data url `{url}` must start with http:// or https://"))
+                Err(format!(
+                    "data url `{url}` must start with http:// or https://"
+                ))
             }
         } else {
             Err(format!(
@@ -40,10 +42,22 @@ impl DataSource {
 /// Why data could not be loaded.
 #[derive(Debug)]
 pub enum DataError {
-    Io { path: PathBuf, error: io::Error },
-    Empty { path: PathBuf },
-    TooSmall { bytes: usize, minimum: usize },
-    Download { url: String, attempts: u32, last_error: String },
+    Io {
+        path: PathBuf,
+        error: io::Error,
+    },
+    Empty {
+        path: PathBuf,
+    },
+    TooSmall {
+        bytes: usize,
+        minimum: usize,
+    },
+    Download {
+        url: String,
+        attempts: u32,
+        last_error: String,
+    },
 }
 
 impl DataError {
@@ -188,7 +202,9 @@ enum DownloadFailure {
 
 fn download_once(agent: &ureq::Agent, url: &str, path: &Path) -> Result<(), DownloadFailure> {
     let response = agent.get(url).call().map_err(|error| match error {
-        ureq::Error::StatusCode(code) if (400..500).contains(&code) && code != 408 && code != 429 => {
+        ureq::Error::StatusCode(code)
+            if (400..500).contains(&code) && code != 408 && code != 429 =>
+        {
             DownloadFailure::Final(format!("HTTP status {code}"))
         }
         other => DownloadFailure::Retryable(other.to_string()),
@@ -215,13 +231,19 @@ fn cache_file_name(url: &str) -> String {
         .next()
         .unwrap_or("data")
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(60)
         .collect::<String>();
     // FNV-1a: stable across Rust versions, unlike the standard library's hasher.
-    let hash = url
-        .bytes()
-        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3));
+    let hash = url.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
     format!("{hash:016x}-{last}")
 }
 
@@ -230,14 +252,17 @@ mod tests {
     use super::*;
     use std::io::{BufRead, BufReader};
     use std::net::TcpListener;
-    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A one-thread HTTP server: answers the first `failures` requests with 503, then serves
     /// `body`. Returns its URL and the request counter.
     fn flaky_server(failures: usize, body: &'static [u8]) -> (String, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/shakespeare/input.txt", listener.local_addr().unwrap());
+        let url = format!(
+            "http://{}/shakespeare/input.txt",
+            listener.local_addr().unwrap()
+        );
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
         std::thread::spawn(move || {
@@ -281,8 +306,16 @@ mod tests {
         let cache = temp_dir("download");
         let path = download_cached(&url, &cache, 4, Duration::from_millis(10)).unwrap();
         assert_eq!(requests.load(Ordering::SeqCst), 3);
-        assert_eq!(std::fs::read(&path).unwrap(), b"First Citizen:\nBefore we proceed any further.\n");
-        assert!(path.file_name().unwrap().to_string_lossy().ends_with("-input.txt"));
+        assert_eq!(
+            std::fs::read(&path).unwrap(),
+            b"First Citizen:\nBefore we proceed any further.\n"
+        );
+        assert!(
+            path.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .ends_with("-input.txt")
+        );
         // The second call is served from the cache without a request.
         let again = download_cached(&url, &cache, 4, Duration::from_millis(10)).unwrap();
         assert_eq!(again, path);
@@ -297,7 +330,11 @@ mod tests {
         let error = download_cached(&url, &cache, 3, Duration::from_millis(10)).unwrap_err();
         assert_eq!(requests.load(Ordering::SeqCst), 3);
         assert!(error.to_string().contains("after 3 attempts"), "{error}");
-        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 0, "nothing cached");
+        assert_eq!(
+            std::fs::read_dir(&cache).unwrap().count(),
+            0,
+            "nothing cached"
+        );
         std::fs::remove_dir_all(&cache).unwrap();
     }
 
@@ -316,7 +353,10 @@ mod tests {
 
     #[test]
     fn data_specs_parse() {
-        assert_eq!(DataSource::parse("synthetic").unwrap(), DataSource::Synthetic);
+        assert_eq!(
+            DataSource::parse("synthetic").unwrap(),
+            DataSource::Synthetic
+        );
         assert_eq!(
             DataSource::parse("url:https://example.com/x.txt").unwrap(),
             DataSource::Url("https://example.com/x.txt".into())

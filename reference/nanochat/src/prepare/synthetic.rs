@@ -37,7 +37,7 @@ use std::rc::Rc;
 use super::Rng;
 
 /// Seed of the lexicon; fixed so every run and every seed sees the same language.
-const LEXICON_SEED: u64 = 0x1e_c51c_0420;
+const LEXICON_SEED: u64 = 0x001e_c51c_0420;
 /// Exponent of the Zipf law over each word class (weight of the word of rank r is 1/(r+1)^s).
 const ZIPF_EXPONENT: f64 = 1.0;
 /// Brackets nest at most this deep.
@@ -125,7 +125,11 @@ impl<T: Copy> Choice<T> {
             cumulative.push(sum);
         }
         let distinct: HashSet<&str> = texts.iter().map(|t| &**t).collect();
-        assert_eq!(distinct.len(), texts.len(), "a decision has two equal alternatives");
+        assert_eq!(
+            distinct.len(),
+            texts.len(),
+            "a decision has two equal alternatives"
+        );
         Choice {
             texts,
             probs,
@@ -134,23 +138,9 @@ impl<T: Copy> Choice<T> {
         }
     }
 
-    /// Builds a decision that mixes groups: each group gets `weight` in total, shared among its
-    /// words by their own weights.
-    fn mix(groups: &[(f64, &[Word], fn(usize) -> T)]) -> Choice<T> {
-        let mut alternatives = Vec::new();
-        for &(group_weight, words, item) in groups {
-            let total: f64 = words.iter().map(|w| w.weight).sum();
-            for (i, word) in words.iter().enumerate() {
-                alternatives.push((word.text.clone(), group_weight * word.weight / total, item(i)));
-            }
-        }
-        Choice::new(alternatives)
-    }
-
     fn pick<D: Decider>(&self, decider: &mut D) -> Result<T, Halt> {
         Ok(self.items[decider.choose(self)?])
     }
-
 }
 
 impl<T> Choice<T> {
@@ -160,6 +150,20 @@ impl<T> Choice<T> {
             .partition_point(|&c| c <= u)
             .min(self.probs.len() - 1)
     }
+}
+
+/// The alternatives of one word class: `total` probability shared by the words' Zipf weights;
+/// `item(i)` is the payload of the i-th word.
+fn word_class<'w, T>(
+    words: &'w [Word],
+    total: f64,
+    item: impl Fn(usize) -> T + 'w,
+) -> impl Iterator<Item = (Rc<str>, f64, T)> + 'w {
+    let sum: f64 = words.iter().map(|w| w.weight).sum();
+    words
+        .iter()
+        .enumerate()
+        .map(move |(i, word)| (word.text.clone(), total * word.weight / sum, item(i)))
 }
 
 /// A word of the lexicon with its Zipf weight.
@@ -335,46 +339,41 @@ impl Grammar {
                 .map(|(i, (text, w))| (Rc::from(text), w, i + 1)),
         );
 
-        let adjective: fn(usize) -> NounPhraseWord = |_| NounPhraseWord::Adjective;
-        let singular: fn(usize) -> NounPhraseWord = |_| NounPhraseWord::Noun(Number::Singular);
-        let plural: fn(usize) -> NounPhraseWord = |_| NounPhraseWord::Noun(Number::Plural);
+        // After a determiner: an adjective (then again), or the noun, whose form fixes the number.
         let p_noun = 1.0 - P_ADJECTIVE;
-        let with_adjectives = |groups: &[(f64, &[Word], fn(usize) -> NounPhraseWord)]| {
-            let mut all = groups.to_vec();
-            if !adjectives.is_empty() {
-                all.push((P_ADJECTIVE, &adjectives, adjective));
-            }
-            Choice::mix(&all)
+        let adjective = || word_class(&adjectives, P_ADJECTIVE, |_| NounPhraseWord::Adjective);
+        let singular = |p| {
+            word_class(&nouns_singular, p, |_| {
+                NounPhraseWord::Noun(Number::Singular)
+            })
         };
-        let after_the = with_adjectives(&[
-            (p_noun * 2.0 / 3.0, &nouns_singular, singular),
-            (p_noun / 3.0, &nouns_plural, plural),
-        ]);
-        let after_a = with_adjectives(&[(p_noun, &nouns_singular, singular)]);
-        let after_some = with_adjectives(&[(p_noun, &nouns_plural, plural)]);
+        let plural = |p| word_class(&nouns_plural, p, |_| NounPhraseWord::Noun(Number::Plural));
+        let after_the = Choice::new(
+            singular(p_noun * 2.0 / 3.0)
+                .chain(plural(p_noun / 3.0))
+                .chain(adjective()),
+        );
+        let after_a = Choice::new(singular(p_noun).chain(adjective()));
+        let after_some = Choice::new(plural(p_noun).chain(adjective()));
 
+        // After the subject: its verb, agreeing in number, or an opening bracket.
         let after_subject_for = |forms: &[Word], brackets: bool| {
             let p_bracket = if brackets { P_BRACKET } else { 0.0 };
-            let total: f64 = forms.iter().map(|w| w.weight).sum();
-            let mut alternatives: Vec<(Rc<str>, f64, AfterSubject)> = forms
-                .iter()
-                .enumerate()
-                .map(|(i, word)| {
-                    let p = (1.0 - p_bracket) * word.weight / total;
-                    (word.text.clone(), p, AfterSubject::Verb(i))
-                })
-                .collect();
-            if brackets {
-                for (open, closer, share) in [
-                    ("(", Closer::Round, 0.5),
-                    ("[", Closer::Square, 0.3),
-                    ("{", Closer::Curly, 0.2),
-                ] {
-                    let p = P_BRACKET * share;
-                    alternatives.push((Rc::from(open), p, AfterSubject::Open(closer)));
-                }
-            }
-            Choice::new(alternatives)
+            let openings = [
+                ("(", Closer::Round, 0.5),
+                ("[", Closer::Square, 0.3),
+                ("{", Closer::Curly, 0.2),
+            ]
+            .into_iter()
+            .filter(|_| brackets)
+            .map(|(open, closer, share)| {
+                (
+                    Rc::from(open),
+                    P_BRACKET * share,
+                    AfterSubject::Open(closer),
+                )
+            });
+            Choice::new(word_class(forms, 1.0 - p_bracket, AfterSubject::Verb).chain(openings))
         };
         let after_subject = [
             [
@@ -386,28 +385,23 @@ impl Grammar {
                 after_subject_for(&verbs_plural, true),
             ],
         ];
-        let verb_index: fn(usize) -> usize = |i| i;
         let verbs = [
-            Choice::mix(&[(1.0, &verbs_singular, verb_index)]),
-            Choice::mix(&[(1.0, &verbs_plural, verb_index)]),
+            Choice::new(word_class(&verbs_singular, 1.0, |i| i)),
+            Choice::new(word_class(&verbs_plural, 1.0, |i| i)),
         ];
 
         // After a verb phrase: the closer, ` and` another verb, or an adverb (at most one).
         let tails = Closer::ALL.map(|closer| {
-            let end: Rc<str> = Rc::from(closer.text());
-            let and: Rc<str> = Rc::from(" and");
+            let end: (Rc<str>, Tail) = (Rc::from(closer.text()), Tail::End);
+            let and: (Rc<str>, Tail) = (Rc::from(" and"), Tail::And);
             let without_adverb =
-                Choice::new([(end.clone(), 0.83, Tail::End), (and.clone(), 0.17, Tail::And)]);
-            if adverbs.is_empty() {
-                let same = Choice::new([(end, 0.83, Tail::End), (and, 0.17, Tail::And)]);
-                return [without_adverb, same];
-            }
-            let total: f64 = adverbs.iter().map(|w| w.weight).sum();
-            let mut alternatives = vec![(end, 0.60, Tail::End), (and, 0.12, Tail::And)];
-            for word in &adverbs {
-                alternatives.push((word.text.clone(), 0.28 * word.weight / total, Tail::Adverb));
-            }
-            [without_adverb, Choice::new(alternatives)]
+                Choice::new([(end.0.clone(), 0.83, end.1), (and.0.clone(), 0.17, and.1)]);
+            let with_adverb = Choice::new(
+                [(end.0, 0.60, end.1), (and.0, 0.12, and.1)]
+                    .into_iter()
+                    .chain(word_class(&adverbs, 0.28, |_| Tail::Adverb)),
+            );
+            [without_adverb, with_adverb]
         });
 
         let continue_story = continue_story_choice(P_CONTINUE);
@@ -466,7 +460,11 @@ impl Grammar {
     pub(crate) fn story<D: Decider>(&self, d: &mut D) -> Result<(), Halt> {
         d.emit("This is a story about ")?;
         let cast_size = self.cast_size.pick(d)?;
-        d.emit(if cast_size == 1 { " person: " } else { " people: " })?;
+        d.emit(if cast_size == 1 {
+            " person: "
+        } else {
+            " people: "
+        })?;
         let mut cast: Vec<usize> = Vec::new();
         for slot in 0..cast_size {
             if slot > 0 {
@@ -626,7 +624,11 @@ impl Grammar {
             (Rc::from("every"), 0.05, Some(Determiner::Every)),
         ];
         for &name in cast {
-            alternatives.push((self.names[name].text.clone(), 0.20 / cast.len() as f64, None));
+            alternatives.push((
+                self.names[name].text.clone(),
+                0.20 / cast.len() as f64,
+                None,
+            ));
         }
         if let Some(determiner) = Choice::new(alternatives).pick(d)? {
             self.noun_phrase_rest(d, determiner)?;
@@ -711,7 +713,10 @@ impl Decider for Parser<'_> {
 /// Whether `option` is the text at the start of `rest`: a word must end where `rest`'s word
 /// ends, so `dog` does not match `dogs`.
 fn matches_at(rest: &str, option: &str) -> bool {
-    let ends_in_letter = option.bytes().last().is_some_and(|b| b.is_ascii_alphabetic());
+    let ends_in_letter = option
+        .bytes()
+        .last()
+        .is_some_and(|b| b.is_ascii_alphabetic());
     let next = rest.as_bytes().get(option.len());
     rest.starts_with(option) && !(ends_in_letter && next.is_some_and(|b| b.is_ascii_alphabetic()))
 }
@@ -733,8 +738,8 @@ fn make_words(
     forms: impl Fn(&str) -> Vec<String>,
 ) -> Vec<String> {
     const ONSETS: [&str; 30] = [
-        "b", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "t", "v", "w", "z", "bl",
-        "br", "cr", "dr", "fl", "gr", "pl", "pr", "sl", "sn", "st", "tr", "sh", "ch",
+        "b", "d", "f", "g", "h", "j", "k", "l", "m", "n", "p", "r", "t", "v", "w", "z", "bl", "br",
+        "cr", "dr", "fl", "gr", "pl", "pr", "sl", "sn", "st", "tr", "sh", "ch",
     ];
     const VOWELS: [&str; 9] = ["a", "e", "i", "o", "u", "ai", "ea", "oo", "ou"];
     // No coda ends in `s`: the plural and third-person forms add an `s`, and a stem ending in
@@ -793,7 +798,11 @@ mod tests {
             assert!(doc.text.ends_with('\n'));
             assert_eq!(doc.text.matches('\n').count(), 1, "{}", doc.text);
             let bits = grammar.document_bits(&doc.text).unwrap();
-            assert!((bits - doc.bits).abs() < 1e-9 * doc.bits, "{bits} != {}", doc.bits);
+            assert!(
+                (bits - doc.bits).abs() < 1e-9 * doc.bits,
+                "{bits} != {}",
+                doc.bits
+            );
             let mut depth = 0i32;
             for c in doc.text.chars() {
                 match c {
@@ -863,7 +872,7 @@ mod tests {
         // Short stories, so that most of the probability mass is enumerated.
         grammar.continue_story = continue_story_choice(0.2);
         // Derivations less likely than this are not expanded; their mass is counted as pruned.
-        let threshold = 1e-8;
+        let threshold = 1e-6;
         let mut stack: Vec<(Vec<usize>, f64)> = vec![(Vec::new(), 1.0)];
         let mut complete: HashMap<String, f64> = HashMap::new();
         let mut complete_mass = 0.0;
@@ -901,7 +910,7 @@ mod tests {
         assert!(complete.len() > 1000, "only {} documents", complete.len());
         assert!((complete_mass + pruned_mass - 1.0).abs() < 1e-9);
         eprintln!("{} documents, pruned mass {pruned_mass}", complete.len());
-        assert!(pruned_mass < 0.5, "pruned {pruned_mass}");
+        assert!(pruned_mass < 0.4, "pruned {pruned_mass}");
     }
 
     #[test]
