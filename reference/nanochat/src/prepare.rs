@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use rayon::prelude::*;
 
 pub use source::{DataError, DataSource, cache_dir, download_cached};
 
@@ -361,10 +362,9 @@ pub trait LanguageModel {
 /// over every byte after the first. Each byte sees up to `MAX_SEQ_LEN` bytes of context
 /// (non-overlapping windows). The logits are normalised here, so a model cannot report a
 /// better number than its predictions earn.
-pub fn evaluate_bpb(model: &impl LanguageModel, val: &[u8], device: &Device) -> f64 {
+pub fn evaluate_bpb(model: &(impl LanguageModel + Sync), val: &[u8], device: &Device) -> f64 {
     let device = device.clone().without_autodiff();
     let scored = val.len() - 1;
-    let mut total_nats = 0.0f64;
     // Window starts; the last window may be shorter than MAX_SEQ_LEN.
     let starts: Vec<usize> = (0..scored).step_by(MAX_SEQ_LEN).collect();
     let full: Vec<usize> = starts
@@ -372,9 +372,13 @@ pub fn evaluate_bpb(model: &impl LanguageModel, val: &[u8], device: &Device) -> 
         .copied()
         .filter(|s| s + MAX_SEQ_LEN <= scored)
         .collect();
-    for chunk in full.chunks(EVAL_BATCH_SIZE) {
-        total_nats += window_nats(model, val, chunk, MAX_SEQ_LEN, &device);
-    }
+    // Batches are independent: evaluate them on all cores, then add up in order, so the result
+    // does not depend on scheduling.
+    let batch_nats: Vec<f64> = full
+        .par_chunks(EVAL_BATCH_SIZE)
+        .map(|chunk| window_nats(model, val, chunk, MAX_SEQ_LEN, &device))
+        .collect();
+    let mut total_nats: f64 = batch_nats.iter().sum();
     if let Some(&last) = starts.last()
         && last + MAX_SEQ_LEN > scored
     {
