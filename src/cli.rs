@@ -48,11 +48,24 @@ pub struct RunArgs {
     /// Stop starting experiments after this long, e.g. `8h` (overrides the pipeline).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_time: Option<crate::config::HumanDuration>,
+    /// Time budget of each experiment, e.g. `1m` (overrides the pipeline; the hard limit becomes
+    /// twice this). Resume a run with the budget it started with: results at different budgets
+    /// do not compare.
+    #[arg(long, value_name = "DURATION", value_parser = parse_budget)]
+    pub budget: Option<crate::config::HumanDuration>,
 }
 
 fn parse_duration(text: &str) -> Result<crate::config::HumanDuration, String> {
     text.parse()
         .map_err(|err: crate::config::duration::DurationError| err.to_string())
+}
+
+fn parse_budget(text: &str) -> Result<crate::config::HumanDuration, String> {
+    let budget = parse_duration(text)?;
+    if budget.0.is_zero() {
+        return Err("the budget must be longer than zero".to_string());
+    }
+    Ok(budget)
 }
 
 #[derive(Debug, Subcommand)]
@@ -170,7 +183,11 @@ fn run_pipeline(args: RunArgs) -> Result<i32, Error> {
         let _ = Cli::command().print_help();
         return Ok(exit_codes::USAGE);
     };
-    let pipeline = crate::config::load(file)?;
+    let mut pipeline = crate::config::load(file)?;
+    if let Some(budget) = args.budget {
+        pipeline.experiment.budget = budget.0;
+        pipeline.experiment.hard_limit = budget.0 * 2;
+    }
     let options = crate::session::RunOptions {
         tag: args.tag,
         resume: args.resume,

@@ -156,7 +156,15 @@ fn nan_missing_metric_and_oom_are_crashes_with_their_reason() {
         extra: "[decision]\nfix-attempts = 0",
         ..Setup::default()
     });
-    target.arun(&["--max-experiments", "5"]).assert_code(0);
+    let run = target.arun(&["--max-experiments", "5"]);
+    run.assert_code(0);
+    // The user sees why on the terminal, not only in the journal.
+    assert!(
+        run.stderr()
+            .contains("arun: #4 crashed: peak memory 2.0 GB is over 2x the baseline's 0.5 GB"),
+        "{}",
+        run.stderr()
+    );
     let reasons: Vec<String> = target
         .decisions()
         .into_iter()
@@ -484,4 +492,23 @@ fn the_budget_reaches_the_experiment_and_secrets_do_not() {
     assert!(env.contains("ARUN_BUDGET_SECONDS=7\n"), "{env}");
     assert!(env.contains("HARMLESS=yes\n"));
     assert!(!env.contains("sk-secret"), "{env}");
+}
+
+#[test]
+fn the_budget_flag_overrides_the_pipelines_budget_and_hard_limit() {
+    let target = Target::new(Setup {
+        plan: json!({"1": {"MODE": "hang"}}),
+        experiment: "budget = \"2s\"\nhard-limit = \"4s\"\ngrace = \"1s\"\nbuild = \"env > build-env.txt\"",
+        extra: "[decision]\nfix-attempts = 0",
+        ..Setup::default()
+    });
+    target
+        .arun(&["--max-experiments", "2", "--budget", "1s"])
+        .assert_code(0);
+    let env = std::fs::read_to_string(target.repo.join("build-env.txt")).unwrap();
+    assert!(env.contains("ARUN_BUDGET_SECONDS=1\n"), "{env}");
+    assert_eq!(
+        target.decisions().last().unwrap().1,
+        "timed out: still running at the hard limit of 2s"
+    );
 }

@@ -761,6 +761,12 @@ impl Session {
         results::append(&self.results, self.pipeline.metric.name(), &experiment)
             .map_err(|err| Error::io(format!("cannot write `{}`", self.results.display()), err))?;
         self.learn(&experiment, status);
+        if status == Status::Crash
+            && let Some(decision) = &experiment.decision
+        {
+            self.progress
+                .note(&format!("arun: #{n} crashed: {}", decision.reason));
+        }
         self.record_event(Event::Recorded {
             time: journal::now(),
             n,
