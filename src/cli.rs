@@ -48,8 +48,9 @@ pub struct RunArgs {
     /// Stop starting experiments after this long, e.g. `8h` (overrides the pipeline).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_time: Option<crate::config::HumanDuration>,
-    /// Time budget of each experiment, e.g. `1m` (overrides the pipeline; the hard limit becomes
-    /// twice this). Resume a run with the budget it started with: results at different budgets
+    /// Time budget of each experiment, e.g. `1m` (overrides the pipeline). The hard limit keeps
+    /// the pipeline's allowance beyond the budget for start-up and evaluation, at least the
+    /// budget again. Resume a run with the budget it started with: results at different budgets
     /// do not compare.
     #[arg(long, value_name = "DURATION", value_parser = parse_budget)]
     pub budget: Option<crate::config::HumanDuration>,
@@ -185,8 +186,10 @@ fn run_pipeline(args: RunArgs) -> Result<i32, Error> {
     };
     let mut pipeline = crate::config::load(file)?;
     if let Some(budget) = args.budget {
-        pipeline.experiment.budget = budget.0;
-        pipeline.experiment.hard_limit = budget.0 * 2;
+        let experiment = &mut pipeline.experiment;
+        let allowance = experiment.hard_limit.saturating_sub(experiment.budget);
+        experiment.budget = budget.0;
+        experiment.hard_limit = budget.0 + allowance.max(budget.0);
     }
     let options = crate::session::RunOptions {
         tag: args.tag,
