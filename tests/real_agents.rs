@@ -72,7 +72,7 @@ fn workspace() -> tempfile::TempDir {
     let repo = dir.path();
     for file in ["train.py", "prepare.py", "README.md"] {
         std::fs::copy(
-            format!("{}/tests/fixtures/target/{file}", common::ROOT),
+            format!("{}/tests/fixtures/scripted-trainer/{file}", common::ROOT),
             repo.join(file),
         )
         .unwrap();

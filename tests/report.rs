@@ -12,7 +12,7 @@ use common::{ROOT, Setup, Target};
 use serde_json::json;
 
 /// The real results table of an overnight autoresearch run (karpathy/autoresearch, March 8).
-const FIXTURE: &str = "tests/fixtures/autoresearch-mar8-results.tsv";
+const FIXTURE: &str = "tests/fixtures/autoresearch-mar8.tsv";
 
 /// The page, with the slashes minijinja escapes as `&#x2f;` put back for easier matching.
 fn read_page(path: &Path) -> String {
@@ -34,7 +34,7 @@ fn figure(html: &str, key: &str) -> String {
 /// A copy of the fixture in a temporary directory, and the binary run there.
 fn fixture_dir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let table = dir.path().join("autoresearch-mar8-results.tsv");
+    let table = dir.path().join("autoresearch-mar8.tsv");
     std::fs::copy(Path::new(ROOT).join(FIXTURE), &table).unwrap();
     (dir, table)
 }
@@ -54,7 +54,7 @@ fn the_report_of_an_autoresearch_table_shows_its_figures() {
     let (dir, table) = fixture_dir();
     let run = arun(dir.path(), &["report", table.to_str().unwrap()]);
     run.assert_code(0);
-    let page_path = dir.path().join("autoresearch-mar8-results.html");
+    let page_path = dir.path().join("autoresearch-mar8.html");
     assert_eq!(run.stdout().trim(), page_path.to_str().unwrap());
     let html = read_page(&page_path);
 
@@ -390,7 +390,7 @@ fn the_page_renders_in_chromium_without_errors_and_the_plot_is_drawn() {
     };
     let (dir, table) = fixture_dir();
     arun(dir.path(), &["report", table.to_str().unwrap()]).assert_code(0);
-    let page = dir.path().join("autoresearch-mar8-results.html");
+    let page = dir.path().join("autoresearch-mar8.html");
     let page = page.to_str().unwrap();
 
     // The script ran to its end without an error, and says where the plot is.

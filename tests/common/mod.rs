@@ -1,4 +1,4 @@
-//! Test harness: a target repository made from `tests/fixtures/target` in a temp dir, the
+//! Test harness: a target repository made from `tests/fixtures/scripted-trainer` in a temp dir, the
 //! scripted agent of `tests/scripts/agent.py` driven by a JSON plan, and the real `arun` binary.
 
 #![allow(
@@ -65,7 +65,7 @@ impl Target {
         let text = format!(
             r#"[target]
 repo = "repo"
-template = "{root}/tests/fixtures/target"
+template = "{root}/tests/fixtures/scripted-trainer"
 editable = ["train.py"]
 read-only = ["prepare.py"]
 context = ["README.md"]
