@@ -87,12 +87,7 @@ impl Git {
         index
             .add_all(["*"], IndexAddOption::DEFAULT, None)
             .context(|| "cannot add the template's files".to_string())?;
-        index
-            .write()
-            .context(|| "cannot write the index".to_string())?;
-        let tree_id = index
-            .write_tree()
-            .context(|| "cannot write the tree".to_string())?;
+        let tree_id = write_index(&mut index)?;
         let git = Git::open(path)?;
         {
             let tree = git
@@ -345,12 +340,7 @@ impl Git {
                 let _ = index.remove_path(Path::new(path));
             }
         }
-        index
-            .write()
-            .context(|| "cannot write the index".to_string())?;
-        let tree_id = index
-            .write_tree()
-            .context(|| "cannot write the tree".to_string())?;
+        let tree_id = write_index(&mut index)?;
         let tree = self
             .repo
             .find_tree(tree_id)
@@ -488,6 +478,16 @@ fn remove_empty_parents(file: &Path, root: &Path) {
 }
 
 /// Copies a directory tree, leaving out `.git` and build output (`target/`).
+/// Writes the index to disk and as a tree object; returns the tree's id.
+fn write_index(index: &mut git2::Index) -> Result<Oid> {
+    index
+        .write()
+        .context(|| "cannot write the index".to_string())?;
+    index
+        .write_tree()
+        .context(|| "cannot write the tree".to_string())
+}
+
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     fs::create_dir_all(to)?;
     for entry in fs::read_dir(from)? {

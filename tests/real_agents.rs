@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arun::config::file::AgentPreset;
-use common::{ChatServer, Setup, Target};
+use common::{ChatServer, Run, Setup, Target};
 use serde_json::json;
 
 /// What the tools print for an option they do not know (opencode prints only its usage, under
@@ -347,6 +347,17 @@ env = {{ {env} }}
     })
 }
 
+/// Runs the baseline and one proposal with the real tool first on PATH; every request it sent
+/// must have passed the scripted server's checks.
+fn run_two_experiments(target: &Target, server: &ChatServer, binary: &Path) -> Run {
+    let run = target.arun_with_env(&["--max-experiments", "2"], &[("PATH", &path_with(binary))]);
+    run.assert_code(0);
+    for request in server.requests() {
+        assert_eq!(request["problems"], json!([]), "{request}");
+    }
+    run
+}
+
 fn assert_first_experiment_kept(target: &Target, tool: &str, stderr: &str) {
     let results = target.results();
     let rows: Vec<&str> = results.lines().collect();
@@ -391,14 +402,7 @@ fn real_aider_edits_the_file_in_an_arun_loop() {
             home.display()
         ),
     );
-    let run = target.arun_with_env(
-        &["--max-experiments", "2"],
-        &[("PATH", &path_with(&binary))],
-    );
-    run.assert_code(0);
-    for request in server.requests() {
-        assert_eq!(request["problems"], json!([]), "{request}");
-    }
+    let run = run_two_experiments(&target, &server, &binary);
     assert_first_experiment_kept(&target, "aider", &run.stderr());
 }
 
@@ -432,14 +436,7 @@ fn real_claude_code_edits_the_file_in_an_arun_loop() {
         ),
     );
     std::fs::write(&target.pipeline, pipeline).unwrap();
-    let run = target.arun_with_env(
-        &["--max-experiments", "2"],
-        &[("PATH", &path_with(&binary))],
-    );
-    run.assert_code(0);
-    for request in server.requests() {
-        assert_eq!(request["problems"], json!([]), "{request}");
-    }
+    let run = run_two_experiments(&target, &server, &binary);
     // Claude Code prices the scripted usage itself.
     let cost = target
         .journal()
@@ -475,13 +472,6 @@ fn real_codex_edits_the_file_in_an_arun_loop() {
             codex_home.display()
         ),
     );
-    let run = target.arun_with_env(
-        &["--max-experiments", "2"],
-        &[("PATH", &path_with(&binary))],
-    );
-    run.assert_code(0);
-    for request in server.requests() {
-        assert_eq!(request["problems"], json!([]), "{request}");
-    }
+    let run = run_two_experiments(&target, &server, &binary);
     assert_first_experiment_kept(&target, "codex", &run.stderr());
 }
