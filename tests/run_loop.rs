@@ -513,3 +513,16 @@ fn the_budget_flag_overrides_the_pipelines_budget_and_hard_limit() {
         "timed out: still running at the hard limit of 3s"
     );
 }
+
+#[test]
+fn a_zero_budget_on_the_command_line_is_a_usage_error() {
+    let target = Target::new(Setup::default());
+    let run = target.arun(&["--budget", "0s"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr().contains("the budget must be longer than zero"),
+        "{}",
+        run.stderr()
+    );
+    assert!(!target.repo.join("results.tsv").exists(), "nothing may run");
+}
