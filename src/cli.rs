@@ -48,10 +48,10 @@ pub struct RunArgs {
     /// Stop starting experiments after this long, e.g. `8h` (overrides the pipeline).
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_time: Option<crate::config::HumanDuration>,
-    /// Time budget of each experiment, e.g. `1m` (overrides the pipeline). The hard limit keeps
-    /// the pipeline's allowance beyond the budget for start-up and evaluation, at least the
-    /// budget again. Resume a run with the budget it started with: results at different budgets
-    /// do not compare.
+    /// Time budget of each experiment of a new run, e.g. `1m` (overrides the pipeline). The hard
+    /// limit keeps the pipeline's allowance beyond the budget for start-up and evaluation, at
+    /// least the budget again. A run keeps the budget it started with: a resume needs no
+    /// `--budget`, and refuses a different one (results at different budgets do not compare).
     #[arg(long, value_name = "DURATION", value_parser = parse_budget)]
     pub budget: Option<crate::config::HumanDuration>,
 }
@@ -184,18 +184,13 @@ fn run_pipeline(args: RunArgs) -> Result<i32, Error> {
         let _ = Cli::command().print_help();
         return Ok(exit_codes::USAGE);
     };
-    let mut pipeline = crate::config::load(file)?;
-    if let Some(budget) = args.budget {
-        let experiment = &mut pipeline.experiment;
-        let allowance = experiment.hard_limit.saturating_sub(experiment.budget);
-        experiment.budget = budget.0;
-        experiment.hard_limit = budget.0 + allowance.max(budget.0);
-    }
+    let pipeline = crate::config::load(file)?;
     let options = crate::session::RunOptions {
         tag: args.tag,
         resume: args.resume,
         max_experiments: args.max_experiments,
         max_time: args.max_time.map(|d| d.0),
+        budget: args.budget.map(|d| d.0),
     };
     match crate::session::run(pipeline, options)? {
         crate::session::Ending::Finished(_) => Ok(exit_codes::SUCCESS),

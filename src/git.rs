@@ -1,6 +1,7 @@
 //! The target repository through git2: the run branch, experiment commits and their refs,
 //! resets, what a proposer changed (scope checks) and undoing what it must not change.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
@@ -125,6 +126,53 @@ impl Git {
 
     pub fn workdir(&self) -> &Path {
         &self.workdir
+    }
+
+    /// The git directory shared by all work trees of the repository (`.git` of the main one).
+    pub fn common_dir(&self) -> PathBuf {
+        self.repo.commondir().components().collect()
+    }
+
+    /// The repository itself, for the scope checks that need more of git2 than this wraps.
+    pub(crate) fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// Removes git lock files that no process has open: left by a git operation (of arun's or a
+    /// user's) that was killed before it could finish. Such a file makes every later operation
+    /// fail with "the index is locked". Only call this with the repository lock held, so that
+    /// no arun is in the middle of an operation; a live git command holds its lock file open
+    /// and is left alone. Returns the files removed.
+    pub fn remove_stale_locks(&self) -> Vec<PathBuf> {
+        let git_dirs = [
+            self.repo.path().to_path_buf(),
+            self.repo.commondir().to_path_buf(),
+        ];
+        let mut candidates = Vec::new();
+        for dir in &git_dirs {
+            for name in [
+                "index.lock",
+                "HEAD.lock",
+                "config.lock",
+                "packed-refs.lock",
+                "ORIG_HEAD.lock",
+            ] {
+                candidates.push(dir.join(name));
+            }
+            for sub in ["refs", "logs"] {
+                collect_locks(&dir.join(sub), &mut candidates);
+            }
+        }
+        candidates.sort();
+        candidates.dedup();
+        let open = files_open_by_processes();
+        let mut removed = Vec::new();
+        for lock in candidates {
+            if lock.is_file() && !open.contains(&lock) && fs::remove_file(&lock).is_ok() {
+                removed.push(lock);
+            }
+        }
+        removed
     }
 
     fn signature(&self) -> Result<Signature<'static>> {
@@ -363,6 +411,91 @@ impl Git {
         Ok(commit)
     }
 
+    /// Writes the current content of `paths` into the object database and returns each one's
+    /// blob id (`None` for a path that does not exist): the edit, kept whatever happens to the
+    /// work tree afterwards.
+    pub fn write_blobs(&self, paths: &[String]) -> Result<BTreeMap<String, Option<String>>> {
+        let mut blobs = BTreeMap::new();
+        for path in paths {
+            let full = self.workdir.join(path);
+            let blob = if full.is_file() {
+                Some(
+                    self.repo
+                        .blob_path(&full)
+                        .context(|| format!("cannot store `{path}` in the object database"))?
+                        .to_string(),
+                )
+            } else {
+                None
+            };
+            blobs.insert(path.clone(), blob);
+        }
+        Ok(blobs)
+    }
+
+    /// Commits `parent`'s tree with `files` replaced by the given blobs (`None`: removed),
+    /// without touching HEAD, the index, the work tree or any branch.
+    pub fn commit_files(
+        &self,
+        parent: Oid,
+        files: &BTreeMap<String, Option<String>>,
+        message: &str,
+    ) -> Result<Oid> {
+        let parent_commit = self
+            .repo
+            .find_commit(parent)
+            .context(|| format!("cannot find commit {parent}"))?;
+        let parent_tree = parent_commit
+            .tree()
+            .context(|| "cannot read a tree".to_string())?;
+        let mut index =
+            git2::Index::new().context(|| "cannot make an index in memory".to_string())?;
+        index
+            .read_tree(&parent_tree)
+            .context(|| "cannot read the parent commit into an index".to_string())?;
+        for (path, blob) in files {
+            match blob.as_deref().map(Oid::from_str) {
+                None => {
+                    let _ = index.remove_path(Path::new(path));
+                }
+                Some(Err(err)) => {
+                    return Err(err).context(|| format!("`{path}` has a malformed blob id"));
+                }
+                Some(Ok(blob)) => {
+                    let size = self
+                        .repo
+                        .find_blob(blob)
+                        .context(|| format!("the blob of `{path}` is missing"))?
+                        .size();
+                    let mode = parent_tree
+                        .get_path(Path::new(path))
+                        .map_or(0o100644, |entry| entry.filemode() as u32);
+                    index
+                        .add(&index_entry(path, blob, mode, size))
+                        .context(|| format!("cannot stage `{path}`"))?;
+                }
+            }
+        }
+        let tree_id = index
+            .write_tree_to(&self.repo)
+            .context(|| "cannot write the experiment's tree".to_string())?;
+        let tree = self
+            .repo
+            .find_tree(tree_id)
+            .context(|| "cannot read the new tree".to_string())?;
+        let signature = self.signature()?;
+        self.repo
+            .commit(
+                None,
+                &signature,
+                &signature,
+                message,
+                &tree,
+                &[&parent_commit],
+            )
+            .context(|| "cannot commit the experiment".to_string())
+    }
+
     /// Lines added and removed between two commits.
     pub fn diff_stat(&self, from: Oid, to: Oid) -> Result<(usize, usize)> {
         let diff = self.diff(from, to)?;
@@ -449,6 +582,73 @@ impl Git {
             .and_then(|_| fs::write(&path, text))
             .context(|| format!("cannot write `{}`", path.display()))
     }
+}
+
+/// Asks libgit2 to fsync the objects, refs and index it writes (and their directories), so that
+/// a commit arun journaled survives a power cut. Once per process, before any repository work.
+pub fn enable_fsync() {
+    // SAFETY: git_libgit2_opts with an int option and an int value, after libgit2's init.
+    unsafe {
+        libgit2_sys::init();
+        libgit2_sys::git_libgit2_opts(
+            libgit2_sys::GIT_OPT_ENABLE_FSYNC_GITDIR as libc::c_int,
+            1 as libc::c_int,
+        );
+    }
+}
+
+fn index_entry(path: &str, blob: Oid, mode: u32, size: usize) -> git2::IndexEntry {
+    let zero = git2::IndexTime::new(0, 0);
+    git2::IndexEntry {
+        ctime: zero,
+        mtime: zero,
+        dev: 0,
+        ino: 0,
+        mode,
+        uid: 0,
+        gid: 0,
+        file_size: size as u32,
+        id: blob,
+        flags: 0,
+        flags_extended: 0,
+        path: path.as_bytes().to_vec(),
+    }
+}
+
+/// Every `*.lock` file under `dir`.
+fn collect_locks(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.filter_map(std::result::Result::ok) {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(kind) if kind.is_dir() => collect_locks(&path, out),
+            Ok(kind) if kind.is_file() && path.extension().is_some_and(|e| e == "lock") => {
+                out.push(path)
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Every file some process of this user has open, from `/proc/*/fd`.
+fn files_open_by_processes() -> std::collections::BTreeSet<PathBuf> {
+    let mut open = std::collections::BTreeSet::new();
+    let Ok(processes) = fs::read_dir("/proc") else {
+        return open;
+    };
+    for process in processes.filter_map(std::result::Result::ok) {
+        let Ok(fds) = fs::read_dir(process.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.filter_map(std::result::Result::ok) {
+            if let Ok(target) = fs::read_link(fd.path()) {
+                open.insert(target);
+            }
+        }
+    }
+    open
 }
 
 /// The git blob hash of a file's current content, or `None` when it does not exist.

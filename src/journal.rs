@@ -1,6 +1,10 @@
-//! The append-only journal `.arun/<tag>/journal.jsonl`: one JSON event per line, synced before
+//! The append-only journal `<store>/<tag>/journal.jsonl`: one JSON event per line, synced before
 //! the step it announces takes effect. It is the source of truth: `History` is rebuilt from it on
-//! resume, and results.tsv can always be rewritten from it.
+//! resume, and the results tables can always be rewritten from it.
+//!
+//! A journal comes into existence whole, with its `run-started` event (written aside, synced,
+//! renamed), so that a crash during setup never leaves a journal that can neither resume nor
+//! be started again.
 
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
@@ -16,7 +20,8 @@ use crate::decide::{Decision, Measurement, Status};
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum Event {
-    /// A new run: its branch, where it started, and what setup pinned.
+    /// A new run: its branch, where it started, and what setup pinned. Always the journal's
+    /// first line: the journal is created with it.
     RunStarted {
         time: f64,
         tag: String,
@@ -25,6 +30,14 @@ pub enum Event {
         pipeline: String,
         /// Read-only files and their git blob hashes.
         read_only: BTreeMap<String, String>,
+        /// The settings results depend on (the effective budget after `--budget`); a resume
+        /// keeps them. Absent in journals of older versions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        settings: Option<RunSettings>,
+        /// Untracked files (not ignored) in the work tree when the run started: the user's.
+        /// Any other untracked file is removed when an experiment ends.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        untracked: Vec<String>,
     },
     /// The run was started again after a stop or a crash.
     Resumed { time: f64 },
@@ -40,12 +53,12 @@ pub enum Event {
         #[serde(default)]
         attempt: u32,
     },
-    /// The proposer finished; files outside the edit target were reverted.
+    /// The proposer finished; what it changed outside the edit target was undone.
     Proposed {
         time: f64,
         n: u64,
         description: String,
-        /// Paths it changed outside the edit target (reverted; the experiment is a crash).
+        /// What it changed outside the edit target (undone; the experiment is a crash).
         #[serde(default)]
         violations: Vec<String>,
         /// Proposer-specific facts (e.g. the knob values), for proposers that learn from history.
@@ -61,9 +74,29 @@ pub enum Event {
         /// recorded as a crash with this reason, without running.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         rejected: Option<String>,
+        /// The edit itself: each editable file's git blob after the proposal (`None`: deleted),
+        /// written to the object database before this event. The commit is made from these,
+        /// so a restart commits the proposal instead of asking for it again. Absent in journals
+        /// of older versions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        files: Option<BTreeMap<String, Option<String>>>,
+        /// What else the proposer did that arun undid or noted without making the experiment
+        /// a crash: refs it created or moved, HEAD, ignored files it created (removed) or
+        /// changed (left: ignored files are the user's).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        undone: Vec<String>,
     },
     /// The proposer failed to produce an edit; the experiment number is tried again.
-    ProposalFailed { time: f64, n: u64, reason: String },
+    ProposalFailed {
+        time: f64,
+        n: u64,
+        reason: String,
+        /// What the failed attempt cost, when the proposer reports it: paid all the same.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tokens: Option<Tokens>,
+    },
     /// The experiment's commit, kept under `refs/arun/<tag>/<n>`.
     Committed {
         time: f64,
@@ -72,6 +105,8 @@ pub enum Event {
         lines_added: usize,
         lines_removed: usize,
     },
+    /// The build finished successfully after `seconds` (a failed build is a `measured` crash).
+    Built { time: f64, n: u64, seconds: f64 },
     /// One run of the experiment ended (or could not start) and this is what it produced.
     /// `repeat` counts runs of the same code: 0 first, then baseline repeats and confirmations.
     Measured {
@@ -104,6 +139,19 @@ pub enum Event {
     Stopped { time: f64, reason: String },
 }
 
+/// What a run's results depend on besides the code, fixed when the run starts: a resume runs
+/// with these whatever the pipeline says now, and refuses an override that differs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunSettings {
+    /// The training budget of each experiment, in seconds.
+    pub budget_seconds: f64,
+    /// When an experiment is stopped, in seconds.
+    pub hard_limit_seconds: f64,
+    /// The metric's name and which way is better.
+    pub metric: String,
+    pub goal: crate::metric::Goal,
+}
+
 impl Event {
     /// The experiment an event belongs to.
     pub fn experiment(&self) -> Option<u64> {
@@ -112,6 +160,7 @@ impl Event {
             | Event::Proposed { n, .. }
             | Event::ProposalFailed { n, .. }
             | Event::Committed { n, .. }
+            | Event::Built { n, .. }
             | Event::Measured { n, .. }
             | Event::Decided { n, .. }
             | Event::Recorded { n, .. }
@@ -129,6 +178,7 @@ impl Event {
             | Event::Proposed { time, .. }
             | Event::ProposalFailed { time, .. }
             | Event::Committed { time, .. }
+            | Event::Built { time, .. }
             | Event::Measured { time, .. }
             | Event::Decided { time, .. }
             | Event::Recorded { time, .. }
@@ -147,6 +197,7 @@ impl Event {
             Event::Proposed { .. } => "proposed",
             Event::ProposalFailed { .. } => "proposal-failed",
             Event::Committed { .. } => "committed",
+            Event::Built { .. } => "built",
             Event::Measured { .. } => "measured",
             Event::Decided { .. } => "decided",
             Event::Recorded { .. } => "recorded",
@@ -198,23 +249,30 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens (creating) the journal at `path`. A last line torn by a crash mid-write is cut off
-    /// first, so the next event starts on a line of its own.
+    /// Creates the journal of a new run holding its first event. Refuses when one exists.
+    pub fn create(path: &Path, first: &Event) -> io::Result<Journal> {
+        if path.exists() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("`{}` exists already", path.display()),
+            ));
+        }
+        crate::store::write_atomic(path, line(first)?.as_bytes())?;
+        failpoint(first);
+        Journal::open(path)
+    }
+
+    /// Opens an existing journal for appending. A last line torn by a crash mid-write is cut
+    /// off first, so the next event starts on a line of its own.
     pub fn open(path: &Path) -> io::Result<Journal> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        if let Ok(bytes) = std::fs::read(path)
-            && !bytes.is_empty()
-            && !bytes.ends_with(b"\n")
-        {
+        let bytes = std::fs::read(path)?;
+        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
             let keep = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-            OpenOptions::new()
-                .write(true)
-                .open(path)?
-                .set_len(keep as u64)?;
+            let file = OpenOptions::new().write(true).open(path)?;
+            file.set_len(keep as u64)?;
+            file.sync_all()?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path)?;
+        let file = OpenOptions::new().append(true).open(path)?;
         Ok(Journal {
             path: path.to_path_buf(),
             file,
@@ -225,34 +283,41 @@ impl Journal {
         &self.path
     }
 
-    /// Appends one event and syncs it to disk before returning.
-    pub fn append(&mut self, event: &Event) -> io::Result<()> {
-        let mut line = serde_json::to_string(event).map_err(io::Error::other)?;
-        line.push('\n');
+    /// Appends one event and syncs it to disk before returning. Returns the event as a
+    /// reader of the journal will see it (a NaN becomes `null`, secrets are redacted), which is
+    /// what the caller should remember, so that a run and its resume agree.
+    pub fn append(&mut self, event: &Event) -> io::Result<Event> {
+        let line = line(event)?;
+        let stored = serde_json::from_str(&line).map_err(io::Error::other)?;
         self.file.write_all(line.as_bytes())?;
         self.file.sync_data()?;
         failpoint(event);
-        Ok(())
+        Ok(stored)
     }
 
-    /// Writes the whole journal again from `events` (used when something deleted the file).
+    /// Whether the file holds exactly `events`, as this process wrote them: anything else
+    /// (a proposer or a trainer that rewrote or deleted it) is tampering.
+    pub fn holds(&self, events: &[Event]) -> bool {
+        read(&self.path).is_ok_and(|found| found == events)
+    }
+
+    /// Writes the whole journal again from `events` (when something else changed the file).
     pub fn rewrite(&mut self, events: &[Event]) -> io::Result<()> {
-        let temporary = self.path.with_extension("jsonl.tmp");
-        if let Some(dir) = self.path.parent() {
-            std::fs::create_dir_all(dir)?;
+        let mut text = String::new();
+        for event in events {
+            text.push_str(&line(event)?);
         }
-        {
-            let mut file = File::create(&temporary)?;
-            for event in events {
-                let line = serde_json::to_string(event).map_err(io::Error::other)?;
-                writeln!(file, "{line}")?;
-            }
-            file.sync_all()?;
-        }
-        std::fs::rename(&temporary, &self.path)?;
+        crate::store::write_atomic(&self.path, text.as_bytes())?;
         *self = Journal::open(&self.path)?;
         Ok(())
     }
+}
+
+/// One event as its journal line, newline included, with every secret arun knows redacted.
+fn line(event: &Event) -> io::Result<String> {
+    let mut line = serde_json::to_string(event).map_err(io::Error::other)?;
+    line.push('\n');
+    Ok(line)
 }
 
 /// Reads every event of a journal. A last line cut short by a crash mid-write is ignored; any
@@ -284,14 +349,24 @@ pub fn read(path: &Path) -> io::Result<Vec<Event>> {
 }
 
 /// Tests kill arun right after a chosen event with `ARUN_FAILPOINT=<event>:<n>` (e.g.
-/// `committed:2`), to prove that a restart loses and repeats nothing.
+/// `committed:2`), or after the k-th event this process writes with `ARUN_FAILPOINT=@<k>`, to
+/// prove that a restart loses and repeats nothing.
 fn failpoint(event: &Event) {
+    static WRITTEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let written = WRITTEN.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
     let Ok(spec) = std::env::var("ARUN_FAILPOINT") else {
         return;
     };
-    let (name, n) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
-    let n_matches = n.is_empty() || event.experiment().map(|e| e.to_string()).as_deref() == Some(n);
-    if event.name() == name && n_matches {
+    let hit = match spec.strip_prefix('@') {
+        Some(k) => k.parse::<u64>().is_ok_and(|k| k == written),
+        None => {
+            let (name, n) = spec.split_once(':').unwrap_or((spec.as_str(), ""));
+            let n_matches =
+                n.is_empty() || event.experiment().map(|e| e.to_string()).as_deref() == Some(n);
+            event.name() == name && n_matches
+        }
+    };
+    if hit {
         // SAFETY: raise only sends a signal to this process.
         unsafe {
             libc::raise(libc::SIGKILL);
@@ -300,7 +375,7 @@ fn failpoint(event: &Event) {
 }
 
 /// One experiment as the journal tells it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Experiment {
     pub n: u64,
     pub parent: Option<u64>,
@@ -311,12 +386,18 @@ pub struct Experiment {
     pub description: Option<String>,
     pub violations: Vec<String>,
     pub details: serde_json::Value,
+    /// What every proposal for this number cost together, failed ones included.
     pub cost_usd: Option<f64>,
     pub tokens: Option<Tokens>,
     /// Why the proposal was rejected without running (see `Event::Proposed`).
     pub rejected: Option<String>,
+    /// The proposed edit as blobs (see `Event::Proposed`); `None` before the proposal, and in
+    /// journals of older versions.
+    pub files: Option<BTreeMap<String, Option<String>>>,
     pub commit: Option<String>,
     pub lines: (usize, usize),
+    /// How long its last successful build took.
+    pub build_seconds: Option<f64>,
     /// Every run of this code, in order.
     pub runs: Vec<Measurement>,
     pub decision: Option<Decision>,
@@ -343,6 +424,16 @@ impl Experiment {
             .iter()
             .filter_map(|r| r.memory_gb)
             .fold(None, |peak, m| Some(peak.map_or(m, |p: f64| p.max(m))))
+    }
+
+    /// Adds what one proposal (or failed attempt) cost.
+    fn add_cost(&mut self, cost_usd: Option<f64>, tokens: Option<Tokens>) {
+        if let Some(cost) = cost_usd {
+            self.cost_usd = Some(self.cost_usd.unwrap_or(0.0) + cost);
+        }
+        if let Some(tokens) = tokens {
+            self.tokens = Some(self.tokens.unwrap_or_default() + tokens);
+        }
     }
 
     /// Whether a crash can be handed back to the proposer to fix.
@@ -372,6 +463,10 @@ pub struct History {
     pub branch: String,
     pub start_commit: String,
     pub read_only: BTreeMap<String, String>,
+    /// The run's settings; `None` for a journal of an older version.
+    pub settings: Option<RunSettings>,
+    /// Untracked files that were in the work tree when the run started (the user's).
+    pub untracked: Vec<String>,
     pub experiments: Vec<Experiment>,
 }
 
@@ -398,12 +493,16 @@ impl History {
                 branch,
                 start_commit,
                 read_only,
+                settings,
+                untracked,
                 ..
             } => {
                 self.tag = tag.clone();
                 self.branch = branch.clone();
                 self.start_commit = start_commit.clone();
                 self.read_only = read_only.clone();
+                self.settings = settings.clone();
+                self.untracked = untracked.clone();
             }
             Event::ExperimentStarted {
                 time,
@@ -413,9 +512,12 @@ impl History {
                 fix_of,
                 attempt,
             } => {
-                let failures = match self.experiments.last() {
-                    Some(last) if last.n == *n && !last.recorded => last.failures.clone(),
-                    _ => Vec::new(),
+                // A number started again after failed proposals keeps their count and cost.
+                let (failures, cost_usd, tokens) = match self.experiments.last() {
+                    Some(last) if last.n == *n && !last.recorded => {
+                        (last.failures.clone(), last.cost_usd, last.tokens)
+                    }
+                    _ => (Vec::new(), None, None),
                 };
                 if self.experiments.last().is_some_and(|e| e.n == *n) {
                     self.experiments.pop();
@@ -427,19 +529,10 @@ impl History {
                     fix_of: *fix_of,
                     attempt: *attempt,
                     started: *time,
-                    description: None,
-                    violations: Vec::new(),
-                    details: serde_json::Value::Null,
-                    cost_usd: None,
-                    tokens: None,
-                    rejected: None,
-                    commit: None,
-                    lines: (0, 0),
-                    runs: Vec::new(),
-                    decision: None,
-                    recorded: false,
-                    held_out: None,
                     failures,
+                    cost_usd,
+                    tokens,
+                    ..Experiment::default()
                 });
             }
             Event::Proposed {
@@ -450,20 +543,28 @@ impl History {
                 cost_usd,
                 tokens,
                 rejected,
+                files,
                 ..
             } => {
                 if let Some(e) = self.experiment_mut(*n) {
                     e.description = Some(description.clone());
                     e.violations = violations.clone();
                     e.details = details.clone();
-                    e.cost_usd = *cost_usd;
-                    e.tokens = *tokens;
+                    e.add_cost(*cost_usd, *tokens);
                     e.rejected = rejected.clone();
+                    e.files = files.clone();
                 }
             }
-            Event::ProposalFailed { n, reason, .. } => {
+            Event::ProposalFailed {
+                n,
+                reason,
+                cost_usd,
+                tokens,
+                ..
+            } => {
                 if let Some(e) = self.experiment_mut(*n) {
                     e.failures.push(reason.clone());
+                    e.add_cost(*cost_usd, *tokens);
                 }
             }
             Event::Committed {
@@ -476,6 +577,11 @@ impl History {
                 if let Some(e) = self.experiment_mut(*n) {
                     e.commit = Some(commit.clone());
                     e.lines = (*lines_added, *lines_removed);
+                }
+            }
+            Event::Built { n, seconds, .. } => {
+                if let Some(e) = self.experiment_mut(*n) {
+                    e.build_seconds = Some(*seconds);
                 }
             }
             Event::Measured {
@@ -669,6 +775,8 @@ mod tests {
             start_commit: "c0".into(),
             pipeline: "p.toml".into(),
             read_only: BTreeMap::new(),
+            settings: None,
+            untracked: Vec::new(),
         }];
         events.extend(experiment_events(0, None, "c0", 1.0, Status::Keep));
         events.extend(experiment_events(1, Some(0), "c1", 0.9, Status::Keep));
@@ -698,6 +806,11 @@ mod tests {
             time: 2.0,
             n: 1,
             reason: "agent exited with 1".into(),
+            cost_usd: Some(0.25),
+            tokens: Some(Tokens {
+                input: 10,
+                output: 1,
+            }),
         });
         events.push(Event::ExperimentStarted {
             time: 3.0,
@@ -707,17 +820,71 @@ mod tests {
             fix_of: None,
             attempt: 0,
         });
+        events.push(proposed(1, Some(0.5)));
         let history = History::replay(events);
         assert_eq!(history.experiments.len(), 2);
         assert_eq!(history.current().unwrap().failures.len(), 1);
+        // The failed attempt was paid for too.
+        assert_eq!(history.current().unwrap().cost_usd, Some(0.75));
+        assert_eq!(history.tokens().total(), 11);
+    }
+
+    fn proposed(n: u64, cost_usd: Option<f64>) -> Event {
+        Event::Proposed {
+            time: 3.0,
+            n,
+            description: "set LR".into(),
+            violations: Vec::new(),
+            details: serde_json::Value::Null,
+            cost_usd,
+            tokens: None,
+            rejected: None,
+            files: None,
+            undone: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_journal_is_created_whole_with_its_first_event_and_never_twice() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("run/journal.jsonl");
+        let mut journal = Journal::create(&path, &Event::Resumed { time: 1.0 }).unwrap();
+        journal.append(&Event::Resumed { time: 2.0 }).unwrap();
+        assert_eq!(read(&path).unwrap().len(), 2);
+        let err = Journal::create(&path, &Event::Resumed { time: 3.0 })
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(read(&path).unwrap().len(), 2);
+        let names: Vec<_> = std::fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["journal.jsonl"], "no temporary file is left");
+    }
+
+    #[test]
+    fn a_journal_changed_behind_its_writer_is_noticed_and_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.jsonl");
+        let events = vec![Event::Resumed { time: 1.0 }, proposed(1, Some(0.5))];
+        let mut journal = Journal::create(&path, &events[0]).unwrap();
+        journal.append(&events[1]).unwrap();
+        assert!(journal.holds(&events));
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("0.5", "0.0")).unwrap();
+        assert!(!journal.holds(&events));
+        journal.rewrite(&events).unwrap();
+        assert!(journal.holds(&events));
+        std::fs::remove_file(&path).unwrap();
+        assert!(!journal.holds(&events));
     }
 
     #[test]
     fn a_torn_last_line_is_ignored_but_a_torn_middle_is_an_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.jsonl");
-        let mut journal = Journal::open(&path).unwrap();
-        journal.append(&Event::Resumed { time: 1.0 }).unwrap();
+        let mut journal = Journal::create(&path, &Event::Resumed { time: 1.0 }).unwrap();
         journal.append(&Event::Resumed { time: 2.0 }).unwrap();
         let mut text = std::fs::read_to_string(&path).unwrap();
         text.push_str("{\"event\":\"resu");

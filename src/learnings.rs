@@ -1,4 +1,4 @@
-//! The learnings file `.arun/learnings.md` of a target repository: one line per kept or crashed
+//! The learnings file `<store>/learnings.md` of a target repository: one line per kept or crashed
 //! experiment (what was tried, what it did), kept across runs and shown to the proposer so that
 //! a new run does not repeat what an earlier one already learned. Bounded in size: the oldest
 //! lines go first.
@@ -15,9 +15,9 @@ const HEADER: &str = "# What earlier experiments taught\n\n\
     arun adds one line per kept or crashed experiment, newest last, and drops the oldest past \
     16 KiB.\n\n";
 
-/// `.arun/learnings.md` in `repo`.
-pub fn path(repo: &Path) -> PathBuf {
-    repo.join(".arun").join("learnings.md")
+/// `learnings.md` in the run store `store` (`.git/arun`).
+pub fn path(store: &Path) -> PathBuf {
+    store.join("learnings.md")
 }
 
 /// Appends `- <key>: <text>` unless an entry for `key` is there already (a step redone after a
@@ -52,12 +52,7 @@ pub fn append(file: &Path, key: &str, text: &str) -> io::Result<()> {
         out.push_str(line);
         out.push('\n');
     }
-    if let Some(dir) = file.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let temporary = file.with_extension("md.tmp");
-    std::fs::write(&temporary, out)?;
-    std::fs::rename(&temporary, file)
+    crate::store::write_atomic(file, out.as_bytes())
 }
 
 /// The entries for a prompt, at most `MAX_BYTES` of the newest; empty when there are none.

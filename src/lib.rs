@@ -21,9 +21,11 @@ pub mod propose;
 pub mod report;
 pub mod results;
 pub mod schema;
+pub mod scope;
 pub mod search;
 pub mod session;
 pub mod status;
+pub mod store;
 pub mod summary;
 
 pub use error::Error;

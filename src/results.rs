@@ -1,8 +1,10 @@
 //! results.tsv in exactly autoresearch's format:
 //! `commit<TAB><metric><TAB>memory_gb<TAB>status<TAB>description`, one row per experiment,
-//! written and flushed the moment it is decided.
+//! written and flushed the moment it is decided. Each run keeps its own table in its run
+//! directory; the work tree's `results.tsv` is a copy of the active run's, for the people and
+//! tools that expect autoresearch's file there.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{self, Write};
 use std::path::Path;
 
@@ -55,18 +57,18 @@ pub fn append(path: &Path, metric: &str, experiment: &Experiment) -> io::Result<
 }
 
 /// Writes the whole table from the journal's recorded experiments (on resume, so a row written
-/// just before a crash is neither lost nor doubled).
+/// just before a crash is neither lost nor doubled), atomically.
 pub fn rewrite(path: &Path, metric: &str, history: &History) -> io::Result<()> {
-    let temporary = path.with_extension("tsv.tmp");
-    {
-        let mut file = File::create(&temporary)?;
-        file.write_all(header(metric).as_bytes())?;
-        for experiment in history.recorded() {
-            file.write_all(row(experiment).as_bytes())?;
-        }
-        file.sync_all()?;
+    crate::store::write_atomic(path, text(metric, history).as_bytes())
+}
+
+/// The whole table of the journal's recorded experiments.
+pub fn text(metric: &str, history: &History) -> String {
+    let mut text = header(metric);
+    for experiment in history.recorded() {
+        text.push_str(&row(experiment));
     }
-    std::fs::rename(&temporary, path)
+    text
 }
 
 #[cfg(test)]
@@ -89,8 +91,10 @@ mod tests {
             cost_usd: None,
             tokens: None,
             rejected: None,
+            files: None,
             commit: Some("a1b2c3d4e5f6".to_string()),
             lines: (0, 0),
+            build_seconds: None,
             runs: vec![Measurement {
                 failure: None,
                 metric: Some(metric),

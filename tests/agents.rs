@@ -105,8 +105,7 @@ fn every_preset_runs_a_full_loop_and_reports_cost_and_tokens() {
             run.stdout().contains("try a smaller learning rate"),
             "{preset}"
         );
-        let transcript =
-            std::fs::read_to_string(target.repo.join(".arun/test/agents/1.log")).unwrap();
+        let transcript = std::fs::read_to_string(target.run_dir().join("agents/1.log")).unwrap();
         assert!(transcript.contains("set LR 0.05"), "{preset}: {transcript}");
         // Nothing the tool writes for itself lands in the work tree.
         assert_eq!(target.status(), "", "{preset}");
@@ -132,7 +131,7 @@ fn aider_gets_the_files_and_keeps_its_history_in_the_run_directory() {
         "{argv}"
     );
     assert!(argv.contains("--no-auto-commits"), "{argv}");
-    assert!(target.repo.join(".arun/test/aider.chat.md").exists());
+    assert!(target.run_dir().join("agent/aider.chat.md").exists());
 }
 
 #[test]
@@ -207,7 +206,7 @@ fn learnings_persist_across_runs_and_reach_the_next_prompt() {
         ..Setup::default()
     });
     target.arun(&["--max-experiments", "5"]).assert_code(0);
-    let learnings = std::fs::read_to_string(target.repo.join(".arun/learnings.md")).unwrap();
+    let learnings = std::fs::read_to_string(target.store().join("learnings.md")).unwrap();
     let entries: Vec<&str> = learnings.lines().filter(|l| l.starts_with("- ")).collect();
     assert_eq!(entries.len(), 4, "{learnings}");
     let keep = format!(
@@ -224,7 +223,7 @@ fn learnings_persist_across_runs_and_reach_the_next_prompt() {
     // A new run on the same target (the first one deleted) shows them to the agent.
     target.git(&["checkout", "-q", "--detach", "refs/arun/test/0"]);
     target.git(&["branch", "-D", "autoresearch/test"]);
-    std::fs::remove_dir_all(target.repo.join(".arun/test")).unwrap();
+    std::fs::remove_dir_all(target.run_dir()).unwrap();
     target.arun(&["--max-experiments", "2"]).assert_code(0);
     let calls = call_records(&target);
     let last = calls.iter().rfind(|c| c["task"] == "propose").unwrap()["prompt"]
@@ -235,7 +234,7 @@ fn learnings_persist_across_runs_and_reach_the_next_prompt() {
         last.contains("## What earlier experiments taught") && last.contains(&keep),
         "{last}"
     );
-    let learnings = std::fs::read_to_string(target.repo.join(".arun/learnings.md")).unwrap();
+    let learnings = std::fs::read_to_string(target.store().join("learnings.md")).unwrap();
     assert_eq!(learnings.lines().filter(|l| l.starts_with("- ")).count(), 5);
 }
 

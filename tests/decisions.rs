@@ -24,8 +24,7 @@ fn the_baseline_repeats_with_seeds_and_keeps_need_more_than_the_noise() {
     let seeds: Vec<String> = ["0.log", "0.r1.log", "0.r2.log"]
         .iter()
         .map(|log| {
-            let text =
-                std::fs::read_to_string(target.repo.join(".arun/test/logs").join(log)).unwrap();
+            let text = std::fs::read_to_string(target.run_dir().join("logs").join(log)).unwrap();
             text.lines()
                 .find(|l| l.starts_with("seed:"))
                 .unwrap()

@@ -158,7 +158,7 @@ fn a_model_edits_through_search_replace_blocks_retries_and_crashes() {
     let env = std::fs::read_to_string(&env_dump).unwrap();
     assert!(env.contains("ARUN_BUDGET_SECONDS="), "{env}");
     assert!(!env.contains(KEY), "the experiment saw the API key");
-    for entry in walk(&target.repo.join(".arun")) {
+    for entry in walk(&target.store()) {
         let text = String::from_utf8_lossy(&std::fs::read(&entry).unwrap()).into_owned();
         assert!(!text.contains(KEY), "{} holds the API key", entry.display());
     }

@@ -161,7 +161,7 @@ fn the_report_of_a_run_shows_figures_diffs_and_logs() {
     let pipeline = target.pipeline.to_str().unwrap().to_string();
     let run = target.arun_command(&["report", &pipeline, "--tag", "test"]);
     run.assert_code(0);
-    let page_path = target.repo.join(".arun/test/report.html");
+    let page_path = target.run_dir().join("report.html");
     assert_eq!(run.stdout().trim(), page_path.to_str().unwrap());
     let html = read_page(&page_path);
 
@@ -200,7 +200,7 @@ fn the_report_of_a_run_shows_figures_diffs_and_logs() {
     assert_self_contained(&html);
 
     // The same run found from its run directory and from the repository.
-    for input in [".arun/test", "."] {
+    for input in [".git/arun/test", "."] {
         let page = target.path("page.html");
         let output = Command::new(env!("CARGO_BIN_EXE_arun"))
             .args(["report", input, "-o", page.to_str().unwrap()])
@@ -303,7 +303,7 @@ fn status_and_report_of_a_run_in_progress() {
     // The report of a run in progress shows the experiment that runs.
     let run = target.arun_command(&["report", &pipeline]);
     run.assert_code(0);
-    let html = read_page(&target.repo.join(".arun/test/report.html"));
+    let html = read_page(&target.run_dir().join("report.html"));
     assert!(html.contains(r#"<span class="badge running">running</span>"#));
     assert!(html.contains("experiment #1 was running"));
 
@@ -465,7 +465,7 @@ fn the_page_renders_in_chromium_without_errors_and_the_plot_is_drawn() {
     let target = finished_run();
     let pipeline = target.pipeline.to_str().unwrap().to_string();
     target.arun_command(&["report", &pipeline]).assert_code(0);
-    let page = target.repo.join(".arun/test/report.html");
+    let page = target.run_dir().join("report.html");
     let (dom, log) = run_chromium(
         &chromium,
         &format!("{}#e3", page.display()),

@@ -284,9 +284,11 @@ fn a_second_arun_on_the_same_run_is_refused() {
     let second = target.arun(&[]);
     second.assert_code(1);
     assert!(
-        second
-            .stderr()
-            .contains("run `test` is already being driven by another arun process"),
+        second.stderr().contains(&format!(
+            "is being driven by run `test` of `{}`, arun pid {}",
+            target.pipeline.display(),
+            first.id()
+        )),
         "{}",
         second.stderr()
     );

@@ -52,9 +52,10 @@ fn keeps_improvements_discards_the_rest_and_keeps_every_commit() {
     // results.tsv and the journal stay out of git, through .git/info/exclude only.
     let exclude = std::fs::read_to_string(target.repo.join(".git/info/exclude")).unwrap();
     assert!(
-        exclude.contains("/results.tsv") && exclude.contains("/.arun/"),
+        exclude.contains("/results.tsv") && !exclude.contains("/.arun/"),
         "{exclude}"
     );
+    assert!(target.run_dir().join("journal.jsonl").is_file());
     assert!(!target.repo.join(".gitignore").exists());
     // The summary names the best and the trajectory.
     let stdout = run.stdout();
@@ -173,7 +174,7 @@ fn nan_missing_metric_and_oom_are_crashes_with_their_reason() {
     assert_eq!(reasons[1], "metric is NaN");
     assert_eq!(
         reasons[2],
-        "metric `val_loss` never matched in the output; see .arun/test/logs/2.log"
+        "metric `val_loss` never matched in the output; see .git/arun/test/logs/2.log"
     );
     assert_eq!(reasons[3], "out of memory (exit status 1)");
     assert_eq!(
@@ -262,7 +263,7 @@ fn a_200_mb_log_streams_to_disk_and_the_metric_after_it_is_found() {
             .results()
             .ends_with("\t1.000400\t0.5\tkeep\tset LR 0.05, MODE flood\n")
     );
-    let size = std::fs::metadata(target.repo.join(".arun/test/logs/1.log"))
+    let size = std::fs::metadata(target.run_dir().join("logs/1.log"))
         .unwrap()
         .len();
     assert!(size > 200 * 1024 * 1024, "log is {size} bytes");
@@ -472,7 +473,7 @@ fn a_failing_preflight_check_stops_before_anything_runs() {
 #[test]
 fn the_budget_reaches_the_experiment_and_secrets_do_not() {
     let target = Target::new(Setup {
-        experiment: "budget = \"7s\"\nbuild = \"env > build-env.txt\"",
+        experiment: "budget = \"7s\"\nbuild = \"env > ../build-env.txt\"",
         ..Setup::default()
     });
     let run = std::process::Command::new(env!("CARGO_BIN_EXE_arun"))
@@ -488,7 +489,7 @@ fn the_budget_reaches_the_experiment_and_secrets_do_not() {
         "{}",
         String::from_utf8_lossy(&run.stderr)
     );
-    let env = std::fs::read_to_string(target.repo.join("build-env.txt")).unwrap();
+    let env = std::fs::read_to_string(target.path("build-env.txt")).unwrap();
     assert!(env.contains("ARUN_BUDGET_SECONDS=7\n"), "{env}");
     assert!(env.contains("HARMLESS=yes\n"));
     assert!(!env.contains("sk-secret"), "{env}");
@@ -498,14 +499,14 @@ fn the_budget_reaches_the_experiment_and_secrets_do_not() {
 fn the_budget_flag_overrides_the_pipelines_budget_and_hard_limit() {
     let target = Target::new(Setup {
         plan: json!({"1": {"MODE": "hang"}}),
-        experiment: "budget = \"2s\"\nhard-limit = \"4s\"\ngrace = \"1s\"\nbuild = \"env > build-env.txt\"",
+        experiment: "budget = \"2s\"\nhard-limit = \"4s\"\ngrace = \"1s\"\nbuild = \"env > ../build-env.txt\"",
         extra: "[decision]\nfix-attempts = 0",
         ..Setup::default()
     });
     target
         .arun(&["--max-experiments", "2", "--budget", "1s"])
         .assert_code(0);
-    let env = std::fs::read_to_string(target.repo.join("build-env.txt")).unwrap();
+    let env = std::fs::read_to_string(target.path("build-env.txt")).unwrap();
     assert!(env.contains("ARUN_BUDGET_SECONDS=1\n"), "{env}");
     assert_eq!(
         target.decisions().last().unwrap().1,

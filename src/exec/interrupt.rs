@@ -1,15 +1,20 @@
-//! Ctrl-C and SIGTERM. The first asks the run to stop: the running command is stopped (SIGTERM,
-//! grace, SIGKILL to its group), git and results are left consistent, the summary is printed.
-//! The second kills the running command's group at once and exits with 130.
+//! Ctrl-C, SIGTERM and SIGHUP (the ssh session that started arun went away). The first asks the
+//! run to stop: the running command is stopped (SIGTERM, grace, SIGKILL to its group), git and
+//! results are left consistent, the summary is printed. The second kills the running command's
+//! group at once and exits with 130.
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 static RUNNING_GROUP: AtomicI32 = AtomicI32::new(0);
 
-/// Installs the handlers for SIGINT and SIGTERM.
+/// Installs the handlers for SIGINT, SIGTERM and SIGHUP.
 pub fn install() -> std::io::Result<()> {
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    for signal in [
+        signal_hook::consts::SIGINT,
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGHUP,
+    ] {
         // SAFETY: the handler only touches atomics and calls killpg and _exit, all of which are
         // async-signal-safe.
         unsafe {

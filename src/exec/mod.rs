@@ -133,10 +133,9 @@ pub fn run(spawn: &Spawn, watch: &mut dyn Watch) -> io::Result<Finished> {
     };
     let started = Instant::now();
     let handle = expression.start()?;
-    // The leader's pid is the group id (process_group(0)).
-    let group = handle.pids()[0] as i32;
-    interrupt::set_running_group(group);
-    orphans::started(group);
+    // The leader's pid is the group id (process_group(0)). From here on the guard stops the
+    // group on every way out, an I/O error included.
+    let group = Group::started(handle.pids()[0] as i32);
     let mut tail = LogTail::open(spawn.log)?;
     let deadline = started + spawn.limit;
 
@@ -145,24 +144,51 @@ pub fn run(spawn: &Spawn, watch: &mut dyn Watch) -> io::Result<Finished> {
             break exit_ending(output.status);
         }
         tail.poll(&mut |line| watch.line(line))?;
-        watch.tick(started.elapsed(), group);
+        watch.tick(started.elapsed(), group.id);
         if interrupt::requested() {
-            stop_group(group, spawn.grace, &handle)?;
+            stop_group(group.id, spawn.grace, &handle)?;
             break Ending::Interrupted;
         }
         if Instant::now() >= deadline {
-            stop_group(group, spawn.grace, &handle)?;
+            stop_group(group.id, spawn.grace, &handle)?;
             break Ending::TimedOut;
         }
     };
     let elapsed = started.elapsed();
-    // Whatever the leader left behind in its group (background workers) goes too.
-    signal_group(group, libc::SIGKILL);
-    interrupt::set_running_group(0);
-    orphans::finished();
+    // Whatever the leader left behind in its group (background workers) goes too, and is gone
+    // before the next command starts (a GPU is free only when its last process has exited).
+    signal_group(group.id, libc::SIGKILL);
+    wait_until_gone(group.id, KILL_WAIT);
+    drop(group);
     tail.poll(&mut |line| watch.line(line))?;
     tail.finish(&mut |line| watch.line(line));
     Ok(Finished { ending, elapsed })
+}
+
+/// How long processes may take to disappear after SIGKILL (a process in uninterruptible sleep,
+/// e.g. in a GPU driver, exits only when the call returns).
+const KILL_WAIT: Duration = Duration::from_secs(30);
+
+/// The running command's process group, stopped with SIGKILL if it is dropped early (an error
+/// on the way out of `run`), and known to interrupts and the leftovers file while it lives.
+struct Group {
+    id: i32,
+}
+
+impl Group {
+    fn started(id: i32) -> Group {
+        interrupt::set_running_group(id);
+        orphans::started(id);
+        Group { id }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        signal_group(self.id, libc::SIGKILL);
+        interrupt::set_running_group(0);
+        orphans::finished();
+    }
 }
 
 fn exit_ending(status: std::process::ExitStatus) -> Ending {
@@ -173,14 +199,51 @@ fn exit_ending(status: std::process::ExitStatus) -> Ending {
     }
 }
 
-/// SIGTERM to the group, up to `grace` for the leader to exit, then SIGKILL to the group.
+/// SIGTERM to the group; up to `grace` for every process of it to exit (not only the leader:
+/// with `sh -c python3 train.py` the shell dies at once and the trainer is still saving its
+/// checkpoint); then SIGKILL to what is left, and wait until it is gone.
 fn stop_group(group: i32, grace: Duration, handle: &duct::Handle) -> io::Result<()> {
     signal_group(group, libc::SIGTERM);
-    if handle.wait_timeout(grace)?.is_none() {
-        signal_group(group, libc::SIGKILL);
-        handle.wait()?;
+    let until = Instant::now() + grace;
+    loop {
+        // Reaping the leader as soon as it exits keeps it from counting as alive.
+        handle.try_wait()?;
+        if !group_alive(group) || Instant::now() >= until {
+            break;
+        }
+        std::thread::sleep(GROUP_POLL);
     }
+    signal_group(group, libc::SIGKILL);
+    handle.wait()?;
+    wait_until_gone(group, KILL_WAIT);
     Ok(())
+}
+
+const GROUP_POLL: Duration = Duration::from_millis(20);
+
+/// Waits until no live process is left in `group`, at most `limit`; false when some are.
+pub fn wait_until_gone(group: i32, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    while group_alive(group) {
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(GROUP_POLL);
+    }
+    true
+}
+
+/// Whether any process of `group` is still alive. Zombies do not count: they hold nothing, and
+/// a reaper that never reaps (some containers' init) would otherwise keep a group alive forever.
+pub fn group_alive(group: i32) -> bool {
+    if group <= 0 {
+        return false;
+    }
+    // SAFETY: signal 0 only checks whether the group exists.
+    if unsafe { libc::killpg(group, 0) } != 0 {
+        return false;
+    }
+    !orphans::members(group).is_empty()
 }
 
 /// Sends `signal` to every process of the group; a group that is gone already is fine.

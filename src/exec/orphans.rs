@@ -42,6 +42,7 @@ pub fn stop_leftovers(file: &Path, repo: &Path, grace: Duration) -> usize {
             std::thread::sleep(Duration::from_millis(50));
         }
         super::signal_group(group, libc::SIGKILL);
+        super::wait_until_gone(group, Duration::from_secs(30));
     }
     let _ = std::fs::remove_file(file);
     members.len()
@@ -49,6 +50,16 @@ pub fn stop_leftovers(file: &Path, repo: &Path, grace: Duration) -> usize {
 
 /// Live processes of `group` whose working directory is inside `repo`.
 fn members_in(group: i32, repo: &Path) -> Vec<i32> {
+    members(group)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(repo))
+        })
+        .collect()
+}
+
+/// Live (not zombie) processes of `group`, from `/proc`.
+pub fn members(group: i32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -66,10 +77,7 @@ fn members_in(group: i32, repo: &Path) -> Vec<i32> {
             let live = fields
                 .first()
                 .is_some_and(|state| *state != "Z" && *state != "X");
-            let in_group = fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(group);
-            live && in_group
-                && std::fs::read_link(format!("/proc/{pid}/cwd"))
-                    .is_ok_and(|cwd| cwd.starts_with(repo))
+            live && fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(group)
         })
         .collect()
 }

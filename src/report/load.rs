@@ -3,7 +3,6 @@
 //! tail, or from a bare autoresearch `results.tsv`. Everything here only reads: a run driven by
 //! another arun at the same moment is neither locked nor changed.
 
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::{
@@ -15,6 +14,7 @@ use crate::error::Error;
 use crate::git::{self, Git};
 use crate::journal::{self, Event, Experiment, History};
 use crate::metric::Goal;
+use crate::store::{self, RunDir};
 
 /// How much of each experiment's diff and log the report holds, and of all of them together,
 /// so that a run of a thousand experiments still makes a page a browser opens at once.
@@ -26,10 +26,11 @@ pub const DETAIL_BUDGET: usize = 8 * 1024 * 1024;
 /// What the command line named, resolved.
 #[derive(Debug)]
 pub enum Located {
-    /// A run with a journal: `.arun/<tag>/` in `repo`.
+    /// A run with a journal: its directory in `repo`'s run store.
     Run {
         repo: PathBuf,
         tag: String,
+        dir: RunDir,
         /// The pipeline, when it was named or the journal's copy of its path still loads.
         pipeline: Option<Box<Pipeline>>,
     },
@@ -51,10 +52,10 @@ pub struct Input {
 }
 
 impl Located {
-    /// The run directory `.arun/<tag>`, for a run with a journal.
-    pub fn run_dir(&self) -> Option<PathBuf> {
+    /// The run's directory, for a run with a journal.
+    pub fn run_dir(&self) -> Option<&RunDir> {
         match self {
-            Located::Run { repo, tag, .. } => Some(repo.join(".arun").join(tag)),
+            Located::Run { dir, .. } => Some(dir),
             Located::Table { .. } => None,
         }
     }
@@ -89,13 +90,15 @@ pub fn locate(input: &Input) -> Result<Located, Error> {
         let repo = path
             .canonicalize()
             .ok()
-            .and_then(|dir| dir.parent()?.parent().map(Path::to_path_buf))
+            .and_then(|dir| git2::Repository::discover(dir).ok())
+            .and_then(|repository| repository.workdir().map(Path::to_path_buf))
             .ok_or_else(|| {
                 Error::NoRun(format!("`{}` is not inside a repository", path.display()))
             })?;
         return Ok(Located::Run {
             repo,
             tag,
+            dir: RunDir::at(path),
             pipeline: None,
         });
     }
@@ -108,21 +111,25 @@ fn locate_in_repo(
     input: &Input,
     pipeline: Option<Pipeline>,
 ) -> Result<Located, Error> {
-    let runs = repo.join(".arun");
     let tag = match &input.tag {
-        Some(tag) if runs.join(tag).join("journal.jsonl").is_file() => Some(tag.clone()),
         Some(tag) => {
-            return Err(Error::NoRun(format!(
-                "there is no run `{tag}` in `{}` (no `.arun/{tag}/journal.jsonl`)",
-                repo.display()
-            )));
+            if store::find_run(repo, tag).is_none() {
+                return Err(Error::NoRun(format!(
+                    "there is no run `{tag}` in `{}` (no `.git/arun/{tag}/journal.jsonl`)",
+                    repo.display()
+                )));
+            }
+            Some(tag.clone())
         }
-        None => crate::session::latest_run(repo),
+        None => store::latest_run(repo),
     };
-    if let Some(tag) = tag {
+    if let Some(tag) = tag
+        && let Some(dir) = store::find_run(repo, &tag)
+    {
         return Ok(Located::Run {
             repo: repo.to_path_buf(),
             tag,
+            dir,
             pipeline: pipeline.map(Box::new),
         });
     }
@@ -138,8 +145,8 @@ fn locate_in_repo(
         });
     }
     Err(Error::NoRun(format!(
-        "there is no run in `{}`: no `.arun/<tag>/journal.jsonl` and no `{}`; start one with \
-         `arun PIPELINE.toml`, or name a run directory or a results table",
+        "there is no run in `{}`: no `.git/arun/<tag>/journal.jsonl` and no `{}`; start one \
+         with `arun PIPELINE.toml`, or name a run directory or a results table",
         repo.display(),
         results
             .file_name()
@@ -154,15 +161,16 @@ pub fn read(located: &Located, details: bool) -> Result<Report, Error> {
         Located::Run {
             repo,
             tag,
+            dir,
             pipeline,
-        } => read_run(repo, tag, pipeline.as_deref(), details),
+        } => read_run(repo, tag, dir, pipeline.as_deref(), details),
         Located::Table { path, pipeline } => read_table(path, pipeline.as_deref()),
     }
 }
 
 /// The run's history as its journal tells it now.
-pub fn read_history(repo: &Path, tag: &str) -> Result<History, Error> {
-    let path = repo.join(".arun").join(tag).join("journal.jsonl");
+pub fn read_history(dir: &RunDir) -> Result<History, Error> {
+    let path = dir.journal();
     let events = journal::read(&path)
         .map_err(|err| Error::io(format!("cannot read `{}`", path.display()), err))?;
     Ok(History::replay(events))
@@ -171,11 +179,12 @@ pub fn read_history(repo: &Path, tag: &str) -> Result<History, Error> {
 fn read_run(
     repo: &Path,
     tag: &str,
+    run: &RunDir,
     pipeline: Option<&Pipeline>,
     details: bool,
 ) -> Result<Report, Error> {
-    let dir = repo.join(".arun").join(tag);
-    let history = read_history(repo, tag)?;
+    let dir = run.path();
+    let history = read_history(run)?;
     // The pipeline says the metric's name and direction; when it was not named, the journal
     // remembers where it was.
     let remembered = match pipeline {
@@ -198,7 +207,7 @@ fn read_run(
     for experiment in &history.experiments {
         let mut row = journal_row(&history, experiment);
         if let Some(git) = &git {
-            row.details = Some(experiment_details(git, &dir, tag, experiment, &mut budget));
+            row.details = Some(experiment_details(git, dir, tag, experiment, &mut budget));
         }
         rows.push(row);
     }
@@ -206,8 +215,12 @@ fn read_run(
         Some(p) => p.metric.goal,
         None => infer_goal(&rows),
     };
-    let mut facts = run_facts(&history, &dir);
-    facts.budget = pipeline.map(|p| p.experiment.budget);
+    let mut facts = run_facts(&history, repo, dir);
+    // The budget the run uses: its own, which a resume keeps, over the pipeline's.
+    facts.budget = match &history.settings {
+        Some(settings) => Some(std::time::Duration::from_secs_f64(settings.budget_seconds)),
+        None => pipeline.map(|p| p.experiment.budget),
+    };
     let noise = noise_band(&history);
     let held_out = history.events.iter().find_map(|event| match event {
         crate::journal::Event::HeldOut { name, .. } => Some(name.clone()),
@@ -313,7 +326,7 @@ fn experiment_details(
     let base = git::parse_oid(&experiment.base_commit);
     let mut details = Details {
         diff_command: format!("git diff {} {reference}", short(&experiment.base_commit)),
-        log_path: format!(".arun/{tag}/logs/{n}.log"),
+        log_path: shown(&dir.join("logs").join(format!("{n}.log")), git.workdir()),
         ..Details::default()
     };
     if let (Some(base), Some(commit)) = (base, commit)
@@ -333,9 +346,7 @@ fn experiment_details(
         .map(|name| logs.join(name))
         .find(|path| path.is_file());
     if let Some(log) = log {
-        if let Some(name) = log.file_name() {
-            details.log_path = format!(".arun/{tag}/logs/{}", name.to_string_lossy());
-        }
+        details.log_path = shown(&log, git.workdir());
         match crate::exec::tail::clean_tail(&log, LOG_BYTES, LOG_LINES) {
             Ok(text) if text.len() <= *budget => {
                 *budget -= text.len();
@@ -353,8 +364,20 @@ fn experiment_details(
     details
 }
 
+/// A path as the report shows it: relative to the work tree when inside it.
+fn shown(path: &Path, workdir: &Path) -> String {
+    let workdir = workdir
+        .canonicalize()
+        .unwrap_or_else(|_| workdir.to_path_buf());
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    path.strip_prefix(&workdir)
+        .unwrap_or(&path)
+        .display()
+        .to_string()
+}
+
 /// Times, cost and state from the journal.
-fn run_facts(history: &History, dir: &Path) -> RunFacts {
+fn run_facts(history: &History, repo: &Path, dir: &Path) -> RunFacts {
     let events = &history.events;
     let started = events.first().map_or(0.0, Event::time);
     let last_event = events.last().map_or(started, Event::time);
@@ -371,7 +394,12 @@ fn run_facts(history: &History, dir: &Path) -> RunFacts {
         }
         previous = event.time();
     }
-    let state = match (lock_holder(&dir.join("lock")), events.last()) {
+    // The arun holding the repository's lock drives this run if the lock names it.
+    let driver = store::root_of(repo)
+        .and_then(|root| store::holder(&root))
+        .filter(|holder| holder.tag == history.tag)
+        .map(|holder| holder.pid);
+    let state = match (driver, events.last()) {
         (Some(pid), _) => RunState::Running { pid: Some(pid) },
         (None, Some(Event::Stopped { reason, .. })) => RunState::Stopped(reason.clone()),
         (None, Some(Event::Interrupted { .. })) => RunState::Interrupted,
@@ -450,30 +478,6 @@ fn current(history: &History, experiment: &Experiment, dir: &Path) -> Current {
         failures: experiment.failures.len(),
         last_output,
     }
-}
-
-/// The process holding the run's lock, read from `/proc/locks` so that looking never takes the
-/// lock (a lock taken even for a moment could make a starting arun refuse the run).
-pub fn lock_holder(lock: &Path) -> Option<u32> {
-    let metadata = std::fs::metadata(lock).ok()?;
-    let (inode, dev) = (metadata.ino(), metadata.dev());
-    let (major, minor) = (libc::major(dev), libc::minor(dev));
-    let locks = std::fs::read_to_string("/proc/locks").ok()?;
-    locks.lines().find_map(|line| {
-        // `1: FLOCK  ADVISORY  WRITE 4079 fe:00:5308502 0 EOF`; waiters have `->` after the
-        // number and hold nothing.
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if fields.get(1) != Some(&"FLOCK") {
-            return None;
-        }
-        let mut id = fields.get(5)?.split(':');
-        let file_major = u32::from_str_radix(id.next()?, 16).ok()?;
-        let file_minor = u32::from_str_radix(id.next()?, 16).ok()?;
-        let file_inode: u64 = id.next()?.parse().ok()?;
-        (file_inode == inode && file_major == major && file_minor == minor)
-            .then(|| fields.get(4)?.parse().ok())
-            .flatten()
-    })
 }
 
 /// Reads a results table: `commit<TAB><metric><TAB>memory_gb<TAB>status<TAB>description`.
@@ -703,6 +707,7 @@ mod tests {
             recorded: true,
             held_out: None,
             failures: Vec::new(),
+            ..Experiment::default()
         };
 
         let mut budget = DETAIL_BUDGET;
@@ -728,22 +733,5 @@ mod tests {
         let details = experiment_details(&git, &run_dir, "t", &experiment, &mut budget);
         assert!(details.diff_left_out && details.log_left_out);
         assert!(details.diff.is_none() && details.log.is_none());
-    }
-
-    #[test]
-    fn the_lock_holder_is_found_without_taking_the_lock() {
-        use std::os::fd::AsRawFd;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("lock");
-        let file = std::fs::File::create(&path).unwrap();
-        assert_eq!(lock_holder(&path), None);
-        // SAFETY: flock on a descriptor this test owns.
-        assert_eq!(
-            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
-            0
-        );
-        assert_eq!(lock_holder(&path), Some(std::process::id()));
-        drop(file);
-        assert_eq!(lock_holder(&path), None);
     }
 }

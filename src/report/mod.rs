@@ -22,15 +22,34 @@ pub fn write(input: &Input, output: Option<&Path>) -> Result<PathBuf, Error> {
         .map_err(|message| Error::io("cannot write the report", std::io::Error::other(message)))?;
     let path = match (output, &located) {
         (Some(path), _) => path.to_path_buf(),
-        (None, Located::Run { .. }) => located.run_dir().unwrap_or_default().join("report.html"),
-        (None, Located::Table { path, .. }) => path.with_extension("html"),
+        (None, Located::Run { dir, .. }) => dir.report(),
+        (None, Located::Table { path, .. }) => table_report_path(path),
     };
     // Written aside and renamed, so that a browser reloading the page never sees half of it.
-    let temporary = path.with_extension("html.tmp");
-    std::fs::write(&temporary, page)
-        .and_then(|_| std::fs::rename(&temporary, &path))
+    crate::store::write_atomic(&path, page.as_bytes())
         .map_err(|err| Error::io(format!("cannot write `{}`", path.display()), err))?;
     Ok(path)
+}
+
+/// Where the page of a bare results table goes: beside it, unless the table is in a git work
+/// tree (a run may be driving it: a new file there would count against its experiment), then
+/// in that repository's run store, `.git/arun/reports/`.
+fn table_report_path(table: &Path) -> PathBuf {
+    let name = table.with_extension("html");
+    let name = name.file_name().unwrap_or_default();
+    let absolute = table.canonicalize().unwrap_or_else(|_| table.to_path_buf());
+    let in_work_tree = absolute
+        .parent()
+        .and_then(|dir| git2::Repository::discover(dir).ok())
+        .filter(|repo| {
+            repo.workdir()
+                .and_then(|w| w.canonicalize().ok())
+                .is_some_and(|w| absolute.starts_with(w))
+        });
+    match in_work_tree {
+        Some(repo) => repo.commondir().join("arun").join("reports").join(name),
+        None => table.with_extension("html"),
+    }
 }
 
 /// Everything the report shows.

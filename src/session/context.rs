@@ -117,7 +117,7 @@ impl Session {
                 read_only: read_shared(&pipeline.target.read_only),
                 context: read_shared(&pipeline.target.context),
             },
-            learnings: crate::learnings::read(&crate::learnings::path(repo)),
+            learnings: crate::learnings::read(&crate::learnings::path(&self.root)),
             crash,
         })
     }

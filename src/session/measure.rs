@@ -83,6 +83,8 @@ pub(super) fn measure(
             run.log_name
         )),
         (_, Some(Err(message))) => Some(message.clone()),
+        // Said here: the journal cannot hold a NaN or an infinity (JSON writes them as null).
+        (_, Some(Ok(value))) if !value.is_finite() => Some(format!("metric is {value}")),
         (_, Some(Ok(_))) => None,
     };
     Ok(Some(Measurement {

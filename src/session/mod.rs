@@ -28,10 +28,10 @@ use crate::journal::{self, Event, Experiment, History, Journal};
 use crate::progress::Progress;
 use crate::propose::{self, ProposeError, Proposer, Request, Task};
 use crate::results;
+use crate::scope::{self, Snapshot};
 use crate::search::Strategy;
+use crate::store::{self, RepoLock, RunDir};
 use measure::{Measure, ProgressWatch, log_file_name, measure};
-pub(crate) use setup::latest_run;
-use setup::{begin_run, choose_tag, lock_run, open_or_create_repo, run_preflight};
 
 /// Limits and choices given on the command line.
 #[derive(Debug, Clone, Default)]
@@ -42,6 +42,9 @@ pub struct RunOptions {
     pub resume: bool,
     pub max_experiments: Option<u32>,
     pub max_time: Option<Duration>,
+    /// The experiment budget, instead of the pipeline's (a new run only: a run keeps the
+    /// budget it started with).
+    pub budget: Option<Duration>,
 }
 
 /// How a run ended without an error.
@@ -75,8 +78,8 @@ enum Stop {
 }
 
 pub struct Session {
-    /// Held while the run is in progress: a second arun on the same run is refused.
-    _lock: std::fs::File,
+    /// Held while the run is in progress: a second arun on the same repository is refused.
+    _lock: RepoLock,
     pipeline: Pipeline,
     options: RunOptions,
     git: Git,
@@ -84,9 +87,12 @@ pub struct Session {
     history: History,
     proposer: Box<dyn Proposer>,
     strategy: Strategy,
-    /// `.arun/<tag>` in the target repository.
-    dir: PathBuf,
-    results: PathBuf,
+    /// The run store, `.git/arun`.
+    root: PathBuf,
+    /// The run's directory in it.
+    run: RunDir,
+    /// The work tree's results.tsv: a copy of the run's own table.
+    view: PathBuf,
     started: Instant,
     progress: Progress,
     gpu: Option<GpuMonitor>,
@@ -105,85 +111,66 @@ pub fn run(pipeline: Pipeline, options: RunOptions) -> Result<Ending, Error> {
 }
 
 impl Session {
-    /// Setup: creates the repository if the pipeline says how, then starts a new run or resumes
-    /// the one found in the journal.
-    fn start(pipeline: Pipeline, options: RunOptions) -> Result<Session, Error> {
+    /// Setup: creates the repository if the pipeline says how, takes its lock, then starts a
+    /// new run or resumes the one found in the journal.
+    fn start(mut pipeline: Pipeline, options: RunOptions) -> Result<Session, Error> {
         let progress = Progress::new();
-        let git = open_or_create_repo(&pipeline, &progress)?;
-        let tag = choose_tag(&pipeline, &options, git.workdir())?;
-        let dir = git.workdir().join(".arun").join(&tag);
-        let journal_path = dir.join("journal.jsonl");
-        let results = git.workdir().join(&pipeline.limits.results);
-        let resuming = journal_path.exists();
+        git::enable_fsync();
+        let git = setup::open_or_create_repo(&pipeline, &progress)?;
+        let root = git.common_dir().join("arun");
+        let mut lock =
+            RepoLock::acquire(&root, git.workdir()).map_err(|err| Error::Setup(err.to_string()))?;
+        setup::recover(&git, &root, pipeline.experiment.grace, &progress)?;
+        let tag = setup::choose_tag(&pipeline, &options, git.workdir())?;
+        let run = RunDir::new(&root, &tag);
+        let resuming = run.journal().exists();
         if options.resume && !resuming {
             return Err(Error::Setup(format!(
                 "there is no run `{tag}` to resume (no `{}`)",
-                journal_path.display()
+                run.journal().display()
             )));
         }
-        let lock = lock_run(&dir, &tag)?;
-        let group_file = dir.join("running-group");
-        let stopped =
-            exec::orphans::stop_leftovers(&group_file, git.workdir(), pipeline.experiment.grace);
-        if stopped > 0 {
-            progress.note(&format!(
-                "arun: stopped {stopped} process(es) left running by the previous arun"
-            ));
-        }
-        exec::orphans::record_groups_in(group_file);
+        lock.claim(&store::Holder {
+            pid: std::process::id(),
+            tag: tag.clone(),
+            pipeline: pipeline.file.display().to_string(),
+            since: journal::now(),
+        })
+        .map_err(|err| Error::io("cannot write the repository lock", err))?;
+        exec::orphans::record_groups_in(run.group_file());
+        let view = git.workdir().join(&pipeline.limits.results);
 
-        run_preflight(&pipeline, git.workdir(), &progress)?;
-        let proposer = propose::build(&pipeline).map_err(Error::Setup)?;
-        let mut journal = Journal::open(&journal_path)
-            .map_err(|err| Error::io(format!("cannot open `{}`", journal_path.display()), err))?;
-        let history = if resuming {
-            let events = journal::read(&journal_path).map_err(|err| {
-                Error::io(format!("cannot read `{}`", journal_path.display()), err)
+        let (history, journal) = if resuming {
+            let events = journal::read(&run.journal()).map_err(|err| {
+                Error::io(format!("cannot read `{}`", run.journal().display()), err)
             })?;
-            let mut history = History::replay(events);
+            let history = History::replay(events);
             if history.branch.is_empty() {
                 return Err(Error::Setup(format!(
-                    "`{}` has no run-started event; remove the directory `{}` to start over",
-                    journal_path.display(),
-                    dir.display()
+                    "`{}` does not start with a run-started event; it is not a journal arun \
+                     wrote. Move the directory `{}` away to start the run again",
+                    run.journal().display(),
+                    run.path().display()
                 )));
             }
-            if git.branch_tip(&history.branch)?.is_none() {
-                return Err(Error::Setup(format!(
-                    "run `{tag}` cannot resume: its branch `{}` no longer exists",
-                    history.branch
-                )));
-            }
-            let event = Event::Resumed {
-                time: journal::now(),
-            };
-            journal
-                .append(&event)
-                .map_err(|err| Error::io("cannot write the journal", err))?;
-            history.push(event);
-            results::rewrite(&results, pipeline.metric.name(), &history)
-                .map_err(|err| Error::io(format!("cannot write `{}`", results.display()), err))?;
-            let at = match history.current() {
-                Some(e) => format!("at experiment {}", e.n),
-                None => format!("after {} experiments", history.recorded().count()),
-            };
-            progress.note(&format!("arun: resuming run `{tag}` {at}"));
-            history
+            setup::apply_settings(&mut pipeline, &history, &options, &progress)?;
+            setup::check_tree_for_resume(&git, &history, &pipeline, &progress)?;
+            setup::run_preflight(&pipeline, git.workdir(), &progress)?;
+            let journal = Journal::open(&run.journal()).map_err(|err| {
+                Error::io(format!("cannot open `{}`", run.journal().display()), err)
+            })?;
+            (history, journal)
         } else {
-            let history = begin_run(&pipeline, &git, &tag, &results, &dir, &mut journal)?;
-            progress.note(&format!(
-                "arun: run `{tag}` on branch `{}` in {}",
-                history.branch,
-                git.workdir().display()
-            ));
-            history
+            setup::run_preflight(&pipeline, git.workdir(), &progress)?;
+            let settings = setup::settings_for(&pipeline, options.budget);
+            setup::use_settings(&mut pipeline, &settings);
+            setup::begin_run(&pipeline, &git, &run, &tag, settings)?
         };
-        git.exclude(&[
-            "/.arun/".to_string(),
-            format!("/{}", pipeline.limits.results),
-        ])?;
+        let proposer = propose::build(&pipeline).map_err(Error::Setup)?;
+        git.exclude(&[format!("/{}", pipeline.limits.results)])?;
+        setup::ensure_branch(&git, &history, &progress)?;
 
-        Ok(Session {
+        let mut session = Session {
             _lock: lock,
             options,
             git,
@@ -191,14 +178,52 @@ impl Session {
             history,
             proposer,
             strategy: Strategy::default(),
-            dir,
-            results,
+            root,
+            run,
+            view,
             started: Instant::now(),
             progress,
             gpu: GpuMonitor::connect(),
             clean_at: None,
             pipeline,
-        })
+        };
+        if resuming {
+            setup::set_aside_leftovers(
+                &session.git,
+                &session.history,
+                &session.run,
+                &session.progress,
+            )?;
+            let at = match session.history.current() {
+                Some(e) => format!("at experiment {}", e.n),
+                None => format!("after {} experiments", session.history.recorded().count()),
+            };
+            session.record_event(Event::Resumed {
+                time: journal::now(),
+            })?;
+            session
+                .progress
+                .note(&format!("arun: resuming run `{tag}` {at}"));
+        } else {
+            session.progress.note(&format!(
+                "arun: run `{tag}` on branch `{}` in {}",
+                session.history.branch,
+                session.git.workdir().display()
+            ));
+        }
+        let (head, tip) = setup::head_on_branch(&session.history)?;
+        if session.history.current().is_none() {
+            session.clean(head, tip)?;
+        }
+        setup::show_table(
+            &session.root,
+            &session.run,
+            &session.view,
+            session.pipeline.metric.name(),
+            &session.history,
+            &session.progress,
+        )?;
+        Ok(session)
     }
 
     /// Steps until a stop.
@@ -339,7 +364,7 @@ impl Session {
         }
         let (head, base) = self.proposer_head(&experiment)?;
         self.place(head.clone(), base)?;
-        let untracked_before = self.git.untracked()?;
+        let before = Snapshot::take(&self.git)?;
         let task = if experiment.fix_of.is_some() {
             Task::FixCrash
         } else {
@@ -354,6 +379,9 @@ impl Session {
             ),
         };
         self.progress.phase(label, None);
+        let scratch = self.run.agent_scratch();
+        std::fs::create_dir_all(&scratch)
+            .map_err(|err| Error::io(format!("cannot create `{}`", scratch.display()), err))?;
         let request = Request {
             n,
             task,
@@ -361,98 +389,108 @@ impl Session {
             history: &self.history,
             context: &context,
             repo: self.git.workdir(),
-            prompt_file: self.dir.join("prompts").join(format!("{n}.md")),
-            transcript: self.dir.join("agents").join(format!("{n}.log")),
-            run_dir: &self.dir,
+            prompt_file: self.run.prompts().join(format!("{n}.md")),
+            transcript: self.run.agents().join(format!("{n}.log")),
+            run_dir: &scratch,
         };
         self.clean_at = None;
         let mut watch = ProgressWatch(&mut self.progress);
         let outcome = self.proposer.propose(&request, &mut watch);
-        self.repair_after_proposer(&head, base)?;
+        let tampered = self.restore_run_files()?;
 
         let proposal = match outcome {
             Ok(proposal) => proposal,
-            Err(ProposeError::Interrupted) => return Ok(State::Stop(Stop::Interrupted)),
-            Err(ProposeError::Exhausted(reason)) => return Ok(State::Stop(Stop::Limit(reason))),
-            Err(ProposeError::Failed(reason)) => return self.proposal_failed(n, reason),
-            Err(ProposeError::Rejected {
-                description,
-                reason,
-                cost_usd,
-                tokens,
-            }) => {
-                // Nothing of the edit may stay: the experiment is recorded as a crash, unrun.
-                self.git.reset_hard(&head, base)?;
-                self.progress.note(&format!("arun: #{n}: {reason}"));
-                self.record_event(Event::Proposed {
-                    time: journal::now(),
-                    n,
-                    description,
-                    violations: Vec::new(),
-                    details: serde_json::Value::Null,
-                    cost_usd,
-                    tokens,
-                    rejected: Some(reason),
-                })?;
-                return Ok(State::Commit { n });
+            Err(err) => {
+                // Nothing of a proposal that failed may stay, its edits included.
+                scope::undo_all(&self.git, &head, base, &before)?;
+                return match err {
+                    ProposeError::Interrupted => Ok(State::Stop(Stop::Interrupted)),
+                    ProposeError::Exhausted(reason) => Ok(State::Stop(Stop::Limit(reason))),
+                    ProposeError::Failed(reason) => self.proposal_failed(n, reason),
+                    ProposeError::Rejected {
+                        description,
+                        reason,
+                        cost_usd,
+                        tokens,
+                    } => {
+                        // The experiment is recorded as a crash, unrun.
+                        self.progress.note(&format!("arun: #{n}: {reason}"));
+                        self.record_event(Event::Proposed {
+                            time: journal::now(),
+                            n,
+                            description,
+                            violations: tampered,
+                            details: serde_json::Value::Null,
+                            cost_usd,
+                            tokens,
+                            rejected: Some(reason),
+                            files: None,
+                            undone: Vec::new(),
+                        })?;
+                        Ok(State::Commit { n })
+                    }
+                };
             }
         };
 
         let editable = &self.pipeline.target.editable;
-        let changes: Vec<git::Change> = self
-            .git
-            .changes_since(base)?
-            .into_iter()
-            .filter(|c| !(c.added && untracked_before.contains(&c.path)))
-            .collect();
-        let (in_scope, outside): (Vec<_>, Vec<_>) = changes
-            .into_iter()
-            .partition(|c| editable.contains(&c.path));
-        if !outside.is_empty() {
-            self.git.restore(base, &outside)?;
+        let checked = scope::undo_outside(&self.git, &head, base, &before, editable)?;
+        if !checked.undone.is_empty() {
+            self.progress.note(&format!(
+                "arun: #{n}: undid what the proposer did besides its edit: {}",
+                checked.undone.join("; ")
+            ));
         }
-        if in_scope.is_empty() && outside.is_empty() {
+        let mut violations = checked.violations;
+        violations.extend(tampered);
+        if checked.edited.is_empty() && violations.is_empty() {
             return self.proposal_failed(n, "the proposer changed nothing".to_string());
         }
-        let description = proposal.description.unwrap_or_else(|| {
-            let paths: Vec<&str> = in_scope.iter().map(|c| c.path.as_str()).collect();
-            format!("edit {}", paths.join(", "))
-        });
+        // The edit goes into the object database before the journal names it: from here on a
+        // restart commits it instead of asking for it again.
+        let files = self.git.write_blobs(editable)?;
+        let description = proposal
+            .description
+            .unwrap_or_else(|| format!("edit {}", checked.edited.join(", ")));
         self.record_event(Event::Proposed {
             time: journal::now(),
             n,
             description,
-            violations: outside.into_iter().map(|c| c.path).collect(),
+            violations,
             details: proposal.details,
             cost_usd: proposal.cost_usd,
             tokens: proposal.tokens,
             rejected: None,
+            files: Some(files),
+            undone: checked.undone,
         })?;
         Ok(State::Commit { n })
     }
 
-    /// Undoes what a proposer must not do to git (commits, checkouts, branch moves) while keeping
-    /// its files, and brings back arun's own files if it deleted them.
-    fn repair_after_proposer(&mut self, head: &Head, base: Oid) -> Result<(), Error> {
-        let branch = &self.history.branch;
-        let tip = oid(self.history.branch_tip())?;
-        if self.git.branch_tip(branch)? != Some(tip) {
-            self.git
-                .set_branch(branch, tip, "arun: undo a proposer's branch change")?;
-        }
-        self.git.reset_keeping_files(head, base)?;
-        if !self.journal.path().exists() {
-            self.progress
-                .note("arun: the proposer deleted the run's journal; writing it again from memory");
+    /// Puts arun's own files back when something changed them (a proposer, a build or a run):
+    /// the journal from memory, the results tables from the journal. Returns the changes that
+    /// count against the experiment: the journal's (a results table is only a view).
+    fn restore_run_files(&mut self) -> Result<Vec<String>, Error> {
+        let mut tampered = Vec::new();
+        if !self.journal.holds(&self.history.events) {
+            self.progress.note(&format!(
+                "arun: `{}` was changed behind arun's back; writing it again from memory",
+                self.journal.path().display()
+            ));
             self.journal
                 .rewrite(&self.history.events)
                 .map_err(|err| Error::io("cannot rewrite the journal", err))?;
+            tampered.push("the run's journal".to_string());
         }
-        if !self.results.exists() {
-            results::rewrite(&self.results, self.pipeline.metric.name(), &self.history)
-                .map_err(|err| Error::io("cannot rewrite results", err))?;
+        let text = results::text(self.pipeline.metric.name(), &self.history);
+        for path in [self.run.results(), self.view.clone()] {
+            if std::fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
+                results::rewrite(&path, self.pipeline.metric.name(), &self.history).map_err(
+                    |err| Error::io(format!("cannot rewrite `{}`", path.display()), err),
+                )?;
+            }
         }
-        Ok(())
+        Ok(tampered)
     }
 
     fn proposal_failed(&mut self, n: u64, reason: String) -> Result<State, Error> {
@@ -461,6 +499,8 @@ impl Session {
             time: journal::now(),
             n,
             reason: reason.clone(),
+            cost_usd: None,
+            tokens: None,
         })?;
         let failures = self.experiment(n)?.failures.len() as u32;
         let max = self.pipeline.proposer.max_failures;
@@ -480,6 +520,8 @@ impl Session {
         Ok(State::Propose { n })
     }
 
+    /// Commits the proposal (from the blobs journaled with it, whatever the work tree holds
+    /// now) and keeps the commit under `refs/arun/<tag>/<n>`.
     fn commit(&mut self, n: u64) -> Result<State, Error> {
         let experiment = self.experiment(n)?.clone();
         let (commit, lines) = if experiment.is_baseline() {
@@ -491,10 +533,14 @@ impl Session {
                 self.history.tag,
                 results::one_line(&experiment.description_text())
             );
-            let commit = self
-                .git
-                .commit_paths(base, &self.pipeline.target.editable, &message)?;
-            self.clean_at = Some((Head::Detached(commit), commit));
+            let commit = match &experiment.files {
+                Some(files) => self.git.commit_files(base, files, &message)?,
+                // A journal of an older version: the edit is in the work tree.
+                None => self
+                    .git
+                    .commit_paths(base, &self.pipeline.target.editable, &message)?,
+            };
+            self.clean_at = None;
             let parent_commit = match experiment.parent.and_then(|p| self.history.experiment(p)) {
                 Some(parent) => oid(parent.commit.as_deref().unwrap_or(&experiment.base_commit))?,
                 None => base,
@@ -568,21 +614,58 @@ impl Session {
             &mut watch,
         )
         .map_err(|err| Error::io(format!("cannot run the build `{command}`"), err))?;
-        match finished.ending {
-            exec::Ending::Interrupted => Ok(State::Stop(Stop::Interrupted)),
-            ending if ending.success() => Ok(State::Run { n }),
-            ending => self.measured(
-                n,
-                0,
-                failure(
-                    format!(
-                        "build failed ({})",
-                        ending.describe(self.pipeline.experiment.build_timeout)
-                    ),
-                    true,
-                ),
-            ),
+        if finished.ending == exec::Ending::Interrupted {
+            return Ok(State::Stop(Stop::Interrupted));
         }
+        let seconds = finished.elapsed.as_secs_f64();
+        self.progress.note(&format!(
+            "arun: #{n}: built in {}",
+            crate::report::seconds_text(seconds)
+        ));
+        self.record_event(Event::Built {
+            time: journal::now(),
+            n,
+            seconds,
+        })?;
+        let problem = if finished.ending.success() {
+            self.changed_by("the build")?
+        } else {
+            Some(format!(
+                "build failed ({})",
+                finished
+                    .ending
+                    .describe(self.pipeline.experiment.build_timeout)
+            ))
+        };
+        match problem {
+            None => Ok(State::Run { n }),
+            Some(reason) => self.measured(n, 0, failure(reason, true)),
+        }
+    }
+
+    /// What a build or a run changed that it must not: a read-only file (its content decides
+    /// the metric), arun's journal. Both are put back; the experiment is a crash with the
+    /// reason returned.
+    fn changed_by(&mut self, who: &str) -> Result<Option<String>, Error> {
+        let mut changed: Vec<String> = self
+            .history
+            .read_only
+            .iter()
+            .filter(|(path, pinned)| {
+                git::hash_file(&self.git.workdir().join(path)).as_deref() != Some(pinned.as_str())
+            })
+            .map(|(path, _)| format!("read-only file `{path}`"))
+            .collect();
+        changed.extend(self.restore_run_files()?);
+        if changed.is_empty() {
+            return Ok(None);
+        }
+        // The reset at the end of the experiment restores tracked files.
+        self.clean_at = None;
+        Ok(Some(format!(
+            "{who} changed {}, which only arun may change",
+            changed.join(", ")
+        )))
     }
 
     /// Runs the experiment once more under its hard limit, reading the metric as the output
@@ -613,21 +696,21 @@ impl Session {
                 grace: spec.grace,
                 budget: spec.budget,
                 metric: &self.pipeline.metric,
-                log_name: &format!(
-                    ".arun/{}/logs/{}",
-                    self.history.tag,
-                    log_file_name(n, repeat)
-                ),
+                log_name: &self.shown(&log),
             },
             label,
             &mut self.progress,
             self.gpu.as_ref(),
         )
         .map_err(|err| Error::io(format!("cannot run `{}`", spec.run), err))?;
-        match measured {
-            Some(measurement) => self.measured(n, repeat, measurement),
-            None => Ok(State::Stop(Stop::Interrupted)),
+        let Some(mut measurement) = measured else {
+            return Ok(State::Stop(Stop::Interrupted));
+        };
+        if let Some(reason) = self.changed_by("the run")? {
+            measurement.failure = Some(reason);
+            measurement.metric = None;
         }
+        self.measured(n, repeat, measurement)
     }
 
     fn measured(&mut self, n: u64, repeat: u32, measurement: Measurement) -> Result<State, Error> {
@@ -711,7 +794,7 @@ impl Session {
                 grace: self.pipeline.experiment.grace,
                 budget: limit,
                 metric: &spec,
-                log_name: &format!(".arun/{}/logs/{n}.held-out.log", self.history.tag),
+                log_name: &self.shown(&log),
             },
             format!("{} #{n} held-out check", self.history.tag),
             &mut self.progress,
@@ -756,10 +839,11 @@ impl Session {
             Status::Keep => oid(experiment.commit.as_deref().unwrap_or_default())?,
             Status::Discard | Status::Crash => oid(self.history.branch_tip())?,
         };
-        self.git.reset_hard(&branch, tip)?;
-        self.clean_at = Some((branch, tip));
-        results::append(&self.results, self.pipeline.metric.name(), &experiment)
-            .map_err(|err| Error::io(format!("cannot write `{}`", self.results.display()), err))?;
+        self.clean(branch, tip)?;
+        for table in [self.run.results(), self.view.clone()] {
+            results::append(&table, self.pipeline.metric.name(), &experiment)
+                .map_err(|err| Error::io(format!("cannot write `{}`", table.display()), err))?;
+        }
         self.learn(&experiment, status);
         if status == Status::Crash
             && let Some(decision) = &experiment.decision
@@ -820,7 +904,7 @@ impl Session {
             experiment.n,
             short_commit(experiment)
         );
-        let file = crate::learnings::path(self.git.workdir());
+        let file = crate::learnings::path(&self.root);
         if let Err(err) = crate::learnings::append(&file, &key, &text) {
             self.progress
                 .note(&format!("arun: cannot write `{}`: {err}", file.display()));
@@ -841,9 +925,8 @@ impl Session {
             },
         };
         self.record_event(event)?;
-        let tip = oid(self.history.branch_tip())?;
-        self.git
-            .reset_hard(&Head::Branch(self.history.branch.clone()), tip)?;
+        let (head, tip) = setup::head_on_branch(&self.history)?;
+        self.clean(head, tip)?;
 
         let why = match &stop {
             Stop::Interrupted => "interrupted".to_string(),
@@ -877,6 +960,8 @@ impl Session {
         let Ok(context) = self.prompt_context(&best) else {
             return Vec::new();
         };
+        let scratch = self.run.agent_scratch();
+        let _ = std::fs::create_dir_all(&scratch);
         let request = Request {
             n: self.history.next_number(),
             task: Task::Propose,
@@ -884,16 +969,23 @@ impl Session {
             history: &self.history,
             context: &context,
             repo: self.git.workdir(),
-            prompt_file: self.dir.join("prompts").join("summary.md"),
-            transcript: self.dir.join("agents").join("summary.log"),
-            run_dir: &self.dir,
+            prompt_file: self.run.prompts().join("summary.md"),
+            transcript: self.run.agents().join("summary.log"),
+            run_dir: &scratch,
+        };
+        let Ok((head, tip)) = setup::head_on_branch(&self.history) else {
+            return Vec::new();
+        };
+        let Ok(before) = Snapshot::take(&self.git) else {
+            return Vec::new();
         };
         let ideas = self.proposer.next_ideas(&request);
         // Whatever the proposer touched while thinking is not part of the run.
-        if let Ok(tip) = oid(self.history.branch_tip()) {
-            let _ = self
-                .git
-                .reset_hard(&Head::Branch(self.history.branch.clone()), tip);
+        let _ = self.restore_run_files();
+        if let Err(err) = scope::undo_all(&self.git, &head, tip, &before) {
+            self.progress.note(&format!(
+                "arun: cannot undo what the proposer changed: {err}"
+            ));
         }
         ideas
     }
@@ -901,20 +993,29 @@ impl Session {
     /// Puts HEAD and the work tree at `commit`, unless they are known to be there already.
     fn place(&mut self, head: Head, commit: Oid) -> Result<(), Error> {
         if self.clean_at.as_ref() != Some(&(head.clone(), commit)) {
-            self.git.reset_hard(&head, commit)?;
+            self.clean(head, commit)?;
         }
+        Ok(())
+    }
+
+    /// Puts HEAD and the work tree at `commit`: tracked files as committed, untracked files
+    /// that were not there when the run started removed (what a build or a run left). Ignored
+    /// files stay: caches, build output, data.
+    fn clean(&mut self, head: Head, commit: Oid) -> Result<(), Error> {
+        self.git.reset_hard(&head, commit)?;
+        scope::remove_untracked_except(&self.git, &self.history.untracked)?;
         self.clean_at = Some((head, commit));
         Ok(())
     }
 
     fn record_event(&mut self, event: Event) -> Result<(), Error> {
-        self.journal.append(&event).map_err(|err| {
+        let stored = self.journal.append(&event).map_err(|err| {
             Error::io(
                 format!("cannot write `{}`", self.journal.path().display()),
                 err,
             )
         })?;
-        self.history.push(event);
+        self.history.push(stored);
         Ok(())
     }
 
@@ -935,11 +1036,19 @@ impl Session {
     }
 
     fn log_path(&self, n: u64, extension: &str) -> PathBuf {
-        self.dir.join("logs").join(format!("{n}.{extension}"))
+        self.run.logs().join(format!("{n}.{extension}"))
     }
 
     fn run_log(&self, n: u64, repeat: u32) -> PathBuf {
-        self.dir.join("logs").join(log_file_name(n, repeat))
+        self.run.logs().join(log_file_name(n, repeat))
+    }
+
+    /// A path as messages show it: relative to the work tree when inside it.
+    fn shown(&self, path: &std::path::Path) -> String {
+        path.strip_prefix(self.git.workdir())
+            .unwrap_or(path)
+            .display()
+            .to_string()
     }
 
     /// The cleaned end of the output of the experiment's last run (or of its build, when it
@@ -972,7 +1081,9 @@ impl Session {
     }
 }
 
-/// The step that follows the last journaled event of an unfinished experiment.
+/// The step that follows the last journaled event of an unfinished experiment. A proposal
+/// already journaled is committed, never asked for again (it was paid for); only a journal of
+/// an older version, which did not keep the edit, proposes again.
 fn resume_state(experiment: &Experiment) -> State {
     let n = experiment.n;
     if experiment.decision.is_some() {
@@ -981,6 +1092,8 @@ fn resume_state(experiment: &Experiment) -> State {
         State::Decide { n }
     } else if experiment.commit.is_some() {
         State::Build { n }
+    } else if experiment.files.is_some() || experiment.rejected.is_some() {
+        State::Commit { n }
     } else {
         State::Propose { n }
     }

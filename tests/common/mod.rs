@@ -234,8 +234,18 @@ peak_mem_mb = '^peak_mem_mb:\s*([0-9.]+)'
         std::fs::read_to_string(self.repo.join("train.py")).unwrap()
     }
 
+    /// The run store of the target, `.git/arun`.
+    pub fn store(&self) -> PathBuf {
+        self.repo.join(".git/arun")
+    }
+
+    /// The directory of the run tagged `test`.
+    pub fn run_dir(&self) -> PathBuf {
+        self.store().join("test")
+    }
+
     pub fn journal(&self) -> Vec<serde_json::Value> {
-        std::fs::read_to_string(self.repo.join(".arun/test/journal.jsonl"))
+        std::fs::read_to_string(self.run_dir().join("journal.jsonl"))
             .unwrap()
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
