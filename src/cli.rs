@@ -37,7 +37,7 @@ pub struct RunArgs {
     pub pipeline: Option<PathBuf>,
     /// Run tag, naming the branch `autoresearch/<tag>` (default: the pipeline's pattern, e.g.
     /// today's date `nov22`). An existing run with this tag is resumed.
-    #[arg(long)]
+    #[arg(long, value_parser = parse_tag)]
     pub tag: Option<String>,
     /// Continue the latest run (or the one named by `--tag`) where it stopped.
     #[arg(long)]
@@ -69,6 +69,15 @@ fn parse_budget(text: &str) -> Result<crate::config::HumanDuration, String> {
     Ok(budget)
 }
 
+/// A tag names the branch `autoresearch/<tag>`: refused here, with the rule it breaks, rather
+/// than when the run starts.
+fn parse_tag(text: &str) -> Result<String, String> {
+    match crate::config::resolve::tag_problem(text) {
+        Some(why) => Err(why),
+        None => Ok(text.to_string()),
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a pipeline (the same as `arun PIPELINE.toml`).
@@ -90,7 +99,7 @@ pub enum Command {
         #[arg(value_name = "PIPELINE.toml | RUN_DIR | results.tsv")]
         input: Option<PathBuf>,
         /// Which run of the repository (default: the latest).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_tag)]
         tag: Option<String>,
         /// Where to write the report (default: `.arun/<tag>/report.html`, or beside a results
         /// table with the extension `.html`).
@@ -105,7 +114,7 @@ pub enum Command {
         #[arg(value_name = "PIPELINE.toml | RUN_DIR | results.tsv")]
         input: Option<PathBuf>,
         /// Which run of the repository (default: the latest).
-        #[arg(long)]
+        #[arg(long, value_parser = parse_tag)]
         tag: Option<String>,
         /// How many of the last rows to show.
         #[arg(long, value_name = "N", default_value_t = 10)]

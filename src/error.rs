@@ -7,7 +7,8 @@ use crate::exit_codes;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{0}")]
+    /// Transparent: the problems are the whole message, and have no cause of their own to add.
+    #[error(transparent)]
     InvalidPipeline(#[from] InvalidPipeline),
     #[error("{context}")]
     Io {
@@ -58,21 +59,79 @@ impl Error {
     }
 }
 
-/// Prints `error: ...` then one `caused by: ...` line per source.
+/// Prints `error: ...` then one `caused by: ...` line per source, leaving out a cause whose text
+/// is already printed (an error that quotes its source).
 pub fn report(error: &Error, out: &mut impl Write) {
-    let _ = match error {
+    let mut printed = match error {
         // Each problem already names its file and line; print them as they are.
         Error::InvalidPipeline(invalid) => {
             for diagnostic in &invalid.diagnostics {
                 let _ = writeln!(out, "error: {diagnostic}");
             }
-            Ok(())
+            error.to_string()
         }
-        _ => writeln!(out, "error: {error}"),
+        _ => {
+            let text = error.to_string();
+            let _ = writeln!(out, "error: {text}");
+            text
+        }
     };
     let mut source = std::error::Error::source(error);
     while let Some(cause) = source {
-        let _ = writeln!(out, "caused by: {cause}");
+        let text = cause.to_string();
+        if !printed.contains(&text) {
+            let _ = writeln!(out, "caused by: {text}");
+            printed.push('\n');
+            printed.push_str(&text);
+        }
         source = cause.source();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::*;
+    use crate::config::{Diagnostic, KeyPath};
+
+    fn reported(error: &Error) -> String {
+        let mut out = Vec::new();
+        report(error, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn an_invalid_pipeline_prints_each_problem_once() {
+        let diagnostic = |line, message: &str| Diagnostic {
+            file: PathBuf::from("p.toml"),
+            position: Some((line, 1)),
+            key: KeyPath::parse("experiment.budget"),
+            message: message.to_string(),
+        };
+        let error = Error::from(InvalidPipeline {
+            file: PathBuf::from("p.toml"),
+            diagnostics: vec![diagnostic(3, "first"), diagnostic(9, "second")],
+        });
+        assert_eq!(
+            reported(&error),
+            "error: p.toml:3:1: experiment.budget: first\n\
+             error: p.toml:9:1: experiment.budget: second\n"
+        );
+    }
+
+    #[test]
+    fn a_cause_is_printed_unless_the_error_already_says_it() {
+        let denied = || std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let error = Error::io("cannot write `results.tsv`", denied());
+        assert_eq!(
+            reported(&error),
+            "error: cannot write `results.tsv`\ncaused by: denied\n"
+        );
+        let error = Error::io("cannot write `results.tsv`: denied", denied());
+        assert_eq!(
+            reported(&error),
+            "error: cannot write `results.tsv`: denied\n"
+        );
     }
 }

@@ -1,10 +1,16 @@
 //! Prompt templates (minijinja): the built-in ones from `templates/`, per-pipeline overrides, the
 //! context they are rendered with, and strict rendering (an unknown variable is an error).
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
+
+/// The most of the pipeline's `description` a prompt shows; validation refuses longer ones.
+pub const DESCRIPTION_MAX_BYTES: usize = 4 * 1024;
+/// The most of the pipeline's instructions a prompt shows; validation refuses longer ones.
+pub const INSTRUCTIONS_MAX_BYTES: usize = 64 * 1024;
 
 /// Which prompt a template produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,9 +93,37 @@ impl Template {
         env.add_template(&name, &self.source).map_err(describe)?;
         let template = env.get_template(&name).map_err(describe)?;
         template
-            .render(minijinja::value::Serde(context))
+            .render(minijinja::value::Serde(bounded(context)))
             .map_err(describe)
     }
+}
+
+/// `context` with the text the user wrote cut to its limit. Validation already refuses longer
+/// text; this keeps a pipeline resolved some other way from sending a prompt of any size.
+fn bounded(context: &PromptContext) -> Cow<'_, PromptContext> {
+    let over = context.pipeline.description.len() > DESCRIPTION_MAX_BYTES
+        || context.instructions.len() > INSTRUCTIONS_MAX_BYTES;
+    if !over {
+        return Cow::Borrowed(context);
+    }
+    let mut context = context.clone();
+    cut(&mut context.pipeline.description, DESCRIPTION_MAX_BYTES);
+    cut(&mut context.instructions, INSTRUCTIONS_MAX_BYTES);
+    Cow::Owned(context)
+}
+
+/// Cuts `text` to at most `limit` bytes, at a character boundary, saying that it was cut.
+fn cut(text: &mut String, limit: usize) {
+    const MARK: &str = "\n[cut: the rest is over the limit]";
+    if text.len() <= limit {
+        return;
+    }
+    let mut end = limit.saturating_sub(MARK.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(MARK);
 }
 
 /// The `fence` filter: `{{ text | fence }}`, or `{{ text | fence("diff") }}` with a language.
@@ -219,6 +253,8 @@ pub struct FileText {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CrashInfo {
+    /// Number of the experiment that crashed (the one being fixed).
+    pub experiment: u64,
     pub reason: String,
     pub diff: String,
     pub log_tail: String,
@@ -294,6 +330,7 @@ impl PromptContext {
                         out of memory (exit status 1))"
                 .to_string(),
             crash: Some(CrashInfo {
+                experiment: 2,
                 reason: "exit status 1".to_string(),
                 diff: "-LR = 0.04\n+LR = 0.4\n".to_string(),
                 log_tail: "FAIL\n".to_string(),
@@ -343,5 +380,52 @@ mod tests {
         let err = template.render(&PromptContext::sample()).unwrap_err();
         assert!(err.starts_with("template `mine.j2` line 2: "), "{err}");
         assert!(err.contains("undefined"), "{err}");
+    }
+
+    #[test]
+    fn fix_crash_names_the_experiment_that_crashed() {
+        let context = PromptContext::sample();
+        assert_eq!(context.experiment, 3, "the fix attempt's own number");
+        let text = Template::builtin(TemplateKind::FixCrash)
+            .render(&context)
+            .unwrap();
+        assert!(
+            text.starts_with("Experiment 2 on `sample` crashed: exit status 1."),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn user_text_is_bounded_in_every_prompt() {
+        let mut context = PromptContext::sample();
+        context.pipeline.description = "é".repeat(3 * DESCRIPTION_MAX_BYTES);
+        context.instructions = "ü".repeat(3 * INSTRUCTIONS_MAX_BYTES);
+        let user = Template {
+            kind: TemplateKind::Propose,
+            path: Some(PathBuf::from("mine.j2")),
+            source: "{{ pipeline.description }}|{{ instructions }}".to_string(),
+        };
+        let text = user.render(&context).unwrap();
+        let (description, instructions) = text.split_once('|').unwrap();
+        assert!(
+            description.len() <= DESCRIPTION_MAX_BYTES,
+            "{}",
+            description.len()
+        );
+        assert!(
+            instructions.len() <= INSTRUCTIONS_MAX_BYTES,
+            "{}",
+            instructions.len()
+        );
+        assert!(description.ends_with("[cut: the rest is over the limit]"));
+        for kind in TemplateKind::ALL {
+            let text = Template::builtin(kind).render(&context).unwrap();
+            assert!(
+                text.len() < DESCRIPTION_MAX_BYTES + INSTRUCTIONS_MAX_BYTES + 16 * 1024,
+                "{}: {} bytes",
+                kind.key(),
+                text.len()
+            );
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The presets against the real coding-agent CLIs, when they are installed (`.ci/run` installs
 //! them from npm and PyPI into `$ARUN_AGENT_TOOLS`; each test is skipped with its reason when
-//! its tool is missing).
+//! its tool is missing, except under `CI=true`, where a missing tool fails it).
 //!
 //! - Each preset's command line is accepted by the real tool: it fails for lack of credentials
 //!   or network, never for an unknown option (and the same tool given an unknown option does
@@ -44,10 +44,22 @@ fn find(tool: &str) -> Option<PathBuf> {
         .find(|file| file.is_file())
 }
 
-/// The tool's path, or `None` after printing why the test is skipped.
+/// Whether this is CI (`CI=true`, as CI services and `.ci/run`'s caller set it).
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false" && value != "0")
+}
+
+/// The tool's path, or `None` after printing why the test is skipped. In CI, where `.ci/run`
+/// installs every tool and fails when it cannot, a missing tool fails the test instead: a green
+/// CI must mean the real CLIs were exercised.
 fn installed(tool: &str) -> Option<PathBuf> {
     let found = find(tool);
     if found.is_none() {
+        assert!(
+            !in_ci(),
+            "`{tool}` is not installed (neither in $ARUN_AGENT_TOOLS/bin nor on PATH); .ci/run \
+             installs it, and in CI its absence is a failure, not a skip"
+        );
         eprintln!(
             "skipping: `{tool}` is not installed (neither in $ARUN_AGENT_TOOLS/bin nor on PATH); \
              .ci/run installs it"

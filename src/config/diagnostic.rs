@@ -171,6 +171,27 @@ impl<'a> SourceMap<'a> {
         }
     }
 
+    /// The key path of the innermost value whose text holds byte `offset`, when the document
+    /// parsed that far (an integer too large for TOML still parses: it is read lazily).
+    pub fn key_at(&self, offset: usize) -> Option<KeyPath> {
+        fn search(value: &Spanned<DeValue>, offset: usize, path: KeyPath) -> Option<KeyPath> {
+            match value.get_ref() {
+                DeValue::Table(table) => table
+                    .iter()
+                    .find_map(|(key, value)| search(value, offset, path.key(key.get_ref()))),
+                DeValue::Array(array) => array
+                    .iter()
+                    .enumerate()
+                    .find_map(|(i, value)| search(value, offset, path.index(i))),
+                _ => value.span().contains(&offset).then_some(path),
+            }
+        }
+        let root = self.root.as_ref()?;
+        root.get_ref()
+            .iter()
+            .find_map(|(key, value)| search(value, offset, KeyPath::root().key(key.get_ref())))
+    }
+
     /// The span of the deepest part of `path` present in the document: a missing key is reported
     /// at the table that should hold it, a missing top-level key at the start of the file.
     fn span(&self, path: &KeyPath, at_key: bool) -> Option<Range<usize>> {
@@ -210,11 +231,34 @@ impl<'a> SourceMap<'a> {
     }
 
     fn line_col(&self, offset: usize) -> (usize, usize) {
-        let before = &self.text[..offset.min(self.text.len())];
-        let line = before.matches('\n').count() + 1;
-        let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        let col = before[line_start..].chars().count() + 1;
-        (line, col)
+        line_col(self.text, offset)
+    }
+}
+
+/// The 1-based line and column (in characters) of byte `offset` of `text`; an offset past the
+/// end is the end, one inside a character is that character.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let mut end = offset.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let before = &text[..end];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let col = before[line_start..].chars().count() + 1;
+    (line, col)
+}
+
+/// A byte count as limits are written in messages: `1 MiB`, `64 KiB`, `300 bytes`.
+pub fn size(bytes: usize) -> String {
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * 1024;
+    if bytes >= MIB && bytes.is_multiple_of(MIB) {
+        format!("{} MiB", bytes / MIB)
+    } else if bytes >= KIB && bytes.is_multiple_of(KIB) {
+        format!("{} KiB", bytes / KIB)
+    } else {
+        format!("{bytes} bytes")
     }
 }
 

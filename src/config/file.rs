@@ -12,7 +12,7 @@ use super::duration::HumanDuration;
 use crate::metric::{Goal, MemoryUnit};
 
 /// An arun pipeline: what to edit, how to run one experiment, how to read and judge its metric,
-/// who proposes the edits, and when to stop.
+/// who proposes the edits, and when to stop. The file may be at most 1 MiB.
 #[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 #[schemars(title = "arun pipeline")]
@@ -22,6 +22,7 @@ pub struct PipelineFile {
     #[serde(default)]
     pub name: Option<String>,
     /// One or two sentences on what this pipeline optimises; shown to agents and in reports.
+    /// At most 4 KiB.
     #[serde(default)]
     pub description: Option<String>,
     /// The git repository under experiment and which of its files may change.
@@ -255,10 +256,12 @@ pub struct Proposer {
     /// Which proposer runs; its settings are in the section of the same name. Sections of other
     /// kinds may stay in the file, so switching is a one-word change.
     pub kind: ProposerKind,
-    /// The research instructions given to an agent (like autoresearch's program.md).
+    /// The research instructions given to an agent (like autoresearch's program.md). At most
+    /// 64 KiB.
     #[serde(default)]
     pub instructions: Option<String>,
     /// A file holding the instructions, relative to the pipeline file; instead of `instructions`.
+    /// At most 64 KiB.
     #[serde(default)]
     pub instructions_file: Option<String>,
     /// How long one proposal may take before the proposer is stopped. Default: `20m`.

@@ -5,11 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
-use super::diagnostic::Problem;
+use super::diagnostic::{Problem, size};
 use super::file::{self, PipelineFile, ProposerKind};
 use crate::knobs::{Domain, Knob, edit};
 use crate::metric::{Capture, MetricSpec};
-use crate::prompt::{PromptContext, PromptTemplates, Template, TemplateKind};
+use crate::prompt::{
+    DESCRIPTION_MAX_BYTES, INSTRUCTIONS_MAX_BYTES, PromptContext, PromptTemplates, Template,
+    TemplateKind,
+};
 
 /// Environment variables never passed to experiments, whatever the pipeline says.
 pub const DEFAULT_SCRUB_ENV: [&str; 4] =
@@ -156,6 +159,17 @@ pub fn resolve(raw: PipelineFile, file: &Path) -> Result<Pipeline, Vec<Problem>>
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "pipeline".to_string())
     });
+    if let Some(description) = &raw.description
+        && description.len() > DESCRIPTION_MAX_BYTES
+    {
+        problems.push(Problem::at(
+            "description",
+            format!(
+                "{}; keep it to a sentence or two and put the detail in `proposer.instructions`",
+                over_limit(description.len(), DESCRIPTION_MAX_BYTES)
+            ),
+        ));
+    }
     let target = resolve_target(&raw.target, &base, &mut problems);
     let preflight = raw
         .preflight
@@ -209,6 +223,8 @@ fn resolve_target(raw: &file::Target, base: &Path, problems: &mut Vec<Problem>) 
                 repo.display()
             ),
         ));
+    } else if repo_exists && let Some(why) = no_commit(&repo) {
+        problems.push(Problem::at("target.repo", why));
     }
     if template.is_some() && raw.clone.is_some() {
         problems.push(Problem::at(
@@ -216,8 +232,10 @@ fn resolve_target(raw: &file::Target, base: &Path, problems: &mut Vec<Problem>) 
             "set `template` or `clone`, not both: each creates the repository",
         ));
     }
+    // The template only matters while the repository does not exist: once created from it,
+    // the template may be gone (`arun status` and `arun report` then still read the run).
     match &template {
-        Some(dir) if !dir.is_dir() => problems.push(Problem::at(
+        Some(dir) if !repo_exists && !dir.is_dir() => problems.push(Problem::at(
             "target.template",
             format!("template directory `{}` does not exist", dir.display()),
         )),
@@ -292,6 +310,43 @@ fn resolve_target(raw: &file::Target, base: &Path, problems: &mut Vec<Problem>) 
         editable,
         read_only,
         context,
+    }
+}
+
+/// Why the existing repository at `repo` cannot be run on because it has no commit yet (the
+/// run branches from HEAD), or `None`.
+fn no_commit(repo: &Path) -> Option<String> {
+    let opened = match git2::Repository::open(repo) {
+        Ok(opened) => opened,
+        Err(err) => {
+            return Some(format!(
+                "cannot open the git repository `{}`: {}",
+                repo.display(),
+                err.message()
+            ));
+        }
+    };
+    match opened.head() {
+        Err(err) if err.code() == git2::ErrorCode::UnbornBranch => Some(format!(
+            "the git repository `{}` has no commit yet; commit something first, e.g. `git -C \
+             {} add -A && git -C {} commit -m start`",
+            repo.display(),
+            shell_word(&repo.display().to_string()),
+            shell_word(&repo.display().to_string()),
+        )),
+        _ => None,
+    }
+}
+
+/// `text` quoted for `sh` when it needs it.
+fn shell_word(text: &str) -> String {
+    if text
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "/._-+:@%".contains(c))
+    {
+        text.to_string()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
     }
 }
 
@@ -542,11 +597,34 @@ fn resolve_proposer(
             ));
             String::new()
         }
-        (Some(text), None) => text.clone(),
+        (Some(text), None) => {
+            if text.len() > INSTRUCTIONS_MAX_BYTES {
+                problems.push(Problem::at(
+                    "proposer.instructions",
+                    format!(
+                        "{}; {SHORTEN_INSTRUCTIONS}",
+                        over_limit(text.len(), INSTRUCTIONS_MAX_BYTES)
+                    ),
+                ));
+            }
+            text.clone()
+        }
         (None, Some(path)) => {
             let full = normalize(&base.join(path));
-            match std::fs::read_to_string(&full) {
-                Ok(text) => text,
+            match read_bounded(&full, INSTRUCTIONS_MAX_BYTES) {
+                Ok(Some(text)) => text,
+                Ok(None) => {
+                    problems.push(Problem::at(
+                        "proposer.instructions-file",
+                        format!(
+                            "`{}` is larger than {}, the most instructions may be; \
+                             {SHORTEN_INSTRUCTIONS}",
+                            full.display(),
+                            size(INSTRUCTIONS_MAX_BYTES)
+                        ),
+                    ));
+                    String::new()
+                }
                 Err(err) => {
                     problems.push(Problem::at(
                         "proposer.instructions-file",
@@ -598,6 +676,34 @@ fn resolve_proposer(
         templates,
     };
     (problems.len() == before).then_some(spec)
+}
+
+/// What to do with instructions over `INSTRUCTIONS_MAX_BYTES`.
+const SHORTEN_INSTRUCTIONS: &str =
+    "every prompt carries them, and the agent needs room for the files: shorten them";
+
+/// "is 5000 bytes, over the limit of 4 KiB".
+fn over_limit(len: usize, limit: usize) -> String {
+    format!("is {len} bytes, over the limit of {}", size(limit))
+}
+
+/// The text of `path`, or `None` when it is longer than `limit` bytes (found without reading
+/// more than that).
+fn read_bounded(path: &Path, limit: usize) -> std::io::Result<Option<String>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(limit as u64 + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() > limit {
+        return Ok(None);
+    }
+    String::from_utf8(bytes).map(Some).map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "it is not valid UTF-8; save it as UTF-8",
+        )
+    })
 }
 
 /// Checks the `[[knob]]`s and, where the repository (or its template) is there to look in, that
@@ -709,13 +815,14 @@ fn resolve_limits(raw: &file::Limits, name: &str, problems: &mut Vec<Problem>) -
         .clone()
         .unwrap_or_else(|| "{month}{day}".to_string());
     match expand_tag(&tag_pattern, name, 2026, 11, 22) {
-        Ok(tag) if !valid_tag(&tag) => problems.push(Problem::at(
-            "limits.tag",
-            format!(
-                "`{tag_pattern}` gives `{tag}`; a tag may only use letters, digits, `-`, `_` and `.`"
-            ),
-        )),
-        Ok(_) => {}
+        Ok(tag) => {
+            if let Some(why) = tag_problem(&tag) {
+                problems.push(Problem::at(
+                    "limits.tag",
+                    format!("`{tag_pattern}` gives `{tag}`; {why}"),
+                ));
+            }
+        }
         Err(message) => problems.push(Problem::at("limits.tag", message)),
     }
     let results = raw
@@ -780,13 +887,43 @@ pub fn expand_tag(
 
 /// A tag becomes part of a branch and ref names, so it keeps to a safe alphabet.
 pub fn valid_tag(tag: &str) -> bool {
-    !tag.is_empty()
-        && !tag.starts_with('.')
-        && !tag.ends_with(".lock")
-        && !tag.contains("..")
-        && tag
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    tag_problem(tag).is_none()
+}
+
+/// Why `tag` cannot name a run (its branch is `autoresearch/<tag>`), or `None` when it can.
+pub fn tag_problem(tag: &str) -> Option<String> {
+    const GIT: &str = "git does not allow it in a branch name";
+    if tag.is_empty() {
+        return Some("a tag must not be empty".to_string());
+    }
+    if let Some(c) = tag
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        let shown = match c {
+            ' ' => "a space".to_string(),
+            '`' => "a backtick".to_string(),
+            c if c.is_control() || c.is_whitespace() => {
+                format!("the character U+{:04X}", u32::from(c))
+            }
+            c => format!("`{c}`"),
+        };
+        return Some(format!(
+            "{shown} is not allowed in a tag; use only letters, digits, `-`, `_` and `.`"
+        ));
+    }
+    let rule = if tag.starts_with('.') {
+        "must not start with `.`"
+    } else if tag.contains("..") {
+        "must not contain `..`"
+    } else if tag.ends_with(".lock") {
+        "must not end with `.lock`"
+    } else if tag.ends_with('.') {
+        "must not end with `.`"
+    } else {
+        return None;
+    };
+    Some(format!("a tag {rule}: {GIT}"))
 }
 
 /// `*` matches any run of characters; everything else matches itself.
@@ -881,6 +1018,50 @@ mod tests {
         assert!(valid_tag("nov22"));
         assert!(!valid_tag("nov 22"));
         assert!(!valid_tag("a..b"));
+    }
+
+    #[test]
+    fn a_bad_tag_is_told_why() {
+        let cases = [
+            ("nov22", None),
+            ("-a_b.c", None),
+            ("", Some("a tag must not be empty")),
+            (
+                "bad..tag",
+                Some("a tag must not contain `..`: git does not allow it in a branch name"),
+            ),
+            (
+                ".hidden",
+                Some("a tag must not start with `.`: git does not allow it in a branch name"),
+            ),
+            (
+                "run.lock",
+                Some("a tag must not end with `.lock`: git does not allow it in a branch name"),
+            ),
+            (
+                "run.",
+                Some("a tag must not end with `.`: git does not allow it in a branch name"),
+            ),
+            (
+                "nov/22",
+                Some("`/` is not allowed in a tag; use only letters, digits, `-`, `_` and `.`"),
+            ),
+            (
+                "nov 22",
+                Some("a space is not allowed in a tag; use only letters, digits, `-`, `_` and `.`"),
+            ),
+            (
+                "a\tb",
+                Some(
+                    "the character U+0009 is not allowed in a tag; use only letters, digits, \
+                     `-`, `_` and `.`",
+                ),
+            ),
+        ];
+        for (tag, expected) in cases {
+            assert_eq!(tag_problem(tag).as_deref(), expected, "{tag:?}");
+            assert_eq!(valid_tag(tag), expected.is_none(), "{tag:?}");
+        }
     }
 
     #[test]

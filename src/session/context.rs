@@ -144,6 +144,7 @@ impl Session {
             DIFF_BYTES,
         )?;
         Ok(prompt::CrashInfo {
+            experiment: crashed.n,
             reason: crashed
                 .decision
                 .as_ref()
