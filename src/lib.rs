@@ -22,6 +22,7 @@ pub mod report;
 pub mod results;
 pub mod schema;
 pub mod search;
+pub mod secrets;
 pub mod session;
 pub mod status;
 pub mod summary;
