@@ -23,6 +23,7 @@ pub mod results;
 pub mod schema;
 pub mod scope;
 pub mod search;
+pub mod secrets;
 pub mod session;
 pub mod status;
 pub mod store;

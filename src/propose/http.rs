@@ -2,6 +2,10 @@
 //! server, Ollama) answers the prompt with SEARCH/REPLACE blocks, which arun applies itself
 //! (`edit.rs`). An edit that does not apply goes back to the model with the error and the
 //! nearest lines of the file, a bounded number of times; then the experiment is a crash.
+//!
+//! The API key is registered as a secret when the proposer is built, and everything this module
+//! writes or returns (transcript, errors, descriptions) is redacted: a server may echo the key in
+//! an error body.
 
 use std::io::Write;
 use std::path::Path;
@@ -11,15 +15,20 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{Proposal, ProposeError, Proposer, Request, Tokens};
+use crate::edit::Scope;
 use crate::exec::{self, Watch};
 use crate::prompt::TemplateKind;
+use crate::secrets;
 
 /// How long the model may take to list next ideas when the run stops.
 const IDEAS_TIMEOUT: Duration = Duration::from_secs(120);
 /// Largest answer body read from the server.
 const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
-/// Editable files up to this many lines in all may also be answered as whole files.
+/// Editable files up to this many lines in all may also be answered as whole files (those the
+/// prompt showed whole).
 const WHOLE_FILE_LINES: usize = 300;
+/// Descriptions longer than this are cut; they are one line of a table (as the agent's are).
+const MAX_DESCRIPTION: usize = 200;
 
 pub struct Settings {
     /// Up to `/v1`, without a trailing slash.
@@ -32,8 +41,11 @@ pub struct Settings {
 
 pub struct HttpModel {
     settings: Settings,
-    /// Read once from `api_key_env`; only ever sent in the Authorization header.
+    /// Read once from `api_key_env`; only ever sent in the Authorization header, and registered
+    /// as a secret so that nothing arun writes shows it.
     api_key: Option<String>,
+    /// Whether the run was told that the server reports no usage, so `max-tokens` cannot work.
+    warned_no_usage: bool,
 }
 
 impl HttpModel {
@@ -50,7 +62,27 @@ impl HttpModel {
                 }
             },
         };
-        Ok(HttpModel { settings, api_key })
+        if let Some(key) = &api_key {
+            secrets::register(key);
+        }
+        Ok(HttpModel {
+            settings,
+            api_key,
+            warned_no_usage: false,
+        })
+    }
+
+    /// Says once per run that `[limits] max-tokens` is set but cannot trip: the server reports
+    /// no usage, so every proposal counts as 0 tokens.
+    fn warn_no_usage(&mut self, request: &Request) {
+        if self.warned_no_usage || request.pipeline.limits.max_tokens.is_none() {
+            return;
+        }
+        self.warned_no_usage = true;
+        eprintln!(
+            "arun: warning: the model server reports no token usage; [limits] max-tokens cannot \
+             be enforced"
+        );
     }
 
     fn url(&self) -> String {
@@ -88,24 +120,25 @@ impl HttpModel {
                 Ok(answer) => break answer,
                 Err(mpsc::RecvTimeoutError::Timeout) => watch.tick(started.elapsed(), 0),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return Err(ProposeError::Failed(
+                    return Err(failed(
                         "the HTTP request ended without an answer".to_string(),
                     ));
                 }
             }
         };
-        let (status, text) = answer.map_err(|err| {
-            ProposeError::Failed(format!("cannot reach the model at `{}`: {err}", self.url()))
-        })?;
+        let (status, text) = answer
+            .map_err(|err| failed(format!("cannot reach the model at `{}`: {err}", self.url())))?;
+        // The body may echo the key (some servers quote the header they refused).
+        let text = secrets::redact(&text);
         if !(200..300).contains(&status) {
-            return Err(ProposeError::Failed(format!(
+            return Err(failed(format!(
                 "the model server at `{}` answered HTTP {status}: {}",
                 self.url(),
                 snippet(&text)
             )));
         }
         let value: Value = serde_json::from_str(&text).map_err(|err| {
-            ProposeError::Failed(format!(
+            failed(format!(
                 "the model server's answer is not JSON ({err}): {}",
                 snippet(&text)
             ))
@@ -114,25 +147,44 @@ impl HttpModel {
             .pointer("/choices/0/message/content")
             .and_then(Value::as_str)
             .ok_or_else(|| {
-                ProposeError::Failed(format!(
+                failed(format!(
                     "the model server's answer has no `choices[0].message.content`: {}",
                     snippet(&text)
                 ))
             })?;
-        let tokens = value.get("usage").map(|usage| Tokens {
-            input: usage
-                .get("prompt_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-            output: usage
-                .get("completion_tokens")
-                .and_then(Value::as_u64)
-                .unwrap_or(0),
-        });
+        let tokens = usage_tokens(value.get("usage"));
         for line in content.lines() {
             watch.line(line);
         }
         Ok((content.to_string(), tokens))
+    }
+}
+
+/// A failed proposal whose reason shows no secret.
+fn failed(reason: String) -> ProposeError {
+    ProposeError::Failed(secrets::redact(&reason).into_owned())
+}
+
+/// The tokens a completion's `usage` reports: `prompt_tokens` in, `completion_tokens` out. A
+/// part that is missing is what `total_tokens` leaves of the other, so a server that reports only
+/// the total has it all counted as input; `[limits] max-tokens` counts it either way. `None`
+/// when the server reports none of the three.
+fn usage_tokens(usage: Option<&Value>) -> Option<Tokens> {
+    let count = |key: &str| usage.and_then(|u| u.get(key)).and_then(Value::as_u64);
+    let (input, output) = (count("prompt_tokens"), count("completion_tokens"));
+    match count("total_tokens") {
+        None if input.is_none() && output.is_none() => None,
+        None => Some(Tokens {
+            input: input.unwrap_or(0),
+            output: output.unwrap_or(0),
+        }),
+        Some(total) => {
+            let input = input.unwrap_or_else(|| total.saturating_sub(output.unwrap_or(0)));
+            Some(Tokens {
+                input,
+                output: output.unwrap_or_else(|| total.saturating_sub(input)),
+            })
+        }
     }
 }
 
@@ -171,14 +223,9 @@ fn snippet(text: &str) -> String {
     }
 }
 
-/// What the model is told about answering, besides the prompt itself.
-fn system_prompt(request: &Request) -> String {
-    let editable = &request.pipeline.target.editable;
-    let files = editable
-        .iter()
-        .map(|p| format!("`{p}`"))
-        .collect::<Vec<_>>()
-        .join(", ");
+/// Whether whole files may be offered: the editable files as the prompt shows them have
+/// [`WHOLE_FILE_LINES`] lines or fewer in all.
+fn short_enough_for_whole_files(request: &Request) -> bool {
     let lines: usize = request
         .context
         .files
@@ -186,6 +233,33 @@ fn system_prompt(request: &Request) -> String {
         .iter()
         .map(|f| f.content.lines().count())
         .sum();
+    lines <= WHOLE_FILE_LINES
+}
+
+/// The editable files the prompt showed only in part (cut to keep it bounded).
+fn shown_in_part(request: &Request) -> Vec<String> {
+    request
+        .context
+        .files
+        .editable
+        .iter()
+        .filter(|f| f.truncated)
+        .map(|f| f.path.clone())
+        .collect()
+}
+
+fn list<'a>(paths: impl IntoIterator<Item = &'a String>) -> String {
+    paths
+        .into_iter()
+        .map(|p| format!("`{p}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// What the model is told about answering, besides the prompt itself.
+fn system_prompt(request: &Request, scope: &Scope) -> String {
+    let editable = &request.pipeline.target.editable;
+    let files = list(editable);
     let example = editable.first().map(String::as_str).unwrap_or("train.py");
     let mut text = format!(
         "You propose code changes for an automated research loop. You cannot run commands; the \
@@ -203,11 +277,18 @@ fn system_prompt(request: &Request) -> String {
          whole lines of the file exactly, enough of them to match one place only; keep it \
          short, a few lines around the change. Use one block per place you change."
     );
-    if lines <= WHOLE_FILE_LINES {
+    let whole: Vec<&String> = editable.iter().filter(|p| scope.may_be_whole(p)).collect();
+    if !whole.is_empty() {
         text.push_str(
             "\n\nInstead of blocks you may give a whole new file: its path on a line of its own, \
-             then its complete new content in one fenced code block.",
+             then its complete new content in one fenced code block, never a part of it.",
         );
+        if whole.len() < editable.len() {
+            text.push_str(&format!(
+                " Only these files may be given whole: {}.",
+                list(whole.iter().copied())
+            ));
+        }
     }
     text
 }
@@ -227,20 +308,31 @@ impl Transcript {
         Transcript(std::fs::File::create(path).ok())
     }
 
+    /// Appends a section, with any secret redacted.
     fn write(&mut self, heading: &str, text: &str) {
         if let Some(file) = &mut self.0 {
-            let _ = writeln!(file, "## {heading}\n\n{text}\n");
+            let _ = writeln!(file, "## {heading}\n\n{}\n", secrets::redact(text));
         }
     }
 }
 
-/// The `DESCRIPTION:` line of an answer, the last one winning.
+/// The `DESCRIPTION:` line of an answer outside its reasoning sections, the last one winning,
+/// cut to [`MAX_DESCRIPTION`] characters.
 fn description(answer: &str) -> Option<String> {
-    answer
+    crate::edit::without_reasoning(answer)
         .lines()
         .filter_map(|l| l.trim().strip_prefix("DESCRIPTION:"))
-        .map(crate::results::one_line)
+        .map(clip)
         .rfind(|d| !d.is_empty())
+}
+
+/// One line of at most [`MAX_DESCRIPTION`] characters, with no secret in it.
+fn clip(text: &str) -> String {
+    let text = crate::results::one_line(&secrets::redact(text));
+    match text.char_indices().nth(MAX_DESCRIPTION) {
+        Some((at, _)) => format!("{}...", &text[..at]),
+        None => text,
+    }
 }
 
 fn add(total: Option<Tokens>, more: Option<Tokens>) -> Option<Tokens> {
@@ -274,11 +366,16 @@ impl Proposer for HttpModel {
                 request.prompt_file.display()
             ),
         );
+        let shown_in_part = shown_in_part(request);
+        let scope = Scope {
+            editable: &request.pipeline.target.editable,
+            whole_files: short_enough_for_whole_files(request),
+            shown_in_part: &shown_in_part,
+        };
         let mut messages = vec![
-            json!({"role": "system", "content": system_prompt(request)}),
+            json!({"role": "system", "content": system_prompt(request, &scope)}),
             json!({"role": "user", "content": prompt}),
         ];
-        let editable = &request.pipeline.target.editable;
         let tries = self.settings.edit_retries + 1;
         let mut tokens = None;
         let mut last_description = None;
@@ -294,11 +391,14 @@ impl Proposer for HttpModel {
                         return Err(err);
                     }
                 };
+            if used.is_none() {
+                self.warn_no_usage(request);
+            }
             tokens = add(tokens, used);
             transcript.write(&format!("answer {attempt}"), &answer);
             let description = description(&answer);
             last_description = description.clone().or(last_description);
-            let applied = crate::edit::parse(&answer, editable)
+            let applied = crate::edit::parse(&answer, &scope)
                 .and_then(|edits| crate::edit::apply(request.repo, &edits));
             match applied {
                 Ok(changed) if !changed.is_empty() => {
@@ -310,7 +410,7 @@ impl Proposer for HttpModel {
                     });
                 }
                 Ok(_) => last_error = "the edit changes nothing in the files".to_string(),
-                Err(error) => last_error = error,
+                Err(error) => last_error = secrets::redact(&error).into_owned(),
             }
             transcript.write(&format!("edit {attempt} did not apply"), &last_error);
             messages.push(json!({"role": "assistant", "content": answer}));
@@ -351,11 +451,61 @@ impl Proposer for HttpModel {
                 answer
                     .lines()
                     .filter_map(|l| l.trim().strip_prefix("- "))
-                    .map(crate::results::one_line)
+                    .map(clip)
                     .take(10)
                     .collect()
             }
             Err(_) => Vec::new(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_counts_whatever_part_the_server_reports() {
+        let cases = [
+            (
+                json!({"prompt_tokens": 10, "completion_tokens": 2}),
+                Some((10, 2)),
+            ),
+            (
+                json!({"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}),
+                Some((10, 2)),
+            ),
+            (json!({"total_tokens": 12}), Some((12, 0))),
+            (
+                json!({"prompt_tokens": 10, "total_tokens": 12}),
+                Some((10, 2)),
+            ),
+            (
+                json!({"completion_tokens": 2, "total_tokens": 12}),
+                Some((10, 2)),
+            ),
+            (json!({"completion_tokens": 2}), Some((0, 2))),
+            (json!({}), None),
+            (json!(null), None),
+        ];
+        for (usage, expected) in cases {
+            let expected = expected.map(|(input, output)| Tokens { input, output });
+            assert_eq!(usage_tokens(Some(&usage)), expected, "{usage}");
+        }
+        assert_eq!(usage_tokens(None), None);
+    }
+
+    #[test]
+    fn descriptions_skip_reasoning_and_are_clipped_to_one_table_cell() {
+        let answer = "<think>\nDESCRIPTION: a draft\n</think>\nDESCRIPTION: lower LR\n";
+        assert_eq!(description(answer).as_deref(), Some("lower LR"));
+        assert_eq!(
+            description("<think>\nDESCRIPTION: a draft\n</think>\n"),
+            None
+        );
+        let long = format!("DESCRIPTION: {}", "word ".repeat(100));
+        let clipped = description(&long).unwrap();
+        assert_eq!(clipped.chars().count(), MAX_DESCRIPTION + 3);
+        assert!(clipped.ends_with("..."), "{clipped}");
     }
 }

@@ -11,6 +11,12 @@ problem is logged. Answers come from the script in order:
     {"model": "test-model", "api_key": "sk-test", "answers": ["text", ...], "default": "text"}
 
 After the scripted answers, `default` is repeated (or, without one, each request gets 500).
+An answer may also be an object: `{"text": TEXT, "delay": SECONDS}` answers late;
+`{"status": 401, "error": TEXT, "echo_authorization": true}` answers with that HTTP status and
+an error body whose message ends with the request's Authorization header (as some servers
+echo the key they were sent); `{"text": TEXT, "usage": USAGE}` reports USAGE instead of the
+default token counts, `null` for none at all. A script-level `"usage"` does the same for every
+answer.
 Streaming requests (`"stream": true`, as aider and litellm send) are answered as server-sent
 events. Every request is appended to SCRIPT.json.requests as one JSON line:
 {"path", "headers", "body", "problems"}.
@@ -128,15 +134,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
         else:
             self.reply(500, {"error": {"message": "the script has no more answers"}})
             return
-        if isinstance(answer, dict) and "delay" in answer:
-            time.sleep(answer["delay"])
-            answer = answer.get("text", "")
         usage = {"prompt_tokens": 1000 + index, "completion_tokens": 100, "total_tokens": 1100 + index}
+        usage = self.script.get("usage", usage)
+        if isinstance(answer, dict):
+            time.sleep(answer.get("delay", 0))
+            if "status" in answer:
+                message = answer.get("error", "scripted error")
+                if answer.get("echo_authorization"):
+                    message += f" (Authorization: {self.headers.get('Authorization')})"
+                self.reply(answer["status"], {"error": {"message": message}})
+                return
+            usage = answer.get("usage", usage)
+            answer = answer.get("text", "")
         model = body.get("model", "test-model")
         if body.get("stream"):
             self.stream(answer, model, usage)
             return
-        self.reply(200, {
+        completion = {
             "id": f"chatcmpl-{index}",
             "object": "chat.completion",
             "created": int(time.time()),
@@ -146,8 +160,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "message": {"role": "assistant", "content": answer},
                 "finish_reason": "stop",
             }],
-            "usage": usage,
-        })
+        }
+        if usage is not None:
+            completion["usage"] = usage
+        self.reply(200, completion)
 
     def anthropic(self, body, headers):
         problems = []
@@ -294,7 +310,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 "model": model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
             }
-            if with_usage:
+            if with_usage and usage is not None:
                 chunk["usage"] = usage
             self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
 
