@@ -4,6 +4,7 @@ use std::io::Write;
 
 use crate::config::InvalidPipeline;
 use crate::exit_codes;
+use crate::secrets::redact;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -66,13 +67,13 @@ pub fn report(error: &Error, out: &mut impl Write) {
         // Each problem already names its file and line; print them as they are.
         Error::InvalidPipeline(invalid) => {
             for diagnostic in &invalid.diagnostics {
-                let _ = writeln!(out, "error: {diagnostic}");
+                let _ = writeln!(out, "error: {}", redact(&diagnostic.to_string()));
             }
             error.to_string()
         }
         _ => {
             let text = error.to_string();
-            let _ = writeln!(out, "error: {text}");
+            let _ = writeln!(out, "error: {}", redact(&text));
             text
         }
     };
@@ -80,7 +81,7 @@ pub fn report(error: &Error, out: &mut impl Write) {
     while let Some(cause) = source {
         let text = cause.to_string();
         if !printed.contains(&text) {
-            let _ = writeln!(out, "caused by: {text}");
+            let _ = writeln!(out, "caused by: {}", redact(&text));
             printed.push('\n');
             printed.push_str(&text);
         }

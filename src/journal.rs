@@ -315,7 +315,8 @@ impl Journal {
 
 /// One event as its journal line, newline included, with every secret arun knows redacted.
 fn line(event: &Event) -> io::Result<String> {
-    let mut line = serde_json::to_string(event).map_err(io::Error::other)?;
+    let json = serde_json::to_string(event).map_err(io::Error::other)?;
+    let mut line = crate::secrets::redact(&json).into_owned();
     line.push('\n');
     Ok(line)
 }

@@ -76,19 +76,23 @@ impl Progress {
         }
     }
 
-    /// A message of its own on stderr, above the live line.
+    /// A message of its own on stderr, above the live line. Secrets are redacted; a stderr
+    /// that is gone (the ssh session closed) is not an error.
     pub fn note(&self, message: &str) {
+        let message = crate::secrets::redact(message);
+        let print = || {
+            let mut stderr = std::io::stderr().lock();
+            let _ = writeln!(stderr, "{message}");
+        };
         match &self.bar {
-            Some(bar) => bar.suspend(|| eprintln!("{message}")),
-            None => {
-                let mut stderr = std::io::stderr().lock();
-                let _ = writeln!(stderr, "{message}");
-            }
+            Some(bar) => bar.suspend(print),
+            None => print(),
         }
     }
 
     /// Prints a line on stdout without tearing the live line.
     pub fn data(&self, line: &str) {
+        let line = crate::secrets::redact(line);
         let print = || {
             let mut stdout = std::io::stdout().lock();
             let _ = writeln!(stdout, "{line}");

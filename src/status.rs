@@ -107,17 +107,7 @@ pub fn render(report: &Report, rows: usize, width: usize, now: f64) -> String {
             let _ = writeln!(out, "  best    no result yet");
         }
     }
-    let _ = writeln!(
-        out,
-        "  counts  {} experiments after the baseline: {} kept, {} discarded, {} crashed{}",
-        summary.experiments,
-        summary.kept,
-        summary.discarded,
-        summary.crashed,
-        summary
-            .keep_rate()
-            .map_or_else(String::new, |r| format!(" (keep rate {:.1}%)", 100.0 * r))
-    );
+    let _ = writeln!(out, "  counts  {}", summary.counts());
     if let Some(cost) = summary.cost_usd {
         let _ = writeln!(out, "  cost    ${cost:.2}");
     }
@@ -197,6 +187,7 @@ mod tests {
             metric,
             memory_gb: metric.map(|_| 44.0),
             seconds: Some(301.0),
+            build_seconds: None,
             runs: 1,
             held_out: None,
             description: format!("idea number {n} with a rather long description to cut"),

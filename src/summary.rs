@@ -5,40 +5,49 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::config::Pipeline;
-use crate::decide::Status;
 use crate::journal::{Experiment, History};
 use crate::progress::clock;
+use crate::report::{Report, seconds_text};
 
+/// The summary. `report` is the run as `arun status` and `arun report` see it, so that every
+/// output counts and times alike; `session` is how long this arun drove the run.
 pub fn render(
     history: &History,
     pipeline: &Pipeline,
+    report: &Report,
     why: &str,
-    elapsed: Duration,
+    session: Duration,
     ideas: &[String],
 ) -> String {
     let metric = pipeline.metric.name();
-    let recorded: Vec<&Experiment> = history.recorded().collect();
-    let count = |status| {
-        recorded
-            .iter()
-            .filter(|e| e.status() == Some(status))
-            .count()
-    };
+    let summary = report.summary();
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "\n== arun run `{}`: {why} after {} experiments in {} ==",
-        history.tag,
-        recorded.len(),
-        clock(elapsed)
-    );
-    let _ = writeln!(
-        out,
-        "kept {}, discarded {}, crashed {} (the baseline counts as kept)",
-        count(Status::Keep),
-        count(Status::Discard),
-        count(Status::Crash)
-    );
+    let _ = writeln!(out, "\n== arun run `{}`: {why} ==", history.tag);
+    let _ = writeln!(out, "{}", summary.counts());
+    let driving = report
+        .run
+        .as_ref()
+        .map_or(session, |run| Duration::from_secs_f64(run.active_seconds));
+    if driving.as_secs() > session.as_secs() {
+        let _ = writeln!(
+            out,
+            "time: {} driving the run, {} of it in this session",
+            clock(driving),
+            clock(session)
+        );
+    } else {
+        let _ = writeln!(out, "time: {} driving the run", clock(driving));
+    }
+    let builds: Vec<f64> = report.rows.iter().filter_map(|r| r.build_seconds).collect();
+    if let Some(longest) = builds.iter().copied().reduce(f64::max) {
+        let _ = writeln!(
+            out,
+            "builds: {}, {} in all (outside the budget), the longest {}",
+            builds.len(),
+            seconds_text(builds.iter().sum()),
+            seconds_text(longest)
+        );
+    }
     let cost = history.cost_usd();
     let tokens = history.tokens().total();
     match (cost > 0.0, tokens > 0) {

@@ -533,7 +533,7 @@ fn an_api_key_echoed_by_the_server_is_redacted_everywhere() {
         "{}",
         run.stderr()
     );
-    let mut files = walk(&target.repo.join(".arun"));
+    let mut files = walk(&target.store());
     files.push(target.repo.join("results.tsv"));
     for path in files {
         let text = String::from_utf8_lossy(&std::fs::read(&path).unwrap()).into_owned();

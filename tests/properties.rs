@@ -282,13 +282,25 @@ proptest! {
         answer in lines_from(EDIT_LINES),
         file in lines_from(&["LR = 0.04", "    LR = 0.04", "DEPTH = 8", "", "é", "x"]),
         two_files in any::<bool>(),
+        whole_files in any::<bool>(),
+        train_shown_in_part in any::<bool>(),
     ) {
         let editable: Vec<String> = if two_files {
             vec!["train.py".to_string(), "model.py".to_string()]
         } else {
             vec!["train.py".to_string()]
         };
-        let Ok(edits) = arun::edit::parse(&answer, &editable) else {
+        let shown_in_part: Vec<String> = if train_shown_in_part {
+            vec!["train.py".to_string()]
+        } else {
+            Vec::new()
+        };
+        let scope = arun::edit::Scope {
+            editable: &editable,
+            whole_files,
+            shown_in_part: &shown_in_part,
+        };
+        let Ok(edits) = arun::edit::parse(&answer, &scope) else {
             return Ok(());
         };
         let dir = tempfile::tempdir().unwrap();

@@ -151,7 +151,7 @@ fn ctrl_c_stops_the_experiment_leaves_the_branch_on_the_last_keep_and_resume_con
     run.assert_code(130);
     assert!(
         run.stdout()
-            .contains("== arun run `test`: interrupted after 1 experiments"),
+            .contains("== arun run `test`: interrupted ==\n0 experiments after the baseline"),
         "{}",
         run.stdout()
     );

@@ -60,7 +60,11 @@ fn keeps_improvements_discards_the_rest_and_keeps_every_commit() {
     // The summary names the best and the trajectory.
     let stdout = run.stdout();
     assert!(
-        stdout.contains("reached the limit of 4 experiments after 4 experiments"),
+        stdout.contains(
+            "== arun run `test`: reached the limit of 4 experiments ==\n\
+             3 experiments after the baseline: 2 kept, 1 discarded, 0 crashed (keep rate 66.7%)\n\
+             time: "
+        ),
         "{stdout}"
     );
     assert!(

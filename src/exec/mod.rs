@@ -37,10 +37,20 @@ pub struct Spawn<'a> {
     pub grace: Duration,
 }
 
-/// Sees a running command: each output line as it is written, and a tick every poll.
+/// Sees a running command: each output line as it is written, and a tick every poll; and
+/// passes on what the code watching it has to say.
 pub trait Watch {
     fn line(&mut self, _line: &str) {}
     fn tick(&mut self, _elapsed: Duration, _group: i32) {}
+    /// A message for the person watching the run (a warning).
+    fn note(&mut self, message: &str) {
+        use std::io::Write;
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "{}",
+            crate::secrets::redact(message)
+        );
+    }
 }
 
 /// A watcher that ignores everything.

@@ -231,4 +231,8 @@ impl Watch for Transcript<'_> {
     fn tick(&mut self, elapsed: Duration, group: i32) {
         self.watch.tick(elapsed, group);
     }
+
+    fn note(&mut self, message: &str) {
+        self.watch.note(message);
+    }
 }

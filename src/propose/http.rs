@@ -74,14 +74,14 @@ impl HttpModel {
 
     /// Says once per run that `[limits] max-tokens` is set but cannot trip: the server reports
     /// no usage, so every proposal counts as 0 tokens.
-    fn warn_no_usage(&mut self, request: &Request) {
+    fn warn_no_usage(&mut self, request: &Request, watch: &mut dyn Watch) {
         if self.warned_no_usage || request.pipeline.limits.max_tokens.is_none() {
             return;
         }
         self.warned_no_usage = true;
-        eprintln!(
+        watch.note(
             "arun: warning: the model server reports no token usage; [limits] max-tokens cannot \
-             be enforced"
+             be enforced",
         );
     }
 
@@ -392,7 +392,7 @@ impl Proposer for HttpModel {
                     }
                 };
             if used.is_none() {
-                self.warn_no_usage(request);
+                self.warn_no_usage(request, watch);
             }
             tokens = add(tokens, used);
             transcript.write(&format!("answer {attempt}"), &answer);

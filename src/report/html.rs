@@ -41,6 +41,8 @@ struct PageRow {
     delta_class: &'static str,
     memory: String,
     time: String,
+    /// Its build time (outside the budget), empty without a build.
+    build: String,
     /// How many times the code ran (more than once: noise measurement, confirmation).
     runs: usize,
     held_out: String,
@@ -126,6 +128,15 @@ fn facts(report: &Report) -> Vec<String> {
         ));
     }
     lines.push(first);
+    let builds: Vec<f64> = report.rows.iter().filter_map(|r| r.build_seconds).collect();
+    if let Some(longest) = builds.iter().copied().reduce(f64::max) {
+        lines.push(format!(
+            "{} builds, {} in all (outside the budget), the longest {}",
+            builds.len(),
+            super::seconds_text(builds.iter().sum()),
+            super::seconds_text(longest)
+        ));
+    }
     let mut state = run.state.describe();
     if let Some(current) = &run.current {
         state.push_str(&format!(
@@ -167,6 +178,9 @@ fn page_row(report: &Report, row: &Row, on_path: bool) -> PageRow {
             .memory_gb
             .map_or_else(String::new, |m| format!("{m:.1}")),
         time: row.seconds.map_or_else(String::new, super::seconds_text),
+        build: row
+            .build_seconds
+            .map_or_else(String::new, super::seconds_text),
         runs: row.runs,
         held_out: row.held_out.map_or_else(String::new, |v| format!("{v:.6}")),
         description: row.description.clone(),

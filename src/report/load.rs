@@ -185,8 +185,8 @@ fn read_run(
 ) -> Result<Report, Error> {
     let dir = run.path();
     let history = read_history(run)?;
-    // The pipeline says the metric's name and direction; when it was not named, the journal
-    // remembers where it was.
+    // The pipeline's name titles the page. A journal of an older version does not say its
+    // metric and budget either: then the pipeline it remembers does, if it still loads.
     let remembered = match pipeline {
         Some(_) => None,
         None => history.events.iter().find_map(|event| match event {
@@ -195,48 +195,63 @@ fn read_run(
         }),
     };
     let pipeline = pipeline.or(remembered.as_ref());
-    let results_path = repo.join(pipeline.map_or("results.tsv", |p| p.limits.results.as_str()));
-    let metric = match pipeline {
-        Some(p) => p.metric.name().to_string(),
-        None => table_metric_name(&results_path).unwrap_or_else(|| "metric".to_string()),
-    };
-
-    let git = if details { Git::open(repo).ok() } else { None };
-    let mut budget = DETAIL_BUDGET;
-    let mut rows = Vec::with_capacity(history.experiments.len());
-    for experiment in &history.experiments {
-        let mut row = journal_row(&history, experiment);
-        if let Some(git) = &git {
-            row.details = Some(experiment_details(git, dir, tag, experiment, &mut budget));
+    let mut report = from_history(&history, repo, dir, pipeline);
+    if details && let Ok(git) = Git::open(repo) {
+        let mut budget = DETAIL_BUDGET;
+        for (row, experiment) in report.rows.iter_mut().zip(&history.experiments) {
+            row.details = Some(experiment_details(&git, dir, tag, experiment, &mut budget));
         }
-        rows.push(row);
     }
-    let goal = match pipeline {
-        Some(p) => p.metric.goal,
-        None => infer_goal(&rows),
+    Ok(report)
+}
+
+/// The report of a run as its history tells it, without each experiment's diff and log: what
+/// `arun status`, the report and the summary printed when a run stops all count from.
+pub fn from_history(
+    history: &History,
+    repo: &Path,
+    dir: &Path,
+    pipeline: Option<&Pipeline>,
+) -> Report {
+    let settings = history.settings.as_ref();
+    let metric = match (settings, pipeline) {
+        (Some(settings), _) => settings.metric.clone(),
+        (None, Some(p)) => p.metric.name().to_string(),
+        (None, None) => {
+            table_metric_name(&repo.join("results.tsv")).unwrap_or_else(|| "metric".to_string())
+        }
     };
-    let mut facts = run_facts(&history, repo, dir);
+    let rows: Vec<Row> = history
+        .experiments
+        .iter()
+        .map(|experiment| journal_row(history, experiment))
+        .collect();
+    let goal = match (settings, pipeline) {
+        (Some(settings), _) => settings.goal,
+        (None, Some(p)) => p.metric.goal,
+        (None, None) => infer_goal(&rows),
+    };
+    let mut facts = run_facts(history, repo, dir);
     // The budget the run uses: its own, which a resume keeps, over the pipeline's.
-    facts.budget = match &history.settings {
+    facts.budget = match settings {
         Some(settings) => Some(std::time::Duration::from_secs_f64(settings.budget_seconds)),
         None => pipeline.map(|p| p.experiment.budget),
     };
-    let noise = noise_band(&history);
     let held_out = history.events.iter().find_map(|event| match event {
         crate::journal::Event::HeldOut { name, .. } => Some(name.clone()),
         _ => None,
     });
-    Ok(Report {
+    Report {
         title: pipeline.map_or_else(|| dir_name(repo), |p| p.name.clone()),
-        tag: Some(tag.to_string()),
+        tag: Some(history.tag.clone()),
         source: dir.join("journal.jsonl").display().to_string(),
         metric,
         goal,
         rows,
-        noise,
+        noise: noise_band(history),
         held_out,
         run: Some(facts),
-    })
+    }
 }
 
 /// The band inside which a result was judged noise: from each decision on, the best it was
@@ -297,6 +312,7 @@ fn journal_row(history: &History, experiment: &Experiment) -> Row {
         },
         memory_gb: experiment.memory_gb(),
         seconds: (seconds > 0.0).then_some(seconds),
+        build_seconds: experiment.build_seconds,
         runs: experiment.runs.len(),
         held_out: match &experiment.held_out {
             Some(Ok(value)) => Some(*value),
@@ -545,6 +561,7 @@ pub fn read_table(path: &Path, pipeline: Option<&Pipeline>) -> Result<Report, Er
             metric: value.filter(|_| !crashed),
             memory_gb: memory.filter(|_| !crashed),
             seconds: None,
+            build_seconds: None,
             runs: 1,
             held_out: None,
             description: record

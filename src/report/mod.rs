@@ -94,6 +94,8 @@ pub struct Row {
     pub memory_gb: Option<f64>,
     /// Wall-clock seconds of its runs together, when the journal has them.
     pub seconds: Option<f64>,
+    /// How long its build took (outside the budget), when it had one.
+    pub build_seconds: Option<f64>,
     /// How many times it ran (repeats measure the noise and confirm keeps); 1 for a bare table.
     pub runs: usize,
     /// The held-out check's value, for a new best of a run that has one.
@@ -280,6 +282,21 @@ impl Summary {
     /// Kept improvements per experiment after the baseline.
     pub fn keep_rate(&self) -> Option<f64> {
         (self.experiments > 0).then(|| self.kept as f64 / self.experiments as f64)
+    }
+
+    /// The counts as one sentence, the same wherever a run is summed up:
+    /// `12 experiments after the baseline: 3 kept, 8 discarded, 1 crashed (keep rate 25.0%)`.
+    pub fn counts(&self) -> String {
+        format!(
+            "{} experiment{} after the baseline: {} kept, {} discarded, {} crashed{}",
+            self.experiments,
+            if self.experiments == 1 { "" } else { "s" },
+            self.kept,
+            self.discarded,
+            self.crashed,
+            self.keep_rate()
+                .map_or_else(String::new, |r| format!(" (keep rate {:.1}%)", 100.0 * r))
+        )
     }
 }
 
@@ -526,6 +543,7 @@ mod tests {
             metric: (status != Status::Crash).then_some(metric),
             memory_gb: Some(1.0),
             seconds: None,
+            build_seconds: None,
             runs: 1,
             held_out: None,
             description: format!("experiment {n}"),

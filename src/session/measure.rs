@@ -107,6 +107,9 @@ impl Watch for ProgressWatch<'_> {
     fn tick(&mut self, elapsed: Duration, _group: i32) {
         self.0.tick(elapsed);
     }
+    fn note(&mut self, message: &str) {
+        self.0.note(message);
+    }
 }
 
 /// Watches an experiment: metric regexes on each line, progress, GPU memory once a second.

@@ -116,6 +116,18 @@ impl Session {
     fn start(mut pipeline: Pipeline, options: RunOptions) -> Result<Session, Error> {
         let progress = Progress::new();
         git::enable_fsync();
+        // Keys arun keeps from experiments are kept out of everything it writes too.
+        for (name, value) in std::env::vars_os() {
+            let name = name.to_string_lossy();
+            let scrubbed = pipeline
+                .experiment
+                .scrub_env
+                .iter()
+                .any(|pattern| crate::config::resolve::env_pattern_matches(pattern, &name));
+            if scrubbed {
+                crate::secrets::register(&value.to_string_lossy());
+            }
+        }
         let git = setup::open_or_create_repo(&pipeline, &progress)?;
         let root = git.common_dir().join("arun");
         let mut lock =
@@ -938,9 +950,16 @@ impl Session {
         } else {
             self.next_ideas()
         };
+        let report = crate::report::load::from_history(
+            &self.history,
+            self.git.workdir(),
+            self.run.path(),
+            Some(&self.pipeline),
+        );
         let text = crate::summary::render(
             &self.history,
             &self.pipeline,
+            &report,
             &why,
             self.started.elapsed(),
             &ideas,

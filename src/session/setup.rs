@@ -92,9 +92,9 @@ pub(super) fn choose_tag(
     repo: &Path,
 ) -> Result<String, Error> {
     if let Some(tag) = &options.tag {
-        if !crate::config::resolve::valid_tag(tag) {
+        if let Some(problem) = crate::config::resolve::tag_problem(tag) {
             return Err(Error::Setup(format!(
-                "`{tag}` is not a valid tag; use letters, digits, `-`, `_` and `.`"
+                "`{tag}` is not a valid tag: {problem}"
             )));
         }
         return Ok(tag.clone());
