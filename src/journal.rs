@@ -85,6 +85,10 @@ pub enum Event {
         /// changed (left: ignored files are the user's).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         undone: Vec<String>,
+        /// How to undo what the proposer did outside the editable files, carried out after
+        /// this event (again after a restart). Absent in journals of older versions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        undo: Option<crate::scope::Undo>,
     },
     /// The proposer failed to produce an edit; the experiment number is tried again.
     ProposalFailed {
@@ -395,6 +399,8 @@ pub struct Experiment {
     /// The proposed edit as blobs (see `Event::Proposed`); `None` before the proposal, and in
     /// journals of older versions.
     pub files: Option<BTreeMap<String, Option<String>>>,
+    /// How to undo what the proposer did besides its edit (see `Event::Proposed`).
+    pub undo: Option<crate::scope::Undo>,
     pub commit: Option<String>,
     pub lines: (usize, usize),
     /// How long its last successful build took.
@@ -545,6 +551,7 @@ impl History {
                 tokens,
                 rejected,
                 files,
+                undo,
                 ..
             } => {
                 if let Some(e) = self.experiment_mut(*n) {
@@ -554,6 +561,7 @@ impl History {
                     e.add_cost(*cost_usd, *tokens);
                     e.rejected = rejected.clone();
                     e.files = files.clone();
+                    e.undo = undo.clone();
                 }
             }
             Event::ProposalFailed {
@@ -842,6 +850,7 @@ mod tests {
             rejected: None,
             files: None,
             undone: Vec::new(),
+            undo: None,
         }
     }
 

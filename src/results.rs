@@ -92,6 +92,7 @@ mod tests {
             tokens: None,
             rejected: None,
             files: None,
+            undo: None,
             commit: Some("a1b2c3d4e5f6".to_string()),
             lines: (0, 0),
             build_seconds: None,

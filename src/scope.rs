@@ -1,8 +1,11 @@
 //! Scope: a proposer may change the editable files and nothing else. A snapshot of the work
-//! tree and the refs is taken before it works; afterwards everything else it changed is undone:
-//! tracked files restored, files it created deleted, untracked files it changed restored from
-//! the copy the snapshot kept, refs it created, moved or deleted put back, `.git/info/exclude`
-//! restored (so that it cannot hide a file from the check).
+//! tree and the refs is taken before it works. Afterwards `inspect` finds, without changing
+//! anything, what it did besides its edit and how to undo it; the session journals that with
+//! the proposal (so a kill from here on loses neither the paid-for edit nor the undo), then
+//! `carry_out` undoes it: tracked files restored, files it created deleted, untracked files it
+//! changed restored from the copy the snapshot kept, refs it created, moved or deleted put
+//! back, `.git/info/exclude` restored (so that it cannot hide a file from the check). Every
+//! step of `carry_out` is safe to repeat after a restart.
 //!
 //! Ignored files are the user's data (datasets, caches, virtual environments, build output):
 //! arun never restores them. Ignored files the proposer created are removed; changes to ignored
@@ -13,6 +16,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use git2::{Oid, StatusOptions};
+use serde::{Deserialize, Serialize};
 
 use crate::git::{Git, GitError, Head};
 
@@ -53,25 +57,44 @@ pub struct Snapshot {
     untracked: BTreeMap<String, Untracked>,
     ignored: BTreeMap<String, Stamp>,
     refs: BTreeMap<String, Oid>,
-    exclude: Option<Vec<u8>>,
+    /// `.git/info/exclude` as a blob; `None` when there was none.
+    exclude: Option<Oid>,
 }
 
-/// What the check found and undid.
+/// How to undo what a proposer did outside its files, journaled with the proposal.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Undo {
+    /// Files to delete: what the proposer created, untracked or ignored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub remove: Vec<String>,
+    /// Untracked files to write back, as the snapshot kept them: path and blob.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub restore: BTreeMap<String, String>,
+    /// Refs to put back: name and commit (`None`: delete it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub refs: BTreeMap<String, Option<String>>,
+    /// `.git/info/exclude` to put back: its blob, or `Some(None)` when there was none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<Option<String>>,
+}
+
+/// What `inspect` found.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct Checked {
-    /// Files outside the edit target the proposer changed, created or deleted: undone where
-    /// arun can, and the experiment is a crash.
+pub struct Inspection {
+    /// Files outside the edit target the proposer changed, created or deleted: the experiment
+    /// is a crash.
     pub violations: Vec<String>,
-    /// What else it did that arun undid or noted without making the experiment a crash: refs,
-    /// HEAD, the exclude file, ignored files.
-    pub undone: Vec<String>,
+    /// What else it did, undone or noted without making the experiment a crash: refs, HEAD,
+    /// the exclude file, ignored files.
+    pub notes: Vec<String>,
     /// Editable files it changed.
     pub edited: Vec<String>,
+    pub undo: Undo,
 }
 
 impl Snapshot {
     /// Takes the snapshot: untracked files (kept as blobs when small), ignored files' stamps,
-    /// every ref, the exclude file.
+    /// every ref, the exclude file. Writes only objects (no lock, no ref, no index).
     pub fn take(git: &Git) -> Result<Snapshot, GitError> {
         let repo = git.repository();
         let (untracked_paths, ignored_paths) = untracked_and_ignored(git)?;
@@ -95,88 +118,160 @@ impl Snapshot {
             .into_iter()
             .filter_map(|path| Stamp::of(&git.workdir().join(&path)).map(|s| (path, s)))
             .collect();
+        let exclude = match std::fs::read(exclude_path(git)) {
+            Ok(bytes) => Some(
+                repo.blob(&bytes)
+                    .map_err(|err| git_error("cannot keep a copy of the exclude file", err))?,
+            ),
+            Err(_) => None,
+        };
         Ok(Snapshot {
             untracked,
             ignored,
             refs: refs(git)?,
-            exclude: std::fs::read(exclude_path(git)).ok(),
+            exclude,
         })
-    }
-
-    /// The untracked files (not ignored) it saw.
-    pub fn untracked_paths(&self) -> Vec<String> {
-        self.untracked.keys().cloned().collect()
     }
 }
 
-/// After a proposal: puts HEAD at `head`/`base` and undoes everything outside `editable`,
-/// keeping the proposer's edits of the editable files.
-pub fn undo_outside(
+/// Compares the repository with `before` after a proposer worked with HEAD at `head`/`base`:
+/// what it edited, what it changed outside `editable`, and how to undo that. Changes nothing
+/// but `.git/info/exclude`, which it puts back first (always safe), so that files hidden by a
+/// pattern the proposer added are seen as what they are.
+pub fn inspect(
     git: &Git,
     head: &Head,
     base: Oid,
     before: &Snapshot,
     editable: &[String],
-) -> Result<Checked, GitError> {
-    let mut checked = Checked::default();
-    // HEAD first: it may be on a branch the proposer created, which is deleted next.
+) -> Result<Inspection, GitError> {
+    let mut found = Inspection::default();
     if git.head().ok().as_ref() != Some(head) {
-        checked
-            .undone
+        found
+            .notes
             .push("moved HEAD (put back; its files kept)".to_string());
     }
-    if let Head::Branch(branch) = head
-        && git.branch_tip(branch)? != Some(base)
-    {
-        checked.undone.push(format!(
-            "moved branch `{branch}` (put back; its files kept)"
-        ));
+    inspect_refs(git, before, &mut found)?;
+    let exclude = exclude_path(git);
+    let exclude_now = std::fs::read(&exclude)
+        .ok()
+        .map(|bytes| Oid::hash_object(git2::ObjectType::Blob, &bytes))
+        .transpose()
+        .map_err(|err| git_error("cannot read the exclude file", err))?;
+    if exclude_now != before.exclude {
+        let undo = Undo {
+            exclude: Some(before.exclude.map(|blob| blob.to_string())),
+            ..Undo::default()
+        };
+        put_back_exclude(git, &undo)?;
+        found.undo.exclude = undo.exclude;
+        found
+            .notes
+            .push("changed `.git/info/exclude` (restored)".to_string());
     }
-    git.reset_keeping_files(head, base)?;
-    restore_refs(git, before, &mut checked.undone)?;
-    restore_exclude(git, before, &mut checked.undone);
 
-    let mut tracked = Vec::new();
+    // Tracked changes and untracked files as git sees them with the user's own patterns.
     for change in git.changes_since(base)? {
-        if editable.contains(&change.path) {
-            checked.edited.push(change.path);
+        let path = change.path;
+        if editable.contains(&path) {
+            found.edited.push(path);
         } else if !change.added {
-            checked.violations.push(change.path.clone());
-            tracked.push(change);
-        } else if let Some(state) = before.untracked.get(&change.path) {
-            if restore_untracked(git, &change.path, state)? {
-                checked.violations.push(change.path);
+            // A tracked file: the reset to the base commit restores it.
+            found.violations.push(path);
+        } else if let Some(state) = before.untracked.get(&path) {
+            if untracked_changed(git, &path, state) {
+                found.violations.push(path.clone());
+                if let Untracked::Kept(blob) = state {
+                    found.undo.restore.insert(path, blob.to_string());
+                }
             }
         } else {
-            remove(git.workdir(), &change.path);
-            checked.violations.push(change.path);
+            found.violations.push(path.clone());
+            found.undo.remove.push(path);
         }
     }
-    git.restore(base, &tracked)?;
-    // Untracked files it deleted come back from their copies.
     for (path, state) in &before.untracked {
-        if !git.workdir().join(path).exists() && restore_untracked(git, path, state)? {
-            checked.violations.push(path.clone());
+        if !git.workdir().join(path).exists() {
+            found.violations.push(path.clone());
+            if let Untracked::Kept(blob) = state {
+                found.undo.restore.insert(path.clone(), blob.to_string());
+            }
         }
     }
-    check_ignored(git, before, &mut checked.undone)?;
-    checked.violations.sort();
-    checked.violations.dedup();
-    Ok(checked)
+    // Ignored files: new ones are removed, changed ones noted.
+    let (_, ignored_now) = untracked_and_ignored(git)?;
+    let mut seen = BTreeSet::new();
+    for path in ignored_now {
+        let stamp = Stamp::of(&git.workdir().join(&path));
+        match before.ignored.get(&path) {
+            None => {
+                found.undo.remove.push(path.clone());
+                found
+                    .notes
+                    .push(format!("created ignored `{path}` (removed)"));
+            }
+            Some(old) if stamp.as_ref() != Some(old) => found.notes.push(format!(
+                "changed ignored `{path}` (left as it is: ignored files are the user's data)"
+            )),
+            Some(_) => {}
+        }
+        seen.insert(path);
+    }
+    for path in before.ignored.keys() {
+        if !seen.contains(path) && !git.workdir().join(path).exists() {
+            found.notes.push(format!(
+                "deleted ignored `{path}` (cannot be restored: ignored files are not kept)"
+            ));
+        }
+    }
+    found.violations.sort();
+    found.violations.dedup();
+    found.undo.remove.sort();
+    found.undo.remove.dedup();
+    Ok(found)
 }
 
-/// After a failed proposal: undoes everything it did, its edits of the editable files too.
-pub fn undo_all(git: &Git, head: &Head, base: Oid, before: &Snapshot) -> Result<(), GitError> {
-    let mut notes = Vec::new();
+/// Undoes what `inspect` found: HEAD, the index and tracked files back at `head`/`base`, then
+/// refs, the exclude file, created files removed, changed untracked files written back. Every
+/// step can be repeated.
+pub fn carry_out(git: &Git, head: &Head, base: Oid, undo: &Undo) -> Result<(), GitError> {
+    // HEAD first: it may be on a branch the proposer created, which is deleted next.
     git.reset_hard(head, base)?;
-    restore_refs(git, before, &mut notes)?;
-    restore_exclude(git, before, &mut notes);
-    remove_untracked_except(git, &before.untracked_paths())?;
-    for (path, state) in &before.untracked {
-        restore_untracked(git, path, state)?;
+    for (name, target) in &undo.refs {
+        match target.as_deref().map(Oid::from_str) {
+            None => {
+                if let Ok(mut reference) = git.repository().find_reference(name) {
+                    reference
+                        .delete()
+                        .map_err(|err| git_error(&format!("cannot delete `{name}`"), err))?;
+                }
+            }
+            Some(Ok(commit)) => git.set_ref(name, commit, "arun: undo a proposer's change")?,
+            Some(Err(err)) => {
+                return Err(git_error(&format!("`{name}` has a malformed target"), err));
+            }
+        }
     }
-    check_ignored(git, before, &mut notes)?;
+    put_back_exclude(git, undo)?;
+    for path in &undo.remove {
+        remove(git.workdir(), path);
+    }
+    for (path, blob) in &undo.restore {
+        let full = git.workdir().join(path);
+        let bytes = read_blob(git, blob)?;
+        if full.is_dir() && !full.is_symlink() {
+            let _ = std::fs::remove_dir_all(&full);
+        }
+        full.parent().map(std::fs::create_dir_all);
+        std::fs::write(&full, bytes).map_err(|err| io_error(&full, err))?;
+    }
     Ok(())
+}
+
+/// Everything the proposer did undone, its edits too (a proposal that failed).
+pub fn undo_all(git: &Git, head: &Head, base: Oid, before: &Snapshot) -> Result<(), GitError> {
+    let found = inspect(git, head, base, before, &[])?;
+    carry_out(git, head, base, &found.undo)
 }
 
 /// Deletes the untracked files (not ignored) that are not in `keep`: what a build or a run
@@ -270,108 +365,78 @@ fn refs(git: &Git) -> Result<BTreeMap<String, Oid>, GitError> {
     Ok(out)
 }
 
-/// Deletes refs created since the snapshot, puts back moved and deleted ones.
-fn restore_refs(git: &Git, before: &Snapshot, notes: &mut Vec<String>) -> Result<(), GitError> {
+fn exclude_path(git: &Git) -> std::path::PathBuf {
+    git.common_dir().join("info").join("exclude")
+}
+
+/// Refs created since the snapshot are deleted; moved and deleted ones put back.
+fn inspect_refs(git: &Git, before: &Snapshot, found: &mut Inspection) -> Result<(), GitError> {
     let now = refs(git)?;
-    let repo = git.repository();
     for (name, target) in &now {
         match before.refs.get(name) {
             None => {
-                if let Ok(mut reference) = repo.find_reference(name) {
-                    reference
-                        .delete()
-                        .map_err(|err| git_error(&format!("cannot delete `{name}`"), err))?;
-                }
-                notes.push(format!("created `{name}` (deleted)"));
+                found.undo.refs.insert(name.clone(), None);
+                found.notes.push(format!("created `{name}` (deleted)"));
             }
             Some(old) if old != target => {
-                git.set_ref(name, *old, "arun: undo a proposer's change")?;
-                notes.push(format!("moved `{name}` (moved back)"));
+                found.undo.refs.insert(name.clone(), Some(old.to_string()));
+                found.notes.push(format!("moved `{name}` (moved back)"));
             }
             Some(_) => {}
         }
     }
     for (name, old) in &before.refs {
         if !now.contains_key(name) {
-            git.set_ref(name, *old, "arun: undo a proposer's change")?;
-            notes.push(format!("deleted `{name}` (restored)"));
+            found.undo.refs.insert(name.clone(), Some(old.to_string()));
+            found.notes.push(format!("deleted `{name}` (restored)"));
         }
     }
     Ok(())
 }
 
-fn exclude_path(git: &Git) -> std::path::PathBuf {
-    git.common_dir().join("info").join("exclude")
-}
-
-fn restore_exclude(git: &Git, before: &Snapshot, notes: &mut Vec<String>) {
-    let path = exclude_path(git);
-    let now = std::fs::read(&path).ok();
-    if now == before.exclude {
-        return;
-    }
-    let _ = match &before.exclude {
-        Some(bytes) => std::fs::write(&path, bytes),
-        None => std::fs::remove_file(&path),
-    };
-    notes.push("changed `.git/info/exclude` (restored)".to_string());
-}
-
-/// Puts an untracked file back as the snapshot saw it; true when it had changed.
-fn restore_untracked(git: &Git, path: &str, state: &Untracked) -> Result<bool, GitError> {
+/// Whether an untracked file differs from what the snapshot saw.
+fn untracked_changed(git: &Git, path: &str, state: &Untracked) -> bool {
     let full = git.workdir().join(path);
     match state {
         Untracked::Kept(blob) => {
-            let now = crate::git::hash_file(&full);
-            if now.as_deref() == Some(blob.to_string().as_str()) {
-                return Ok(false);
-            }
-            let content = git
-                .repository()
-                .find_blob(*blob)
-                .map_err(|err| git_error(&format!("cannot read the copy of `{path}`"), err))?
-                .content()
-                .to_vec();
-            if full.is_dir() {
-                let _ = std::fs::remove_dir_all(&full);
-            }
-            full.parent().map(std::fs::create_dir_all);
-            std::fs::write(&full, content).map_err(|err| GitError {
-                context: format!("cannot restore `{path}`"),
-                source: Box::new(err),
-            })?;
-            Ok(true)
+            crate::git::hash_file(&full).as_deref() != Some(blob.to_string().as_str())
         }
-        Untracked::Large(stamp) => Ok(Stamp::of(&full) != Some(*stamp)),
+        Untracked::Large(stamp) => Stamp::of(&full) != Some(*stamp),
     }
 }
 
-/// Removes ignored files created since the snapshot; notes changed and deleted ones.
-fn check_ignored(git: &Git, before: &Snapshot, notes: &mut Vec<String>) -> Result<(), GitError> {
-    let (_, now) = untracked_and_ignored(git)?;
-    let mut seen = BTreeSet::new();
-    for path in now {
-        let stamp = Stamp::of(&git.workdir().join(&path));
-        match before.ignored.get(&path) {
-            None if !before.untracked.contains_key(&path) => {
-                remove(git.workdir(), &path);
-                notes.push(format!("created ignored `{path}` (removed)"));
-            }
-            Some(old) if stamp.as_ref() != Some(old) => notes.push(format!(
-                "changed ignored `{path}` (left as it is: ignored files are the user's data)"
-            )),
-            _ => {}
+/// Writes `.git/info/exclude` back as `undo` says, if it says.
+fn put_back_exclude(git: &Git, undo: &Undo) -> Result<(), GitError> {
+    let Some(exclude) = &undo.exclude else {
+        return Ok(());
+    };
+    let path = exclude_path(git);
+    match exclude.as_deref() {
+        Some(blob) => {
+            let bytes = read_blob(git, blob)?;
+            std::fs::write(&path, bytes).map_err(|err| io_error(&path, err))
         }
-        seen.insert(path);
+        None => match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(err) => Err(io_error(&path, err)),
+        },
     }
-    for path in before.ignored.keys() {
-        if !seen.contains(path) && !git.workdir().join(path).exists() {
-            notes.push(format!(
-                "deleted ignored `{path}` (cannot be restored: ignored files are not kept)"
-            ));
-        }
+}
+
+fn read_blob(git: &Git, blob: &str) -> Result<Vec<u8>, GitError> {
+    let oid = Oid::from_str(blob).map_err(|err| git_error("a malformed blob id", err))?;
+    git.repository()
+        .find_blob(oid)
+        .map(|blob| blob.content().to_vec())
+        .map_err(|err| git_error(&format!("cannot read the kept copy {blob}"), err))
+}
+
+fn io_error(path: &Path, err: std::io::Error) -> GitError {
+    GitError {
+        context: format!("cannot write `{}`", path.display()),
+        source: Box::new(err),
     }
-    Ok(())
 }
 
 fn remove(root: &Path, path: &str) {

@@ -111,10 +111,19 @@ impl CommandAgent {
             )),
         };
         if let Some(failure) = failure {
-            return Err(ProposeError::Failed(format!(
+            let reason = format!(
                 "{tool} {failure}; its output is in {}",
                 request.transcript.display()
-            )));
+            );
+            return Err(if report.cost_usd.is_some() || report.tokens.is_some() {
+                ProposeError::PaidFailure {
+                    reason,
+                    cost_usd: report.cost_usd,
+                    tokens: report.tokens,
+                }
+            } else {
+                ProposeError::Failed(reason)
+            });
         }
         // A tool with JSON output says what it did in its final message; a plain command in
         // its output lines.

@@ -384,6 +384,15 @@ impl Proposer for HttpModel {
             let (answer, used) =
                 match self.complete(&messages, request.pipeline.proposer.timeout, watch) {
                     Ok(answer) => answer,
+                    Err(ProposeError::Failed(reason)) if tokens.is_some() => {
+                        // The answers before this one were paid for.
+                        transcript.write("error", &reason);
+                        return Err(ProposeError::PaidFailure {
+                            reason,
+                            cost_usd: None,
+                            tokens,
+                        });
+                    }
                     Err(err) => {
                         if let ProposeError::Failed(reason) = &err {
                             transcript.write("error", reason);

@@ -68,6 +68,13 @@ pub struct Proposal {
 pub enum ProposeError {
     /// This attempt failed (agent crashed or timed out, model unreachable); try again later.
     Failed(String),
+    /// Like `Failed`, after the proposer was paid (an agent that failed after using its model,
+    /// a model that answered before the server failed): the cost counts all the same.
+    PaidFailure {
+        reason: String,
+        cost_usd: Option<f64>,
+        tokens: Option<Tokens>,
+    },
     /// The user interrupted the run while the proposer worked.
     Interrupted,
     /// The proposer can never succeed (e.g. the search space is exhausted): stop the run.

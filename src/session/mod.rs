@@ -408,62 +408,78 @@ impl Session {
         self.clean_at = None;
         let mut watch = ProgressWatch(&mut self.progress);
         let outcome = self.proposer.propose(&request, &mut watch);
+        // The answer is paid for. Until it is journaled nothing here takes a git lock or
+        // changes the work tree, so a kill loses at most this one call, never a proposal that
+        // was already journaled.
         let tampered = self.restore_run_files()?;
-
         let proposal = match outcome {
             Ok(proposal) => proposal,
+            Err(ProposeError::Rejected {
+                description,
+                reason,
+                cost_usd,
+                tokens,
+            }) => {
+                // An answer that could not be used: recorded as a crash, unrun.
+                let found = scope::inspect(&self.git, &head, base, &before, &[])?;
+                self.progress.note(&format!("arun: #{n}: {reason}"));
+                self.record_event(Event::Proposed {
+                    time: journal::now(),
+                    n,
+                    description,
+                    violations: tampered,
+                    details: serde_json::Value::Null,
+                    cost_usd,
+                    tokens,
+                    rejected: Some(reason),
+                    files: None,
+                    undone: Vec::new(),
+                    undo: Some(found.undo),
+                })?;
+                return Ok(State::Commit { n });
+            }
             Err(err) => {
                 // Nothing of a proposal that failed may stay, its edits included.
                 scope::undo_all(&self.git, &head, base, &before)?;
                 return match err {
                     ProposeError::Interrupted => Ok(State::Stop(Stop::Interrupted)),
                     ProposeError::Exhausted(reason) => Ok(State::Stop(Stop::Limit(reason))),
-                    ProposeError::Failed(reason) => self.proposal_failed(n, reason),
-                    ProposeError::Rejected {
-                        description,
+                    ProposeError::Failed(reason) => self.proposal_failed(n, reason, None, None),
+                    ProposeError::PaidFailure {
                         reason,
                         cost_usd,
                         tokens,
-                    } => {
-                        // The experiment is recorded as a crash, unrun.
-                        self.progress.note(&format!("arun: #{n}: {reason}"));
-                        self.record_event(Event::Proposed {
-                            time: journal::now(),
-                            n,
-                            description,
-                            violations: tampered,
-                            details: serde_json::Value::Null,
-                            cost_usd,
-                            tokens,
-                            rejected: Some(reason),
-                            files: None,
-                            undone: Vec::new(),
-                        })?;
-                        Ok(State::Commit { n })
-                    }
+                    } => self.proposal_failed(n, reason, cost_usd, tokens),
+                    ProposeError::Rejected { .. } => unreachable!("handled above"),
                 };
             }
         };
 
         let editable = &self.pipeline.target.editable;
-        let checked = scope::undo_outside(&self.git, &head, base, &before, editable)?;
-        if !checked.undone.is_empty() {
+        let found = scope::inspect(&self.git, &head, base, &before, editable)?;
+        let mut violations = found.violations;
+        violations.extend(tampered);
+        if found.edited.is_empty() && violations.is_empty() {
+            scope::carry_out(&self.git, &head, base, &found.undo)?;
+            return self.proposal_failed(
+                n,
+                "the proposer changed nothing".to_string(),
+                proposal.cost_usd,
+                proposal.tokens,
+            );
+        }
+        if !found.notes.is_empty() {
             self.progress.note(&format!(
-                "arun: #{n}: undid what the proposer did besides its edit: {}",
-                checked.undone.join("; ")
+                "arun: #{n}: undoing what the proposer did besides its edit: {}",
+                found.notes.join("; ")
             ));
         }
-        let mut violations = checked.violations;
-        violations.extend(tampered);
-        if checked.edited.is_empty() && violations.is_empty() {
-            return self.proposal_failed(n, "the proposer changed nothing".to_string());
-        }
-        // The edit goes into the object database before the journal names it: from here on a
-        // restart commits it instead of asking for it again.
+        // The edit goes into the object database (objects only: no lock) before the journal
+        // names it: from here on a restart commits it instead of asking for it again.
         let files = self.git.write_blobs(editable)?;
         let description = proposal
             .description
-            .unwrap_or_else(|| format!("edit {}", checked.edited.join(", ")));
+            .unwrap_or_else(|| format!("edit {}", found.edited.join(", ")));
         self.record_event(Event::Proposed {
             time: journal::now(),
             n,
@@ -474,7 +490,8 @@ impl Session {
             tokens: proposal.tokens,
             rejected: None,
             files: Some(files),
-            undone: checked.undone,
+            undone: found.notes,
+            undo: Some(found.undo),
         })?;
         Ok(State::Commit { n })
     }
@@ -505,14 +522,20 @@ impl Session {
         Ok(tampered)
     }
 
-    fn proposal_failed(&mut self, n: u64, reason: String) -> Result<State, Error> {
+    fn proposal_failed(
+        &mut self,
+        n: u64,
+        reason: String,
+        cost_usd: Option<f64>,
+        tokens: Option<propose::Tokens>,
+    ) -> Result<State, Error> {
         self.progress.note(&format!("arun: #{n}: {reason}"));
         self.record_event(Event::ProposalFailed {
             time: journal::now(),
             n,
             reason: reason.clone(),
-            cost_usd: None,
-            tokens: None,
+            cost_usd,
+            tokens,
         })?;
         let failures = self.experiment(n)?.failures.len() as u32;
         let max = self.pipeline.proposer.max_failures;
@@ -539,16 +562,22 @@ impl Session {
         let (commit, lines) = if experiment.is_baseline() {
             (oid(&experiment.base_commit)?, (0, 0))
         } else {
-            let base = oid(&experiment.base_commit)?;
+            let (head, base) = self.proposer_head(&experiment)?;
+            if let Some(undo) = &experiment.undo {
+                scope::carry_out(&self.git, &head, base, undo)?;
+                self.clean_at = None;
+            }
             let message = format!(
                 "{}: {}",
                 self.history.tag,
                 results::one_line(&experiment.description_text())
             );
-            let commit = match &experiment.files {
-                Some(files) => self.git.commit_files(base, files, &message)?,
+            let commit = match (&experiment.files, &experiment.rejected) {
+                (Some(files), _) => self.git.commit_files(base, files, &message)?,
+                // An answer that never applied: its commit changes nothing.
+                (None, Some(_)) => self.git.commit_files(base, &Default::default(), &message)?,
                 // A journal of an older version: the edit is in the work tree.
-                None => self
+                (None, None) => self
                     .git
                     .commit_paths(base, &self.pipeline.target.editable, &message)?,
             };
