@@ -346,6 +346,51 @@ impl Run {
     }
 }
 
+/// Live processes working in `dir` (their current directory is inside it): what a run must not
+/// leave behind.
+pub fn processes_in(dir: &Path) -> Vec<i32> {
+    let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| alive(*pid))
+        .filter(|pid| {
+            std::fs::read_link(format!("/proc/{pid}/cwd")).is_ok_and(|cwd| cwd.starts_with(&dir))
+        })
+        .collect()
+}
+
+/// Whether `CI` asks for every tool to be there (a missing one fails instead of skipping).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0")
+}
+
+/// `tests/scripts/failpoints.c` built as a shared library for LD_PRELOAD (once per test
+/// binary), or `None` after saying why the test is skipped (outside CI only).
+pub fn failpoints_shim() -> Option<PathBuf> {
+    static SHIM: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    SHIM.get_or_init(|| {
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("libarun_failpoints.so");
+        let built = Command::new("cc")
+            .args(["-shared", "-fPIC", "-O1", "-o"])
+            .arg(&out)
+            .arg(format!("{ROOT}/tests/scripts/failpoints.c"))
+            .arg("-ldl")
+            .output();
+        match built {
+            Ok(output) if output.status.success() => Some(out),
+            other => {
+                let why = format!("cannot build tests/scripts/failpoints.c with cc: {other:?}");
+                assert!(!in_ci(), "{why}; .ci/run installs gcc");
+                eprintln!("skipping: {why}");
+                None
+            }
+        }
+    })
+    .clone()
+}
+
 /// Whether a process is still alive (not gone, not a zombie).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
