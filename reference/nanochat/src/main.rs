@@ -1,8 +1,9 @@
-//! The `nanochat` binary: reads the command line and hands over to `train::main`.
+//! The `nanochat` binary: reads the command line, then lets the read-only harness
+//! (`prepare::run`) train with the editable `train::main`, evaluate and print the summary.
 
 use std::process::ExitCode;
 
-use nanochat::prepare::{Command, USAGE, describe_data};
+use nanochat::prepare::{Command, USAGE, describe_data, run};
 
 // mimalloc reuses freed tensor buffers instead of returning them to the kernel; with the system
 // allocator a third of the time went to page faults on freshly mapped memory.
@@ -22,7 +23,7 @@ fn main() -> ExitCode {
     // SAFETY: sets a plain integer option; mimalloc reads options on each purge decision.
     unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
     match Command::parse(std::env::args().skip(1)) {
-        Ok(Command::Train(settings)) => nanochat::train::main(&settings),
+        Ok(Command::Train(settings)) => run(&settings, nanochat::train::main),
         Ok(Command::Prepare(settings)) => match describe_data(&settings) {
             Ok(()) => ExitCode::SUCCESS,
             Err(error) => {

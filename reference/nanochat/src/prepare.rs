@@ -1,30 +1,45 @@
-//! The read-only half of the trainer: run settings, data, tokenizer, batches, the `val_bpb`
-//! metric and the summary block. Experiments edit `train.rs` only; everything here stays fixed so
-//! that every experiment is measured the same way.
+//! The read-only half of the trainer: run settings, data, tokenizer, training batches, the
+//! interface `train.rs` implements, and (in the child module `evaluate`) the run itself, the
+//! `val_bpb` metric and the summary block. Experiments edit `train.rs` only; everything here stays
+//! fixed so that every experiment is measured the same way.
+//!
+//! `train.rs` never sees validation data. The validation split is a private field of `Dataset`,
+//! so only this module and its children can read it; the data sources and the synthetic grammar
+//! are private too. The training code gets a `TrainLoader`, which yields training batches and
+//! nothing else, and a `TrainingClock`; it returns a `Trained` model, which `evaluate::run`
+//! scores through the `LanguageModel` trait and reports.
 //!
 //! Tokens are bytes (vocabulary of 256), so bits per token are bits per byte and `val_bpb` is
 //! comparable across models and data sources.
 
+mod evaluate;
 mod source;
-pub mod synthetic;
+#[cfg_attr(
+    not(test),
+    expect(
+        dead_code,
+        reason = "the parser that checks the grammar's exact probabilities runs in tests only"
+    )
+)]
+mod synthetic;
 
-use std::fmt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use burn::tensor::activation::log_softmax;
+use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use rayon::prelude::*;
 
-pub use source::{DataError, DataSource, cache_dir, download_cached};
+use evaluate::MemoryMeter;
+use source::{cache_dir, download_cached};
+
+pub use evaluate::run;
+pub use source::{DataError, DataSource};
 
 /// Context length: training sequences and evaluation windows are this many tokens long.
 pub const MAX_SEQ_LEN: usize = 256;
 /// Vocabulary size: one token per byte value.
 pub const VOCAB_SIZE: usize = 256;
 /// Size of the validation split, in tokens (bytes). Every one of them is scored.
-pub const EVAL_TOKENS: usize = 131_072;
-/// Sequences per evaluation forward pass.
-const EVAL_BATCH_SIZE: usize = 16;
+const EVAL_TOKENS: usize = 131_072;
 /// Seed of the synthetic validation documents: fixed, so the metric never moves with the seed.
 const VALIDATION_SEED: u64 = 0xda7a_0001;
 /// Training budget when `ARUN_BUDGET_SECONDS` is not set.
@@ -206,15 +221,16 @@ enum TrainText {
     Corpus(Vec<u8>),
 }
 
-/// The data of a run: the training text and the fixed validation split.
+/// The data of a run: the training text and the fixed validation split. Outside this module
+/// (and so in `train.rs`) it gives out training batches only.
 pub struct Dataset {
     /// Where it came from, for the log.
-    pub description: String,
+    description: String,
     train: TrainText,
     /// The validation bytes. The first byte is context only; every later byte is scored.
-    pub val: Vec<u8>,
+    val: Vec<u8>,
     /// The lowest `val_bpb` any model can reach, when the data's distribution is known.
-    pub entropy_floor_bpb: Option<f64>,
+    entropy_floor_bpb: Option<f64>,
 }
 
 impl Dataset {
@@ -277,7 +293,7 @@ impl Dataset {
     }
 
     /// Number of bytes `evaluate_bpb` scores.
-    pub fn val_tokens(&self) -> usize {
+    fn val_tokens(&self) -> usize {
         self.val.len() - 1
     }
 
@@ -288,6 +304,8 @@ impl Dataset {
             rng: Rng::new(seed ^ 0x0010_ade7),
             buffer: Vec::new(),
             offset: 0,
+            tokens_drawn: 0,
+            memory: MemoryMeter::default(),
         }
     }
 }
@@ -301,18 +319,27 @@ pub struct Batch {
 }
 
 /// Draws training batches: synthetic data as a stream of never-repeating documents, a corpus
-/// as windows at uniformly random offsets.
+/// as windows at uniformly random offsets. It is all the data `train.rs` gets.
+///
+/// It is also the harness's eye on training: it counts the tokens it hands out (the summary's
+/// `total_tokens_M`) and samples the device's memory at every batch (`peak_vram_mb` on a GPU).
 pub struct TrainLoader<'d> {
     text: &'d TrainText,
     rng: Rng,
     /// Synthetic text generated but not yet used.
     buffer: Vec<u8>,
     offset: usize,
+    tokens_drawn: u64,
+    memory: MemoryMeter,
 }
 
 impl TrainLoader<'_> {
+    /// The next `batch_size` windows of `seq_len + 1` training bytes, on `device`.
     pub fn next_batch(&mut self, batch_size: usize, seq_len: usize, device: &Device) -> Batch {
         assert!((1..=MAX_SEQ_LEN).contains(&seq_len));
+        // Sampled before the batch is made, so this sees what the previous step left allocated.
+        self.memory.sample(&device.clone().without_autodiff());
+        self.tokens_drawn += (batch_size * seq_len) as u64;
         let mut inputs = Vec::with_capacity(batch_size * seq_len);
         let mut targets = Vec::with_capacity(batch_size * seq_len);
         for _ in 0..batch_size {
@@ -325,6 +352,11 @@ impl TrainLoader<'_> {
             inputs: Tensor::from_data(TensorData::new(inputs, shape), device),
             targets: Tensor::from_data(TensorData::new(targets, shape), device),
         }
+    }
+
+    /// Input tokens handed out so far (targets not counted twice).
+    pub fn tokens_drawn(&self) -> u64 {
+        self.tokens_drawn
     }
 
     fn next_window(&mut self, len: usize) -> Vec<u8> {
@@ -352,148 +384,77 @@ impl TrainLoader<'_> {
     }
 }
 
-/// What `evaluate_bpb` needs from a model: next-token logits for a batch of token ids.
-pub trait LanguageModel {
+/// What the read-only half needs from `train.rs`'s model: next-token logits for a batch of
+/// token ids. Evaluation calls `Module::valid` first, so the model may come back on the autodiff
+/// device it trained on.
+pub trait LanguageModel: Module + Sync {
     /// `tokens` is `[batch, seq]`; returns unnormalised logits `[batch, seq, VOCAB_SIZE]`.
     fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3>;
 }
 
-/// The metric: bits per byte of the validation split, `-log2 q(byte | previous bytes)` averaged
-/// over every byte after the first. Each byte sees up to `MAX_SEQ_LEN` bytes of context
-/// (non-overlapping windows). The logits are normalised here, so a model cannot report a
-/// better number than its predictions earn.
-pub fn evaluate_bpb(model: &(impl LanguageModel + Sync), val: &[u8], device: &Device) -> f64 {
-    let device = device.clone().without_autodiff();
-    let scored = val.len() - 1;
-    // Window starts; the last window may be shorter than MAX_SEQ_LEN.
-    let starts: Vec<usize> = (0..scored).step_by(MAX_SEQ_LEN).collect();
-    let full: Vec<usize> = starts
-        .iter()
-        .copied()
-        .filter(|s| s + MAX_SEQ_LEN <= scored)
-        .collect();
-    // Batches are independent: evaluate them on all cores, then add up in order, so the result
-    // does not depend on scheduling.
-    let batch_nats: Vec<f64> = full
-        .par_chunks(EVAL_BATCH_SIZE)
-        .map(|chunk| window_nats(model, val, chunk, MAX_SEQ_LEN, &device))
-        .collect();
-    let mut total_nats: f64 = batch_nats.iter().sum();
-    if let Some(&last) = starts.last()
-        && last + MAX_SEQ_LEN > scored
-    {
-        total_nats += window_nats(model, val, &[last], scored - last, &device);
-    }
-    total_nats / std::f64::consts::LN_2 / scored as f64
-}
-
-/// Summed negative log-likelihood (nats) of the targets of windows `val[s..s+len+1]`.
-fn window_nats(
-    model: &impl LanguageModel,
-    val: &[u8],
-    starts: &[usize],
-    len: usize,
-    device: &Device,
-) -> f64 {
-    let mut inputs = Vec::with_capacity(starts.len() * len);
-    let mut targets = Vec::with_capacity(starts.len() * len);
-    for &start in starts {
-        inputs.extend(val[start..start + len].iter().map(|&b| i32::from(b)));
-        targets.extend(
-            val[start + 1..start + len + 1]
-                .iter()
-                .map(|&b| i32::from(b)),
-        );
-    }
-    let shape = [starts.len(), len];
-    let inputs = Tensor::<2, Int>::from_data(TensorData::new(inputs, shape), device);
-    let targets = Tensor::<2, Int>::from_data(TensorData::new(targets, shape), device);
-    let log_probs = log_softmax(model.logits(inputs), 2);
-    let picked = log_probs.gather(2, targets.unsqueeze_dim::<3>(2));
-    -f64::from(picked.sum().into_scalar::<f32>())
-}
-
-/// Tracks peak memory: process peak RSS on the CPU, the device allocator's high-water mark
-/// (sampled by `sample`) on a GPU.
-#[derive(Default)]
-pub struct MemoryMeter {
-    device_peak_bytes: u64,
-}
-
-impl MemoryMeter {
-    /// Samples the device's allocator; call after steps. A no-op on the CPU.
-    pub fn sample(&mut self, device: &Device) {
-        if let Some(usage) = device.memory_pool_usage() {
-            self.device_peak_bytes = self.device_peak_bytes.max(usage.bytes_reserved);
-        }
-    }
-
-    /// The peak in MiB: the GPU allocator's peak when there is one, else the process peak RSS.
-    pub fn peak_mb(&self) -> f64 {
-        if self.device_peak_bytes > 0 {
-            self.device_peak_bytes as f64 / (1024.0 * 1024.0)
-        } else {
-            process_peak_rss_bytes().unwrap_or(0) as f64 / (1024.0 * 1024.0)
-        }
-    }
-}
-
-/// The process's peak resident set size (`VmHWM` in /proc/self/status), on Linux.
-pub fn process_peak_rss_bytes() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
-/// Nominal peak f32 FLOP/s of this CPU: cores x clock x 32 (two 8-wide FMA units), the figure
-/// `mfu_percent` is relative to on the CPU. None where the clock is unknown.
-pub fn cpu_peak_flops() -> Option<f64> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let mhz: f64 = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("cpu MHz"))?
-        .split(':')
-        .nth(1)?
-        .trim()
-        .parse()
-        .ok()?;
-    let cores = std::thread::available_parallelism().ok()?.get() as f64;
-    Some(cores * mhz * 1e6 * 32.0)
-}
-
-/// The block printed at the end of a run, in autoresearch's format (`key: value` per line).
-#[derive(Clone, Debug)]
-pub struct Summary {
-    pub val_bpb: f64,
-    pub training_seconds: f64,
-    pub total_seconds: f64,
-    /// Peak memory in MiB: process peak RSS on the CPU, allocator peak on a GPU.
-    pub peak_vram_mb: f64,
-    pub mfu_percent: f64,
-    pub total_tokens: u64,
+/// What `train.rs` hands back: the trained model and the counts of the summary block that only
+/// the training code knows. Time, tokens, parameters, memory and `val_bpb` are measured here.
+pub struct Trained<M> {
+    pub model: M,
+    /// Optimizer steps taken (`num_steps`).
     pub num_steps: u64,
-    pub num_params: usize,
+    /// Number of transformer blocks (`depth`).
     pub depth: usize,
-    pub entropy_floor_bpb: Option<f64>,
+    /// Training FLOPs per token, forward and backward (for `mfu_percent`; 0 when unknown).
+    pub flops_per_token: f64,
 }
 
-impl fmt::Display for Summary {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "---")?;
-        writeln!(f, "val_bpb:          {:.6}", self.val_bpb)?;
-        writeln!(f, "training_seconds: {:.1}", self.training_seconds)?;
-        writeln!(f, "total_seconds:    {:.1}", self.total_seconds)?;
-        writeln!(f, "peak_vram_mb:     {:.1}", self.peak_vram_mb)?;
-        writeln!(f, "mfu_percent:      {:.2}", self.mfu_percent)?;
-        writeln!(f, "total_tokens_M:   {:.1}", self.total_tokens as f64 / 1e6)?;
-        writeln!(f, "num_steps:        {}", self.num_steps)?;
-        writeln!(f, "num_params_M:     {:.1}", self.num_params as f64 / 1e6)?;
-        writeln!(f, "depth:            {}", self.depth)?;
-        if let Some(floor) = self.entropy_floor_bpb {
-            writeln!(f, "entropy_floor_bpb: {floor:.6}")?;
+/// A run that diverged: its loss became NaN or exploded. The run prints `FAIL` and exits 1.
+#[derive(Debug)]
+pub struct Diverged {
+    pub step: u64,
+    pub loss: f32,
+}
+
+/// The training budget and the clock that spends it. The harness starts it when it hands over
+/// to `train.rs` and reads it when that returns: the time in between is `training_seconds`
+/// (start-up and evaluation are not counted). The training code asks it how far it has got, to
+/// schedule its learning rate and to stop.
+#[derive(Clone, Debug)]
+pub struct TrainingClock {
+    started: Instant,
+    budget: Duration,
+    max_steps: Option<u64>,
+}
+
+impl TrainingClock {
+    /// Starts the clock on `settings`' budget (or fixed number of steps).
+    pub fn start(settings: &RunSettings) -> TrainingClock {
+        TrainingClock {
+            started: Instant::now(),
+            budget: settings.budget,
+            max_steps: settings.max_steps,
         }
-        Ok(())
+    }
+
+    /// Seconds since the clock started.
+    pub fn elapsed_seconds(&self) -> f64 {
+        self.started.elapsed().as_secs_f64()
+    }
+
+    /// The training budget in seconds (`ARUN_BUDGET_SECONDS`, `--budget`).
+    pub fn budget_seconds(&self) -> f64 {
+        self.budget.as_secs_f64()
+    }
+
+    /// How far training has got after `steps` steps, 0 at the start and 1 when the budget is
+    /// spent: elapsed time over the budget, or steps over `--steps` when a fixed number of steps
+    /// is asked for (then the run is reproducible).
+    pub fn progress(&self, steps: u64) -> f64 {
+        match self.max_steps {
+            Some(max_steps) => steps as f64 / max_steps as f64,
+            None => self.elapsed_seconds() / self.budget_seconds(),
+        }
+    }
+
+    /// Whether the budget is spent after `steps` steps: training should stop.
+    pub fn is_spent(&self, steps: u64) -> bool {
+        self.progress(steps) >= 1.0
     }
 }
 
@@ -581,44 +542,55 @@ mod tests {
         }
     }
 
-    /// A model that predicts a uniform distribution scores exactly 8 bits per byte.
-    struct Uniform;
-
-    impl LanguageModel for Uniform {
-        fn logits(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
-            let [batch, seq] = tokens.dims();
-            Tensor::zeros([batch, seq, VOCAB_SIZE], &tokens.device())
-        }
-    }
-
     #[test]
-    fn a_uniform_model_scores_eight_bits_per_byte() {
-        let device = Device::flex();
-        // An odd length exercises the short last window.
-        let val: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
-        let bpb = evaluate_bpb(&Uniform, &val, &device);
-        assert!((bpb - 8.0).abs() < 1e-4, "{bpb}");
-    }
-
-    #[test]
-    fn summary_block_matches_autoresearch_regexes() {
-        let summary = Summary {
-            val_bpb: 1.5,
-            training_seconds: 300.04,
-            total_seconds: 310.0,
-            peak_vram_mb: 123.45,
-            mfu_percent: 1.0,
-            total_tokens: 1_500_000,
-            num_steps: 100,
-            num_params: 800_000,
-            depth: 4,
-            entropy_floor_bpb: Some(0.9),
+    fn a_local_text_file_is_split_into_train_and_validation() {
+        let dir = std::env::temp_dir().join(format!("nanochat-unit-{}-corpus", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let text = "It was the best of times, it was the worst of times.\n".repeat(2000);
+        std::fs::write(dir.join("book.txt"), &text).unwrap();
+        let data = Dataset::load(&DataSource::Path(dir.join("book.txt"))).unwrap();
+        assert_eq!(data.entropy_floor_bpb, None);
+        assert_eq!(data.val.len(), text.len() / 10);
+        assert!(text.ends_with(std::str::from_utf8(&data.val).unwrap()));
+        let TrainText::Corpus(train) = &data.train else {
+            panic!("a file is a corpus");
         };
-        let text = summary.to_string();
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(lines[0], "---");
-        assert_eq!(lines[1], "val_bpb:          1.500000");
-        assert!(lines.contains(&"peak_vram_mb:     123.5"));
-        assert!(lines.contains(&"entropy_floor_bpb: 0.900000"));
+        assert_eq!(train.len() + data.val.len(), text.len());
+        let too_small = dir.join("small.txt");
+        std::fs::write(&too_small, "tiny").unwrap();
+        let error = Dataset::load(&DataSource::Path(too_small)).err().unwrap();
+        assert!(error.to_string().contains("at least"), "{error}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_loader_counts_the_tokens_it_hands_out() {
+        let data = Dataset::synthetic();
+        let mut loader = data.train_loader(1);
+        let device = Device::flex();
+        loader.next_batch(3, 16, &device);
+        loader.next_batch(2, 8, &device);
+        assert_eq!(loader.tokens_drawn(), 3 * 16 + 2 * 8);
+    }
+
+    #[test]
+    fn a_fixed_number_of_steps_is_spent_by_steps_not_time() {
+        let Command::Train(settings) = Command::parse(args(&["--steps", "4"])).unwrap() else {
+            panic!("expected a training command");
+        };
+        let clock = TrainingClock::start(&settings);
+        assert_eq!(clock.progress(1), 0.25);
+        assert!(!clock.is_spent(3));
+        assert!(clock.is_spent(4));
+        let timed = RunSettings {
+            budget: Duration::from_millis(500),
+            max_steps: None,
+            ..settings
+        };
+        let clock = TrainingClock::start(&timed);
+        assert!(!clock.is_spent(1_000_000));
+        std::thread::sleep(Duration::from_millis(600));
+        assert!(clock.is_spent(0));
+        assert!(clock.elapsed_seconds() >= 0.5);
     }
 }

@@ -1,6 +1,10 @@
 //! The editable half of the trainer: hyperparameters, model, optimizer, schedule and training
-//! loop. This is the one file an experiment changes; `prepare.rs` (data and the `val_bpb`
-//! metric) stays fixed.
+//! loop. This is the one file an experiment changes; `prepare.rs` and its children (data,
+//! evaluation, the summary block) stay fixed.
+//!
+//! The read-only harness calls `main` below with training batches and a clock, and scores the
+//! model it returns through `LanguageModel::logits`. Change anything in this file, but keep
+//! `main`'s signature.
 //!
 //! The model is a small GPT in the spirit of nanochat: token embedding, RMSNorm before every
 //! block, causal self-attention with rotary position embeddings and QK-norm, a ReLU² MLP, an
@@ -8,7 +12,6 @@
 //! groups (embedding, matrices, head), with a learning rate that warms up and down over the
 //! time budget.
 
-use std::process::ExitCode;
 use std::time::Instant;
 
 use burn::module::{Module, ModuleVisitor, Param};
@@ -19,8 +22,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use rayon::prelude::*;
 
 use crate::prepare::{
-    Backend, Batch, Dataset, LanguageModel, MAX_SEQ_LEN, MemoryMeter, Rng, RunSettings, Summary,
-    VOCAB_SIZE, cpu_peak_flops, evaluate_bpb,
+    Backend, Batch, Diverged, LanguageModel, MAX_SEQ_LEN, Rng, RunSettings, TrainLoader, Trained,
+    TrainingClock, VOCAB_SIZE,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -518,33 +521,24 @@ fn lr_multiplier(progress: f64, hp: &Hyperparameters) -> f64 {
 // Training loop
 // ---------------------------------------------------------------------------------------------
 
-/// A run that diverged: its loss became NaN or exploded.
-#[derive(Debug)]
-pub struct Diverged {
-    pub step: u64,
-    pub loss: f32,
-}
-
-/// What a finished run reports.
+/// What `train` returns: the trained model and its counts for the summary, and the training
+/// loss of every step (for tests).
 pub struct TrainOutcome {
-    pub summary: Summary,
+    pub trained: Trained<Gpt>,
     /// The training loss of every step, in nats per token.
     pub losses: Vec<f32>,
 }
 
-/// Trains under `settings.budget` and evaluates. `started` is when the process began, for
-/// `total_seconds`.
+/// Trains a model with hyperparameters `hp` on `batches` until `clock` says the budget is spent.
 pub fn train(
     hp: &Hyperparameters,
-    data: &Dataset,
     settings: &RunSettings,
-    started: Instant,
+    batches: &mut TrainLoader<'_>,
+    clock: &TrainingClock,
 ) -> Result<TrainOutcome, Diverged> {
-    let device = settings.device();
-    let train_device = device.clone().autodiff();
+    let train_device = settings.device().autodiff();
     let mut model = Gpt::new(hp, settings.seed, &train_device);
     let mut optimizers = Optimizers::new(hp);
-    let mut loader = data.train_loader(settings.seed);
     let num_params = model.num_params();
     let flops_per_token = model.flops_per_token(MAX_SEQ_LEN);
     let tokens_per_step = (hp.batch_size * MAX_SEQ_LEN) as u64;
@@ -566,26 +560,16 @@ pub fn train(
         "training: {} sequences of {} tokens per step, budget {:.1}s, seed {}",
         hp.batch_size,
         MAX_SEQ_LEN,
-        settings.budget.as_secs_f64(),
+        clock.budget_seconds(),
         settings.seed
     );
 
-    let budget = settings.budget.as_secs_f64();
-    // Progress through the run, 0 to 1: elapsed training time over the budget, or steps over
-    // `--steps` when a fixed number of steps is asked for.
-    let progress = |step: u64, training_seconds: f64| match settings.max_steps {
-        Some(max_steps) => step as f64 / max_steps as f64,
-        None => training_seconds / budget,
-    };
-    let mut training_seconds = 0.0;
     let mut step: u64 = 0;
     let mut losses = Vec::new();
-    let mut memory = MemoryMeter::default();
     let mut last_report = (Instant::now(), 0.0, 0u64);
-    while progress(step, training_seconds) < 1.0 {
-        let step_started = Instant::now();
-        let lr_scale = lr_multiplier(progress(step, training_seconds), hp);
-        let batch = loader.next_batch(hp.batch_size, MAX_SEQ_LEN, &train_device);
+    while !clock.is_spent(step) {
+        let lr_scale = lr_multiplier(clock.progress(step), hp);
+        let batch = batches.next_batch(hp.batch_size, MAX_SEQ_LEN, &train_device);
         let (loss_value, grads) = loss_and_gradients(&model, batch, micro_batches);
         // Fail fast, as autoresearch does: a diverged run will not come back.
         if !loss_value.is_finite() || loss_value > 100.0 {
@@ -595,73 +579,38 @@ pub fn train(
             });
         }
         model = optimizers.step(model, grads, hp, lr_scale);
-        training_seconds += step_started.elapsed().as_secs_f64();
         step += 1;
         losses.push(loss_value);
-        memory.sample(&device);
 
         let since_report = last_report.0.elapsed().as_secs_f64();
-        if since_report >= PROGRESS_EVERY_SECONDS || progress(step, training_seconds) >= 1.0 {
+        if since_report >= PROGRESS_EVERY_SECONDS || clock.is_spent(step) {
+            let elapsed = clock.elapsed_seconds();
             let tokens = (step - last_report.2) * tokens_per_step;
-            let tokens_per_second = tokens as f64 / (training_seconds - last_report.1);
+            let tokens_per_second = tokens as f64 / (elapsed - last_report.1);
             println!(
-                "step {step:05} | loss {loss_value:.4} | lr x{lr_scale:.2} | {tokens_per_second:.0} tok/s | {training_seconds:.1}s"
+                "step {step:05} | loss {loss_value:.4} | lr x{lr_scale:.2} | {tokens_per_second:.0} tok/s | {elapsed:.1}s"
             );
-            last_report = (Instant::now(), training_seconds, step);
+            last_report = (Instant::now(), elapsed, step);
         }
     }
 
-    let val_bpb = evaluate_bpb(&model.valid(), &data.val, &device);
-    let total_tokens = step * tokens_per_step;
-    let mfu_percent = match (settings.backend, cpu_peak_flops()) {
-        (Backend::Cpu, Some(peak)) if training_seconds > 0.0 => {
-            100.0 * flops_per_token * total_tokens as f64 / training_seconds / peak
-        }
-        _ => 0.0,
-    };
     Ok(TrainOutcome {
-        summary: Summary {
-            val_bpb,
-            training_seconds,
-            total_seconds: started.elapsed().as_secs_f64(),
-            peak_vram_mb: memory.peak_mb(),
-            mfu_percent,
-            total_tokens,
+        trained: Trained {
+            model,
             num_steps: step,
-            num_params,
             depth: hp.depth,
-            entropy_floor_bpb: data.entropy_floor_bpb,
+            flops_per_token,
         },
         losses,
     })
 }
 
-/// The program: load the data, train with the constants above, print the summary block.
-pub fn main(settings: &RunSettings) -> ExitCode {
-    let started = Instant::now();
-    let data = match Dataset::load(&settings.data) {
-        Ok(data) => data,
-        Err(error) => {
-            eprintln!("error: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    println!("data: {}", data.description);
-    if let Some(floor) = data.entropy_floor_bpb {
-        println!("entropy floor of the validation split: {floor:.6} bits per byte");
-    }
-    match train(&Hyperparameters::DEFAULT, &data, settings, started) {
-        Ok(outcome) => {
-            print!("{}", outcome.summary);
-            ExitCode::SUCCESS
-        }
-        Err(diverged) => {
-            eprintln!(
-                "training diverged at step {}: loss {}",
-                diverged.step, diverged.loss
-            );
-            println!("FAIL");
-            ExitCode::FAILURE
-        }
-    }
+/// The entry point the read-only harness (`prepare::run`) calls: trains with the constants
+/// above. The harness measures the time this takes and evaluates the model it returns.
+pub fn main(
+    settings: &RunSettings,
+    batches: &mut TrainLoader<'_>,
+    clock: &TrainingClock,
+) -> Result<Trained<Gpt>, Diverged> {
+    train(&Hyperparameters::DEFAULT, settings, batches, clock).map(|outcome| outcome.trained)
 }
