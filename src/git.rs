@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use git2::{
     BranchType, DiffFormat, DiffOptions, ErrorCode, IndexAddOption, ObjectType, Oid, Repository,
-    ResetType, Signature, StatusOptions,
+    Signature, StatusOptions,
 };
 
 /// A git failure with what arun was doing at the time.
@@ -277,34 +277,48 @@ impl Git {
 
     /// Puts HEAD where it should be and the work tree and index at `commit`, discarding changes to
     /// tracked files (untracked files are left alone). On a branch, the branch is moved to `commit`.
+    ///
+    /// The index is made from the tree first, then the files from the index: whatever state a
+    /// kill left HEAD, the index and the work tree in (HEAD already moved, an index never
+    /// written), they all end up at `commit`. A checkout of the tree against HEAD, as
+    /// `git reset --hard` does, would see nothing to do when HEAD is already there.
     pub fn reset_hard(&self, head: &Head, commit: Oid) -> Result<()> {
-        self.reset(head, commit, ResetType::Hard)
-    }
-
-    /// Like `reset_hard` but the work tree is left as it is; only HEAD and the index move.
-    pub fn reset_keeping_files(&self, head: &Head, commit: Oid) -> Result<()> {
-        self.reset(head, commit, ResetType::Mixed)
-    }
-
-    fn reset(&self, head: &Head, commit: Oid, kind: ResetType) -> Result<()> {
         self.place_head(head, commit)?;
-        let object = self
+        let tree = self.tree_of(commit)?;
+        let mut index = self
             .repo
-            .find_object(commit, None)
-            .context(|| format!("cannot find commit {commit}"))?;
+            .index()
+            .context(|| "cannot open the index".to_string())?;
+        index
+            .read_tree(&tree)
+            .context(|| "cannot read a tree into the index".to_string())?;
+        index
+            .write()
+            .context(|| "cannot write the index".to_string())?;
+        let mut checkout = git2::build::CheckoutBuilder::new();
+        checkout.force();
         self.repo
-            .reset(&object, kind, None)
-            .context(|| format!("cannot reset to {}", short(commit)))
+            .checkout_index(Some(&mut index), Some(&mut checkout))
+            .context(|| format!("cannot check out {}", short(commit)))
     }
 
+    /// Puts HEAD on `head` at `commit`, writing only what differs (every ref write takes a
+    /// lock and adds a reflog line).
     fn place_head(&self, head: &Head, commit: Oid) -> Result<()> {
+        let current = self.head().ok();
         match head {
             Head::Branch(branch) => {
-                self.set_branch(branch, commit, "arun: reset")?;
-                self.repo
-                    .set_head(&format!("refs/heads/{branch}"))
-                    .context(|| format!("cannot check out `{branch}`"))
+                if self.branch_tip(branch)? != Some(commit) {
+                    self.set_branch(branch, commit, "arun: reset")?;
+                }
+                if current.as_ref() != Some(head) {
+                    self.repo
+                        .set_head(&format!("refs/heads/{branch}"))
+                        .context(|| format!("cannot check out `{branch}`"))?;
+                }
+                Ok(())
             }
+            Head::Detached(_) if current == Some(Head::Detached(commit)) => Ok(()),
             Head::Detached(_) => self
                 .repo
                 .set_head_detached(commit)

@@ -75,7 +75,12 @@ fn outcome(target: &Target) -> Outcome {
     let mut calls: Vec<(u64, String)> = common::call_records(target)
         .iter()
         .filter(|c| c["task"] != "summary")
-        .map(|c| (c["n"].as_u64().unwrap(), c["task"].as_str().unwrap().to_string()))
+        .map(|c| {
+            (
+                c["n"].as_u64().unwrap(),
+                c["task"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     calls.sort();
     let mut held_out: Vec<u64> = journal
@@ -106,15 +111,24 @@ fn reference() -> (Outcome, Duration) {
     let outcome = outcome(&target);
     // The scenario is what this suite claims it is.
     assert_eq!(
-        outcome.results.lines().map(|l| l.split('\t').nth(3).unwrap()).collect::<Vec<_>>(),
+        outcome
+            .results
+            .lines()
+            .map(|l| l.split('\t').nth(3).unwrap())
+            .collect::<Vec<_>>(),
         ["status", "keep", "keep", "discard", "crash", "keep"],
         "{}",
         outcome.results
     );
     assert_eq!(
         outcome.calls,
-        [(1, "propose"), (2, "propose"), (3, "propose"), (4, "fix-crash")]
-            .map(|(n, t)| (n, t.to_string()))
+        [
+            (1, "propose"),
+            (2, "propose"),
+            (3, "propose"),
+            (4, "fix-crash")
+        ]
+        .map(|(n, t)| (n, t.to_string()))
     );
     assert_eq!(outcome.cost_cents, 20, "four proposals at $0.05");
     assert!(outcome.branch_tip_is_last_keep && outcome.head_on_branch);
@@ -174,12 +188,20 @@ fn assert_ended_like(
         .filter(|e| e["event"] == "recorded")
         .map(|e| e["n"].as_u64().unwrap())
         .collect();
-    assert_eq!(recorded, [0, 1, 2, 3, 4], "{what}: each experiment recorded once");
+    assert_eq!(
+        recorded,
+        [0, 1, 2, 3, 4],
+        "{what}: each experiment recorded once"
+    );
     let mut lines: Vec<String> = runs.iter().flat_map(|r| r.exp_lines()).collect();
     let total = lines.len();
     lines.sort();
     lines.dedup();
-    assert_eq!(lines.len(), total, "{what}: an [EXP] line was printed twice");
+    assert_eq!(
+        lines.len(),
+        total,
+        "{what}: an [EXP] line was printed twice"
+    );
     assert_no_process_left(&target.repo, what);
 }
 
@@ -259,7 +281,11 @@ fn kill_at_locks(part: impl Fn(usize) -> bool, name: &str) {
     };
     let (expected, _) = reference();
     let locks = locks_of_reference(&shim);
-    assert!(locks.len() > 20, "the scenario creates {} locks", locks.len());
+    assert!(
+        locks.len() > 20,
+        "the scenario creates {} locks",
+        locks.len()
+    );
     let mut tried = 0;
     for (i, lock) in locks.iter().enumerate() {
         let k = i + 1;
@@ -408,14 +434,20 @@ fn a_run_syncs_what_it_writes_before_it_moves_on() {
         lines.join("\n")
     );
     // Every later event is synced in place.
-    assert!(lines.iter().any(|l| l == "fsync .git/arun/test/journal.jsonl"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l == "fsync .git/arun/test/journal.jsonl")
+    );
     // libgit2 syncs the objects and refs of the experiments' commits.
     assert!(
         lines.iter().any(|l| l.starts_with("fsync .git/objects/")),
         "objects are not synced"
     );
     assert!(
-        lines.iter().any(|l| l.starts_with("fsync .git/refs/arun/test")),
+        lines
+            .iter()
+            .any(|l| l.starts_with("fsync .git/refs/arun/test")),
         "the experiment refs are not synced:\n{}",
         lines.join("\n")
     );

@@ -577,9 +577,10 @@ impl Session {
                 // An answer that never applied: its commit changes nothing.
                 (None, Some(_)) => self.git.commit_files(base, &Default::default(), &message)?,
                 // A journal of an older version: the edit is in the work tree.
-                (None, None) => self
-                    .git
-                    .commit_paths(base, &self.pipeline.target.editable, &message)?,
+                (None, None) => {
+                    self.git
+                        .commit_paths(base, &self.pipeline.target.editable, &message)?
+                }
             };
             self.clean_at = None;
             let parent_commit = match experiment.parent.and_then(|p| self.history.experiment(p)) {

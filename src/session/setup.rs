@@ -18,31 +18,85 @@ use crate::results;
 use crate::store::{self, RunDir};
 
 /// Opens the target repository, creating it from the template or by cloning when the pipeline
-/// says how.
+/// says how. A repository is created aside and renamed into place when it is complete, so that
+/// a kill in the middle leaves no half-made repository to trip over, only a directory that the
+/// next start removes.
 pub(super) fn open_or_create_repo(pipeline: &Pipeline, progress: &Progress) -> Result<Git, Error> {
     let target = &pipeline.target;
     if target.repo.exists() {
         return Ok(Git::open(&target.repo)?);
     }
+    let (Some(parent), Some(name)) = (target.repo.parent(), target.repo.file_name()) else {
+        return Err(Error::Setup(format!(
+            "target repository `{}` does not exist",
+            target.repo.display()
+        )));
+    };
+    let prefix = format!(".{}.arun-creating-", name.to_string_lossy());
+    remove_abandoned_creations(parent, &prefix);
+    let staging = parent.join(format!("{prefix}{}", std::process::id()));
     if let Some(template) = &target.template {
         progress.note(&format!(
             "arun: creating `{}` from the template `{}`",
             target.repo.display(),
             template.display()
         ));
-        return Ok(Git::init_from_template(&target.repo, template)?);
-    }
-    if let Some(url) = &target.clone {
+        std::fs::create_dir_all(parent)
+            .map_err(|err| Error::io(format!("cannot create `{}`", parent.display()), err))?;
+        Git::init_from_template(&staging, template)?;
+    } else if let Some(url) = &target.clone {
         progress.note(&format!(
             "arun: cloning {url} into `{}`",
             target.repo.display()
         ));
-        return Ok(Git::clone(url, &target.repo)?);
+        std::fs::create_dir_all(parent)
+            .map_err(|err| Error::io(format!("cannot create `{}`", parent.display()), err))?;
+        Git::clone(url, &staging)?;
+    } else {
+        return Err(Error::Setup(format!(
+            "target repository `{}` does not exist",
+            target.repo.display()
+        )));
     }
-    Err(Error::Setup(format!(
-        "target repository `{}` does not exist",
-        target.repo.display()
-    )))
+    match std::fs::rename(&staging, &target.repo) {
+        Ok(()) => store::sync_dir(parent)
+            .map_err(|err| Error::io(format!("cannot sync `{}`", parent.display()), err))?,
+        // Another arun made it first: use theirs.
+        Err(_) if target.repo.exists() => {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        Err(err) => {
+            return Err(Error::io(
+                format!(
+                    "cannot move the new repository to `{}`",
+                    target.repo.display()
+                ),
+                err,
+            ));
+        }
+    }
+    Ok(Git::open(&target.repo)?)
+}
+
+/// Removes the directories of repository creations whose arun is gone (killed mid-way).
+fn remove_abandoned_creations(parent: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(prefix)
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: signal 0 only checks whether the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        if !alive {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Puts the repository in order for the arun that now holds its lock: runs an older version
