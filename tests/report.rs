@@ -307,6 +307,23 @@ fn status_and_report_of_a_run_in_progress() {
     assert!(html.contains(r#"<span class="badge running">running</span>"#));
     assert!(html.contains("experiment #1 was running"));
 
+    // The page of the live run's results table goes out of its work tree: a new file there
+    // would count against the experiment that runs.
+    let table = target.repo.join("results.tsv");
+    let run = target.arun_command(&["report", table.to_str().unwrap()]);
+    run.assert_code(0);
+    let written = std::path::PathBuf::from(run.stdout().trim());
+    assert_eq!(
+        written,
+        target
+            .repo
+            .canonicalize()
+            .unwrap()
+            .join(".git/arun/reports/results.html")
+    );
+    assert!(written.is_file());
+    assert!(!target.repo.join("results.html").exists());
+
     // Stopped with Ctrl-C, the status says so.
     // SAFETY: kill only sends a signal to our own child.
     unsafe {

@@ -56,7 +56,15 @@ fn keeps_improvements_discards_the_rest_and_keeps_every_commit() {
         "{exclude}"
     );
     assert!(target.run_dir().join("journal.jsonl").is_file());
-    assert!(!target.repo.join(".gitignore").exists());
+    assert_eq!(
+        std::fs::read_to_string(target.repo.join(".gitignore")).unwrap(),
+        std::fs::read_to_string(format!(
+            "{}/tests/fixtures/scripted-trainer/.gitignore",
+            common::ROOT
+        ))
+        .unwrap(),
+        "arun leaves the user's .gitignore alone"
+    );
     // The summary names the best and the trajectory.
     let stdout = run.stdout();
     assert!(
@@ -530,4 +538,60 @@ fn a_zero_budget_on_the_command_line_is_a_usage_error() {
         run.stderr()
     );
     assert!(!target.repo.join("results.tsv").exists(), "nothing may run");
+}
+
+#[test]
+fn builds_show_their_output_and_their_times() {
+    let target = Target::new(Setup {
+        plan: json!({"1": {"LR": 0.05}, "2": {"LR": 0.04}}),
+        experiment: "budget = \"2s\"\nhard-limit = \"4s\"\ngrace = \"1s\"\n\
+                     build = \"echo '   Compiling trainer v0.1.0'; sleep 0.3; echo '    Finished release'\"",
+        ..Setup::default()
+    });
+    let run = target.arun(&["--max-experiments", "3"]);
+    run.assert_code(0);
+    let log = std::fs::read_to_string(target.run_dir().join("logs/1.build.log")).unwrap();
+    assert!(
+        log.contains("Compiling trainer") && log.contains("Finished release"),
+        "{log}"
+    );
+    let built: Vec<f64> = target
+        .journal()
+        .iter()
+        .filter(|e| e["event"] == "built")
+        .map(|e| e["seconds"].as_f64().unwrap())
+        .collect();
+    assert_eq!(built.len(), 3, "one build per experiment");
+    assert!(built.iter().all(|s| *s >= 0.3), "{built:?}");
+    assert!(
+        run.stderr().contains("arun: #1: built in 0."),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stdout().contains("builds: 3, ") && run.stdout().contains("(outside the budget)"),
+        "{}",
+        run.stdout()
+    );
+    let pipeline = target.pipeline.to_str().unwrap().to_string();
+    target.arun_command(&["report", &pipeline]).assert_code(0);
+    let page = std::fs::read_to_string(target.run_dir().join("report.html")).unwrap();
+    assert!(
+        page.contains("3 builds, ") && page.contains(r#"<span class="build""#),
+        "{page}"
+    );
+}
+
+#[test]
+fn the_shipped_nanochat_build_shows_cargo_s_progress() {
+    let text =
+        std::fs::read_to_string(format!("{}/pipelines/nanochat.toml", common::ROOT)).unwrap();
+    let build = text
+        .lines()
+        .find(|l| l.starts_with("build = "))
+        .expect("nanochat.toml builds the trainer");
+    assert!(
+        !build.contains("--quiet") && !build.contains(" -q"),
+        "{build}"
+    );
 }

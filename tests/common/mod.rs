@@ -115,6 +115,32 @@ peak_mem_mb = '^peak_mem_mb:\s*([0-9.]+)'
         self.dir.path().join(name)
     }
 
+    /// Makes the target repository from the template with the git command line, as a user's
+    /// own repository would be, before any arun touches it.
+    pub fn init_repo(&self) {
+        std::fs::create_dir_all(&self.repo).unwrap();
+        let template = format!("{ROOT}/tests/fixtures/scripted-trainer");
+        for entry in std::fs::read_dir(&template).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), self.repo.join(entry.file_name())).unwrap();
+        }
+        for args in [
+            &["init", "-q"][..],
+            &["add", "-A"],
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@example.com",
+                "commit",
+                "-qm",
+                "start",
+            ],
+        ] {
+            self.git(args);
+        }
+    }
+
     /// `arun PIPELINE --tag test ARGS...`, to its end.
     pub fn arun(&self, args: &[&str]) -> Run {
         let output = self.command(args).output().unwrap();
@@ -495,5 +521,27 @@ impl Drop for ChatServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Waits until `path` exists (at most a minute), then a moment more for its writer to go on.
+pub fn wait_for_file(path: &Path) {
+    let start = std::time::Instant::now();
+    while !path.exists() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "{} never appeared",
+            path.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+}
+
+/// Sends `signal` to the process `pid`.
+pub fn signal(pid: u32, signal: i32) {
+    // SAFETY: kill only sends a signal to a process of the test.
+    unsafe {
+        libc::kill(pid as i32, signal);
     }
 }

@@ -50,6 +50,9 @@ def act(prompt, tool="agent"):
     if task == "summary":
         return ["- try a smaller learning rate", "- try a larger batch"]
     step = step_of(n)
+    for command in step.get("run", []):
+        # Anything else a real agent might do in the repository, as a shell command.
+        subprocess.run(command, shell=True, check=True)
     if step.get("kill-arun-once"):
         kill_arun_once(plan_path + f".killed-{n}")
     if "sleep" in step:
