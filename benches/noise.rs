@@ -286,7 +286,7 @@ fn real_loop(policy: &str, seed: u64) -> (usize, usize) {
         .status()
         .unwrap();
     assert!(status.success());
-    count_false_keeps(&dir.path().join("repo/.arun/bench/journal.jsonl"))
+    count_false_keeps(&dir.path().join("repo/.git/arun/bench/journal.jsonl"))
 }
 
 /// Walks the journal: each keep's true loss against the previous keep's.

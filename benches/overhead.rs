@@ -169,7 +169,7 @@ fn peak_memory_with_log(dir: &Path, template: &Path, bytes: u64) -> u64 {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    let log = dir.join(format!("{name}-repo/.arun/bench/logs/1.log"));
+    let log = dir.join(format!("{name}-repo/.git/arun/bench/logs/1.log"));
     let size = std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     assert!(
         size >= bytes,

@@ -271,6 +271,24 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_group_left_on_an_error_path_is_killed() {
+        use std::os::unix::process::CommandExt as _;
+        let mut child = std::process::Command::new("sh")
+            .args(["-c", "sleep 60 & sleep 60"])
+            .process_group(0)
+            .spawn()
+            .unwrap();
+        let id = child.id() as i32;
+        assert!(!wait_until_gone(id, Duration::from_millis(300)), "it runs");
+        {
+            // What `run` holds while the command runs; an early return drops it like this.
+            let _group = Group::started(id);
+        }
+        child.wait().unwrap();
+        assert!(wait_until_gone(id, Duration::from_secs(5)), "the group survived");
+    }
+
+    #[test]
     fn endings_describe_themselves() {
         let limit = Duration::from_secs(600);
         assert_eq!(Ending::Exited(1).describe(limit), "exit status 1");
