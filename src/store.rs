@@ -27,6 +27,9 @@ use serde::{Deserialize, Serialize};
 /// The name of the store directory inside the git directory.
 const STORE: &str = "arun";
 
+/// Names in the store that are not runs, so never tags.
+pub const RESERVED: [&str; 4] = ["lock", "active", "learnings.md", "reports"];
+
 /// Where an older arun kept its runs: `.arun/` in the work tree, where proposers could reach
 /// them. A run found there is moved into the store before it resumes.
 pub const LEGACY_DIR: &str = ".arun";

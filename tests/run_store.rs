@@ -434,3 +434,49 @@ fn the_summary_and_status_count_alike() {
         "{status}"
     );
 }
+
+#[test]
+fn a_run_an_older_arun_kept_in_the_work_tree_moves_into_the_store_and_resumes() {
+    let target = Target::new(Setup {
+        plan: json!({"1": {"LR": 0.05}, "2": {"LR": 0.04}}),
+        ..Setup::default()
+    });
+    target.arun(&["--max-experiments", "2"]).assert_code(0);
+    // What an older arun left: the run in `.arun/<tag>`, a journal without the fields this one
+    // writes, `.arun/` excluded, and the user's own untracked file beside it.
+    let legacy = target.repo.join(".arun/test");
+    std::fs::create_dir_all(target.repo.join(".arun")).unwrap();
+    std::fs::rename(target.run_dir(), &legacy).unwrap();
+    let journal: Vec<String> = std::fs::read_to_string(legacy.join("journal.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|line| {
+            let mut event: serde_json::Value = serde_json::from_str(line).unwrap();
+            for field in ["settings", "untracked", "files", "undo", "undone"] {
+                event.as_object_mut().unwrap().remove(field);
+            }
+            event.to_string()
+        })
+        .collect();
+    std::fs::write(legacy.join("journal.jsonl"), journal.join("\n") + "\n").unwrap();
+    let exclude = target.repo.join(".git/info/exclude");
+    let text = std::fs::read_to_string(&exclude).unwrap();
+    std::fs::write(&exclude, format!("{text}/.arun/\n")).unwrap();
+    std::fs::write(target.repo.join("notes.md"), "mine\n").unwrap();
+
+    let resumed = target.arun(&["--max-experiments", "3"]);
+    resumed.assert_code(0);
+    assert!(
+        resumed.stderr().contains("arun: moved `"),
+        "{}",
+        resumed.stderr()
+    );
+    assert!(!target.repo.join(".arun/test").exists());
+    assert!(target.run_dir().join("journal.jsonl").is_file());
+    assert_eq!(rows(&target.repo.join("results.tsv")).len(), 3);
+    assert_eq!(
+        std::fs::read_to_string(target.repo.join("notes.md")).unwrap(),
+        "mine\n",
+        "the user's untracked file was moved or deleted"
+    );
+}

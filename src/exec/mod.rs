@@ -285,7 +285,10 @@ mod tests {
             let _group = Group::started(id);
         }
         child.wait().unwrap();
-        assert!(wait_until_gone(id, Duration::from_secs(5)), "the group survived");
+        assert!(
+            wait_until_gone(id, Duration::from_secs(5)),
+            "the group survived"
+        );
     }
 
     #[test]

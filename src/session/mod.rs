@@ -156,7 +156,16 @@ impl Session {
             let events = journal::read(&run.journal()).map_err(|err| {
                 Error::io(format!("cannot read `{}`", run.journal().display()), err)
             })?;
-            let history = History::replay(events);
+            let mut history = History::replay(events);
+            if history.settings.is_none() {
+                // A journal of an older version did not list the user's untracked files: the
+                // ones there now are theirs, never to be moved or deleted.
+                history.untracked = git
+                    .untracked()?
+                    .into_iter()
+                    .filter(|path| *path != pipeline.limits.results)
+                    .collect();
+            }
             if history.branch.is_empty() {
                 return Err(Error::Setup(format!(
                     "`{}` does not start with a run-started event; it is not a journal arun \

@@ -145,28 +145,36 @@ pub(super) fn choose_tag(
     options: &RunOptions,
     repo: &Path,
 ) -> Result<String, Error> {
-    if let Some(tag) = &options.tag {
-        if let Some(problem) = crate::config::resolve::tag_problem(tag) {
-            return Err(Error::Setup(format!(
-                "`{tag}` is not a valid tag: {problem}"
-            )));
+    let tag = match &options.tag {
+        Some(tag) => tag.clone(),
+        None if options.resume => {
+            return store::latest_run(repo).ok_or_else(|| {
+                Error::Setup(format!("there is no run to resume in `{}`", repo.display()))
+            });
         }
-        return Ok(tag.clone());
+        None => {
+            let (year, month, day) = today();
+            crate::config::resolve::expand_tag(
+                &pipeline.limits.tag_pattern,
+                &pipeline.name,
+                year,
+                month,
+                day,
+            )
+            .map_err(Error::Setup)?
+        }
+    };
+    let problem = crate::config::resolve::tag_problem(&tag).or_else(|| {
+        store::RESERVED
+            .contains(&tag.as_str())
+            .then(|| "the run store uses that name; choose another".to_string())
+    });
+    match problem {
+        Some(problem) => Err(Error::Setup(format!(
+            "`{tag}` is not a valid tag: {problem}"
+        ))),
+        None => Ok(tag),
     }
-    if options.resume {
-        return store::latest_run(repo).ok_or_else(|| {
-            Error::Setup(format!("there is no run to resume in `{}`", repo.display()))
-        });
-    }
-    let (year, month, day) = today();
-    crate::config::resolve::expand_tag(
-        &pipeline.limits.tag_pattern,
-        &pipeline.name,
-        year,
-        month,
-        day,
-    )
-    .map_err(Error::Setup)
 }
 
 /// Today's local date as (year, month 1-12, day).
