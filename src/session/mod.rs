@@ -152,28 +152,10 @@ impl Session {
         exec::orphans::record_groups_in(run.group_file());
         let view = git.workdir().join(&pipeline.limits.results);
 
+        // Everything that can refuse the start comes before a new run's journal is created.
+        let proposer = propose::build(&pipeline).map_err(Error::Setup)?;
         let (history, journal) = if resuming {
-            let events = journal::read(&run.journal()).map_err(|err| {
-                Error::io(format!("cannot read `{}`", run.journal().display()), err)
-            })?;
-            let mut history = History::replay(events);
-            if history.settings.is_none() {
-                // A journal of an older version did not list the user's untracked files: the
-                // ones there now are theirs, never to be moved or deleted.
-                history.untracked = git
-                    .untracked()?
-                    .into_iter()
-                    .filter(|path| *path != pipeline.limits.results)
-                    .collect();
-            }
-            if history.branch.is_empty() {
-                return Err(Error::Setup(format!(
-                    "`{}` does not start with a run-started event; it is not a journal arun \
-                     wrote. Move the directory `{}` away to start the run again",
-                    run.journal().display(),
-                    run.path().display()
-                )));
-            }
+            let history = setup::read_for_resume(&git, &run, &pipeline)?;
             setup::apply_settings(&mut pipeline, &history, &options, &progress)?;
             setup::check_tree_for_resume(&git, &history, &pipeline, &progress)?;
             setup::run_preflight(&pipeline, git.workdir(), &progress)?;
@@ -187,7 +169,6 @@ impl Session {
             setup::use_settings(&mut pipeline, &settings);
             setup::begin_run(&pipeline, &git, &run, &tag, settings)?
         };
-        let proposer = propose::build(&pipeline).map_err(Error::Setup)?;
         git.exclude(&[format!("/{}", pipeline.limits.results)])?;
         setup::ensure_branch(&git, &history, &progress)?;
 

@@ -248,6 +248,35 @@ pub(super) fn run_preflight(
     Ok(())
 }
 
+/// The history of the run to resume, from its journal.
+pub(super) fn read_for_resume(
+    git: &Git,
+    run: &RunDir,
+    pipeline: &Pipeline,
+) -> Result<History, Error> {
+    let events = journal::read(&run.journal())
+        .map_err(|err| Error::io(format!("cannot read `{}`", run.journal().display()), err))?;
+    let mut history = History::replay(events);
+    if history.branch.is_empty() {
+        return Err(Error::Setup(format!(
+            "`{}` does not start with a run-started event; it is not a journal arun wrote. Move \
+             the directory `{}` away to start the run again",
+            run.journal().display(),
+            run.path().display()
+        )));
+    }
+    if history.settings.is_none() {
+        // A journal of an older version did not list the user's untracked files: the ones
+        // there now are theirs, never to be moved or deleted.
+        history.untracked = git
+            .untracked()?
+            .into_iter()
+            .filter(|path| *path != pipeline.limits.results)
+            .collect();
+    }
+    Ok(history)
+}
+
 /// The settings a new run fixes: the pipeline's, with `--budget` applied.
 pub(super) fn settings_for(pipeline: &Pipeline, budget: Option<Duration>) -> RunSettings {
     let mut experiment = pipeline.experiment.clone();
