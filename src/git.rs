@@ -378,47 +378,8 @@ impl Git {
     /// Commits the work-tree content of `paths` on top of `parent`, without moving any branch;
     /// HEAD is left detached at the new commit.
     pub fn commit_paths(&self, parent: Oid, paths: &[String], message: &str) -> Result<Oid> {
-        let parent_commit = self
-            .repo
-            .find_commit(parent)
-            .context(|| format!("cannot find commit {parent}"))?;
-        let mut index = self
-            .repo
-            .index()
-            .context(|| "cannot open the index".to_string())?;
-        index
-            .read_tree(
-                &parent_commit
-                    .tree()
-                    .context(|| "cannot read a tree".to_string())?,
-            )
-            .context(|| "cannot read the last commit into the index".to_string())?;
-        for path in paths {
-            if self.workdir.join(path).exists() {
-                index
-                    .add_path(Path::new(path))
-                    .context(|| format!("cannot stage `{path}`"))?;
-            } else {
-                let _ = index.remove_path(Path::new(path));
-            }
-        }
-        let tree_id = write_index(&mut index)?;
-        let tree = self
-            .repo
-            .find_tree(tree_id)
-            .context(|| "cannot read the new tree".to_string())?;
-        let signature = self.signature()?;
-        let commit = self
-            .repo
-            .commit(
-                None,
-                &signature,
-                &signature,
-                message,
-                &tree,
-                &[&parent_commit],
-            )
-            .context(|| "cannot commit the experiment".to_string())?;
+        let files = self.write_blobs(paths)?;
+        let commit = self.commit_files(parent, &files, message)?;
         self.repo
             .set_head_detached(commit)
             .context(|| "cannot check out the experiment commit".to_string())?;

@@ -29,15 +29,7 @@ fn scenario() -> Target {
         }),
         env: "NOISE_SD = \"0.0002\"",
         experiment: "budget = \"2s\"\nhard-limit = \"6s\"\ngrace = \"1s\"\nbuild = \"echo building\"",
-        proposer: r#"[proposer]
-kind = "agent"
-retry-wait = "0s"
-max-failures = 2
-
-[proposer.agent]
-preset = "claude"
-env = { PLAN = "{plan}" }
-"#,
+        proposer: common::CLAUDE_STAND_IN,
         extra: "[decision.noise]\nbaseline-runs = 2\n\n\
                 [decision.held-out]\nrun = \"HELD_OUT=1 python3 train.py\"\nname = \"test_loss\"\n\
                 regex = '^test_loss:\\s*([0-9.]+)'",

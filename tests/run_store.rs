@@ -203,15 +203,7 @@ fn a_stale_git_lock_left_by_a_kill_is_removed_and_a_live_one_is_respected() {
 fn claude_target(plan: serde_json::Value) -> Target {
     Target::new(Setup {
         plan,
-        proposer: r#"[proposer]
-kind = "agent"
-retry-wait = "0s"
-max-failures = 2
-
-[proposer.agent]
-preset = "claude"
-env = { PLAN = "{plan}" }
-"#,
+        proposer: common::CLAUDE_STAND_IN,
         ..Setup::default()
     })
 }

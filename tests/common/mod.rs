@@ -43,6 +43,18 @@ command = "python3 {root}/tests/scripts/agent.py"
 env = { PLAN = "{plan}" }
 "#;
 
+/// The Claude Code preset, for the scripted stand-in on PATH (`stand_in_path`), which reports
+/// what each proposal cost.
+pub const CLAUDE_STAND_IN: &str = r#"[proposer]
+kind = "agent"
+retry-wait = "0s"
+max-failures = 2
+
+[proposer.agent]
+preset = "claude"
+env = { PLAN = "{plan}" }
+"#;
+
 impl Default for Setup<'_> {
     fn default() -> Self {
         Setup {
