@@ -610,3 +610,22 @@ fn a_server_reporting_no_usage_warns_once_that_max_tokens_cannot_be_enforced() {
                    cannot be enforced";
     assert_eq!(run.stderr().matches(warning).count(), 1, "{}", run.stderr());
 }
+
+#[test]
+fn the_api_key_does_not_reach_preflight_checks() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = ChatServer::start(dir.path(), json!({"model": "test-model", "api_key": KEY}));
+    let dump = dir.path().join("preflight-env.txt");
+    let target = http_target(
+        &server,
+        "python3 train.py",
+        &format!(
+            "[[preflight]]\nrun = \"env > {}\"\nmessage = \"cannot list the environment\"",
+            dump.display()
+        ),
+    );
+    arun(&target, 1).assert_code(0);
+    let env = std::fs::read_to_string(&dump).unwrap();
+    assert!(env.contains("PATH="), "{env}");
+    assert!(!env.contains(KEY), "a preflight check saw the API key");
+}
