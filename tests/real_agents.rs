@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use arun::config::file::AgentPreset;
-use common::{ChatServer, Run, Setup, Target};
+use common::{ChatServer, Run, Setup, Target, in_ci};
 use serde_json::json;
 
 /// What the tools print for an option they do not know (opencode prints only its usage, under
@@ -42,11 +42,6 @@ fn find(tool: &str) -> Option<PathBuf> {
         .chain(std::env::split_paths(&path))
         .map(|dir| dir.join(tool))
         .find(|file| file.is_file())
-}
-
-/// Whether this is CI (`CI=true`, as CI services and `.ci/run`'s caller set it).
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|value| !value.is_empty() && value != "false" && value != "0")
 }
 
 /// The tool's path, or `None` after printing why the test is skipped. In CI, where `.ci/run`

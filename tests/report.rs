@@ -396,7 +396,7 @@ fn the_page_renders_in_chromium_without_errors_and_the_plot_is_drawn() {
     let Some(chromium) = chromium() else {
         // CI installs Chromium (.ci/run); there its absence is a failure, not a skip.
         assert!(
-            std::env::var_os("CI").is_none(),
+            !common::in_ci(),
             "chromium is not installed; .ci/run installs the Debian package `chromium`"
         );
         eprintln!(
