@@ -351,30 +351,6 @@ impl Git {
         Ok(changes)
     }
 
-    /// Undoes `changes`: tracked paths get their content from `base` back, new files are deleted.
-    pub fn restore(&self, base: Oid, changes: &[Change]) -> Result<()> {
-        let tree = self.tree_of(base)?;
-        let mut checkout = git2::build::CheckoutBuilder::new();
-        checkout.force().update_index(false);
-        let mut any_tracked = false;
-        for change in changes {
-            if change.added {
-                let full = self.workdir.join(&change.path);
-                let _ = fs::remove_file(&full);
-                remove_empty_parents(&full, &self.workdir);
-            } else {
-                checkout.path(&change.path);
-                any_tracked = true;
-            }
-        }
-        if any_tracked {
-            self.repo
-                .checkout_tree(tree.as_object(), Some(&mut checkout))
-                .context(|| "cannot restore files from the last commit".to_string())?;
-        }
-        Ok(())
-    }
-
     /// Commits the work-tree content of `paths` on top of `parent`, without moving any branch;
     /// HEAD is left detached at the new commit.
     pub fn commit_paths(&self, parent: Oid, paths: &[String], message: &str) -> Result<Oid> {
@@ -642,17 +618,6 @@ pub fn parse_oid(text: &str) -> Option<Oid> {
     Oid::from_str(text).ok()
 }
 
-fn remove_empty_parents(file: &Path, root: &Path) {
-    let mut dir = file.parent();
-    while let Some(current) = dir {
-        if current == root || fs::remove_dir(current).is_err() {
-            break;
-        }
-        dir = current.parent();
-    }
-}
-
-/// Copies a directory tree, leaving out `.git` and build output (`target/`).
 /// Writes the index to disk and as a tree object; returns the tree's id.
 fn write_index(index: &mut git2::Index) -> Result<Oid> {
     index
@@ -663,6 +628,7 @@ fn write_index(index: &mut git2::Index) -> Result<Oid> {
         .context(|| "cannot write the tree".to_string())
 }
 
+/// Copies a directory tree, leaving out `.git` and build output (`target/`).
 fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     fs::create_dir_all(to)?;
     for entry in fs::read_dir(from)? {
