@@ -176,6 +176,7 @@ fn measure_until_decided(
         all.push(&values);
         let reference = Reference {
             best,
+            against: "the best",
             baseline_memory_gb: None,
             sigma: decide::pooled_sigma(all.into_iter()),
         };

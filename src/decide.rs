@@ -85,12 +85,43 @@ pub struct Candidate<'a> {
 /// What the decision compares against.
 #[derive(Debug, Clone, Copy)]
 pub struct Reference {
-    /// The best kept result's mean metric; `None` for the baseline.
+    /// The result to improve on: the best kept one (greedy), or the experiment's parent (tree
+    /// search); `None` for the baseline.
     pub best: Option<f64>,
+    /// How reasons name it: `the best` or `its parent`.
+    pub against: &'static str,
     /// The baseline's peak memory, for the memory ratio guard.
     pub baseline_memory_gb: Option<f64>,
     /// The run-to-run standard deviation of the metric, when known.
     pub sigma: Option<f64>,
+}
+
+/// What `experiment` is judged against in `history`: the best kept result in the greedy chain,
+/// its parent in a tree (a node is kept when it improves on the node it was made from).
+pub fn reference(
+    history: &crate::journal::History,
+    experiment: &crate::journal::Experiment,
+    rules: &DecisionRules,
+) -> Reference {
+    let (best, against) = match history.search() {
+        crate::config::resolve::SearchSpec::Greedy => (history.best(), "the best"),
+        crate::config::resolve::SearchSpec::Tree { .. } => (
+            experiment.parent.and_then(|p| history.experiment(p)),
+            "its parent",
+        ),
+    };
+    Reference {
+        best: if experiment.is_baseline() {
+            None
+        } else {
+            best.and_then(crate::journal::Experiment::metric)
+        },
+        against,
+        baseline_memory_gb: history
+            .baseline()
+            .and_then(crate::journal::Experiment::memory_gb),
+        sigma: rules.noise.sigma.or_else(|| history.sigma()),
+    }
 }
 
 /// The mean metric of successful runs.
@@ -186,7 +217,10 @@ pub fn judge(
         let reason = if threshold > 0.0 {
             format!("kept: {delta:+.6}{over} > {threshold_text}")
         } else {
-            format!("kept: {delta:+.6}{over} improves on the best {best:.6}")
+            format!(
+                "kept: {delta:+.6}{over} improves on {} {best:.6}",
+                reference.against
+            )
         };
         return decided(Status::Keep, reason);
     }
@@ -208,7 +242,10 @@ pub fn judge(
     let reason = if gain > 0.0 {
         format!("discarded: {delta:+.6}{over} within noise {threshold_text}")
     } else {
-        format!("discarded: {delta:+.6}{over} does not improve on the best {best:.6}")
+        format!(
+            "discarded: {delta:+.6}{over} does not improve on {} {best:.6}",
+            reference.against
+        )
     };
     decided(Status::Discard, reason)
 }
@@ -305,6 +342,7 @@ mod tests {
             Candidate { runs: &runs, lines },
             Reference {
                 best: Some(1.0),
+                against: "the best",
                 baseline_memory_gb: Some(30.0),
                 sigma,
             },
@@ -393,6 +431,7 @@ mod tests {
         let thrice = [run(1.0), run(1.01), run(0.99)];
         let reference = Reference {
             best: None,
+            against: "the best",
             baseline_memory_gb: None,
             sigma: None,
         };
@@ -449,6 +488,7 @@ mod tests {
                 },
                 Reference {
                     best: Some(1.0),
+                    against: "the best",
                     baseline_memory_gb: Some(30.0),
                     sigma: None,
                 },
@@ -469,6 +509,7 @@ mod tests {
             },
             Reference {
                 best: Some(1.0),
+                against: "the best",
                 baseline_memory_gb: None,
                 sigma: None,
             },

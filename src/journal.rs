@@ -14,7 +14,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::resolve::SearchSpec;
 use crate::decide::{Decision, Measurement, Status};
+use crate::metric::Goal;
+use crate::search::Expansion;
 
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -52,6 +55,9 @@ pub enum Event {
         fix_of: Option<u64>,
         #[serde(default)]
         attempt: u32,
+        /// What the proposer is asked for: an improvement, a draft, a new direction.
+        #[serde(default, skip_serializing_if = "Expansion::is_improve")]
+        expansion: Expansion,
     },
     /// The proposer finished; what it changed outside the edit target was undone.
     Proposed {
@@ -154,6 +160,9 @@ pub struct RunSettings {
     /// The metric's name and which way is better.
     pub metric: String,
     pub goal: crate::metric::Goal,
+    /// How each experiment's parent is chosen. Absent (greedy) in journals of older versions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search: Option<crate::config::resolve::SearchSpec>,
 }
 
 impl Event {
@@ -387,6 +396,8 @@ pub struct Experiment {
     pub base_commit: String,
     pub fix_of: Option<u64>,
     pub attempt: u32,
+    /// What the proposer was asked for (see `Event::ExperimentStarted`).
+    pub expansion: Expansion,
     pub started: f64,
     pub description: Option<String>,
     pub violations: Vec<String>,
@@ -518,6 +529,7 @@ impl History {
                 base_commit,
                 fix_of,
                 attempt,
+                expansion,
             } => {
                 // A number started again after failed proposals keeps their count and cost.
                 let (failures, cost_usd, tokens) = match self.experiments.last() {
@@ -535,6 +547,7 @@ impl History {
                     base_commit: base_commit.clone(),
                     fix_of: *fix_of,
                     attempt: *attempt,
+                    expansion: *expansion,
                     started: *time,
                     failures,
                     cost_usd,
@@ -652,9 +665,48 @@ impl History {
         self.recorded().filter(|e| e.status() == Some(Status::Keep))
     }
 
-    /// The kept experiment the branch points at.
+    /// The kept experiment the branch points at: the last keep of the greedy chain, or the
+    /// best keep of the whole tree.
     pub fn best(&self) -> Option<&Experiment> {
-        self.kept().last()
+        self.best_with(None)
+    }
+
+    /// The best once experiment `n` (decided, maybe not recorded yet) is counted too: where
+    /// recording it moves the branch.
+    pub fn best_with(&self, n: Option<u64>) -> Option<&Experiment> {
+        let mut kept = self
+            .experiments
+            .iter()
+            .filter(|e| e.recorded || Some(e.n) == n)
+            .filter(|e| e.status() == Some(Status::Keep));
+        match self.search() {
+            SearchSpec::Greedy => kept.next_back(),
+            SearchSpec::Tree { .. } => {
+                let goal = self.goal();
+                kept.filter_map(|e| e.metric().map(|m| (e, m)))
+                    .fold(
+                        None,
+                        |best: Option<(&Experiment, f64)>, (e, m)| match best {
+                            Some((_, b)) if goal.improvement(m, b) <= 0.0 => best,
+                            _ => Some((e, m)),
+                        },
+                    )
+                    .map(|(e, _)| e)
+            }
+        }
+    }
+
+    /// How the run chooses parents: from its settings, greedy for journals of older versions.
+    pub fn search(&self) -> SearchSpec {
+        self.settings
+            .as_ref()
+            .and_then(|s| s.search)
+            .unwrap_or(SearchSpec::Greedy)
+    }
+
+    /// Which way the metric is better (minimize for journals that did not say).
+    pub fn goal(&self) -> Goal {
+        self.settings.as_ref().map(|s| s.goal).unwrap_or_default()
     }
 
     pub fn baseline(&self) -> Option<&Experiment> {
@@ -747,6 +799,7 @@ mod tests {
                 base_commit: "base".into(),
                 fix_of: None,
                 attempt: 0,
+                expansion: Expansion::Improve,
             },
             Event::Committed {
                 time: 1.0,
@@ -810,6 +863,7 @@ mod tests {
             base_commit: "c0".into(),
             fix_of: None,
             attempt: 0,
+            expansion: Expansion::Improve,
         });
         events.push(Event::ProposalFailed {
             time: 2.0,
@@ -828,6 +882,7 @@ mod tests {
             base_commit: "c0".into(),
             fix_of: None,
             attempt: 0,
+            expansion: Expansion::Improve,
         });
         events.push(proposed(1, Some(0.5)));
         let history = History::replay(events);

@@ -195,10 +195,55 @@ pub struct PromptContext {
     /// The pipeline's `proposer.stall`.
     pub stall: u32,
     pub files: Files,
-    /// The target's `.arun/learnings.md` entries (one `- ` line per kept or crashed experiment
-    /// of this and earlier runs), newest last; empty when there are none.
+    /// The target's `.git/arun/learnings.md` entries (one `- ` line per kept or crashed
+    /// experiment of this and earlier runs), newest last; empty when there are none.
     pub learnings: String,
     pub crash: Option<CrashInfo>,
+    /// In a tree search: where this experiment sits in the tree. `None` in the greedy chain.
+    pub tree: Option<TreeInfo>,
+}
+
+/// Where an experiment of a tree search sits: the path to the node it builds on, what was
+/// already tried from that node, and for a draft the other drafts.
+#[derive(Debug, Clone, Serialize)]
+pub struct TreeInfo {
+    /// `improve` (refine the node), `draft` (a new approach from the baseline, different from
+    /// the other drafts) or `broaden` (every branch is a dead end: a direction none took).
+    pub expansion: String,
+    /// The number of the node it builds on.
+    pub parent: u64,
+    /// The kept steps from the baseline down to the node, each with its change.
+    pub path: Vec<TreeStep>,
+    /// What was already tried from the node and how it ended, oldest first.
+    pub tried: Vec<TreeTry>,
+    /// For a draft or a broadening: the drafts and branches made from the baseline so far.
+    pub drafts: Vec<TreeTry>,
+    /// Kept nodes in the tree, and how many of them are dead ends.
+    pub nodes: usize,
+    pub dead_ends: usize,
+}
+
+/// One kept step on the path to the node.
+#[derive(Debug, Clone, Serialize)]
+pub struct TreeStep {
+    pub n: u64,
+    pub metric: String,
+    /// Change against its parent, signed; empty for the baseline.
+    pub delta: String,
+    pub description: String,
+}
+
+/// One proposal made on a node and how it ended (its fixes counted).
+#[derive(Debug, Clone, Serialize)]
+pub struct TreeTry {
+    pub n: u64,
+    /// `keep`, `discard` or `crash`.
+    pub status: String,
+    /// Its metric, empty for a crash.
+    pub metric: String,
+    pub description: String,
+    /// Why it was kept, discarded or counted as a crash.
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -337,6 +382,34 @@ impl PromptContext {
                 attempt: 1,
                 attempts: 2,
             }),
+            tree: Some(TreeInfo {
+                expansion: "improve".to_string(),
+                parent: 1,
+                path: vec![
+                    TreeStep {
+                        n: 0,
+                        metric: "0.997900".to_string(),
+                        delta: String::new(),
+                        description: "baseline".to_string(),
+                    },
+                    TreeStep {
+                        n: 1,
+                        metric: "0.993200".to_string(),
+                        delta: "-0.004700".to_string(),
+                        description: "increase LR to 0.04".to_string(),
+                    },
+                ],
+                tried: vec![TreeTry {
+                    n: 2,
+                    status: "crash".to_string(),
+                    metric: String::new(),
+                    description: "double the width".to_string(),
+                    reason: "out of memory".to_string(),
+                }],
+                drafts: Vec::new(),
+                nodes: 2,
+                dead_ends: 0,
+            }),
         }
     }
 }
@@ -357,6 +430,7 @@ mod tests {
     #[test]
     fn propose_shows_results_and_the_stall_instruction_only_when_stalled() {
         let mut context = PromptContext::sample();
+        context.tree = None;
         let calm = Template::builtin(TemplateKind::Propose)
             .render(&context)
             .unwrap();
@@ -368,6 +442,37 @@ mod tests {
             .render(&context)
             .unwrap();
         assert!(stalled.contains("9 experiments in a row did not improve"));
+    }
+
+    #[test]
+    fn a_tree_expansion_shows_the_path_what_was_tried_and_the_other_drafts() {
+        let mut context = PromptContext::sample();
+        let improve = Template::builtin(TemplateKind::Propose)
+            .render(&context)
+            .unwrap();
+        assert!(improve.contains("This experiment builds on #1, which is not necessarily"));
+        assert!(improve.contains(
+            "Path from the baseline to #1:\n- #0 val_bpb 0.997900: baseline\n\
+             - #1 val_bpb 0.993200 (-0.004700): increase LR to 0.04\n"
+        ));
+        assert!(
+            improve
+                .contains("Already tried from #1:\n- #2 crash: double the width (out of memory)\n")
+        );
+        let tree = context.tree.as_mut().unwrap();
+        tree.expansion = "draft".to_string();
+        tree.parent = 0;
+        tree.drafts = std::mem::take(&mut tree.tried);
+        let draft = Template::builtin(TemplateKind::Propose)
+            .render(&context)
+            .unwrap();
+        assert!(draft.contains("This is a draft: a new approach started from the baseline (#0)"));
+        assert!(draft.contains("Drafts and branches from the baseline so far:\n- #2 crash"));
+        context.tree.as_mut().unwrap().expansion = "broaden".to_string();
+        let broaden = Template::builtin(TemplateKind::Propose)
+            .render(&context)
+            .unwrap();
+        assert!(broaden.contains("Broaden: propose a direction that none of the branches"));
     }
 
     #[test]

@@ -84,6 +84,7 @@ mod tests {
             base_commit: String::new(),
             fix_of: None,
             attempt: 0,
+            expansion: Default::default(),
             started: 0.0,
             description: Some(description.to_string()),
             violations: Vec::new(),

@@ -39,6 +39,9 @@ pub struct PipelineFile {
     pub decision: Decision,
     /// Who proposes each edit: a coding agent, an HTTP model, or the built-in knob search.
     pub proposer: Proposer,
+    /// Which experiment the next one builds on: autoresearch's greedy chain, or a tree search.
+    #[serde(default)]
+    pub search: Search,
     /// Hyperparameters of the editable file that the knob search may change, one `[[knob]]` each.
     #[serde(default)]
     pub knob: Vec<Knob>,
@@ -445,6 +448,46 @@ pub enum Scale {
     Log,
     /// Additive steps (ratios, fractions).
     Linear,
+}
+
+/// How the parent of each experiment is chosen.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Search {
+    /// `greedy`: every experiment builds on the best kept one, as in autoresearch. `tree`: a
+    /// few different approaches are drafted from the baseline, then the most promising node is
+    /// expanded, a node whose children keep failing counts as a dead end and the search
+    /// backtracks. How deep a crash's fixes may go is `[decision] fix-attempts`.
+    /// Default: `greedy`.
+    #[serde(default)]
+    pub strategy: SearchStrategy,
+    /// Tree only: how many different approaches are drafted from the baseline (asked for as
+    /// such) before any of them is refined. Default: `3`.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub drafts: Option<u32>,
+    /// Tree only: how many children in a row a node may get without one improving on it
+    /// before it counts as exhausted (a dead end) and the search backtracks. Default: `3`.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub patience: Option<u32>,
+    /// Tree only: weight of the exploration bonus, which lets a node a little worse than the
+    /// best, with fewer children, be expanded too. `0` always expands the best open node.
+    /// Default: `0.3`.
+    #[serde(default)]
+    #[schemars(range(min = 0.0))]
+    pub exploration: Option<f64>,
+}
+
+/// The search strategies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SearchStrategy {
+    /// Build on the best kept experiment (autoresearch's protocol).
+    #[default]
+    Greedy,
+    /// Draft, expand the most promising node, backtrack from dead ends.
+    Tree,
 }
 
 /// When the run stops, how it is named, where results go.

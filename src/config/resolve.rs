@@ -32,7 +32,24 @@ pub struct Pipeline {
     pub decision: DecisionRules,
     pub proposer: ProposerSpec,
     pub knobs: Vec<Knob>,
+    pub search: SearchSpec,
     pub limits: LimitsSpec,
+}
+
+/// How the parent of each experiment is chosen (`crate::search` does the choosing). Journaled
+/// with the run's settings, so that a resume makes the same choices.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "strategy", rename_all = "kebab-case")]
+pub enum SearchSpec {
+    /// Build on the best kept experiment.
+    Greedy,
+    /// Draft `drafts` approaches from the baseline, then expand the most promising open node; a
+    /// node with `patience` children in a row that did not improve on it is a dead end.
+    Tree {
+        drafts: u32,
+        patience: u32,
+        exploration: f64,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -191,6 +208,7 @@ pub fn resolve(raw: PipelineFile, file: &Path) -> Result<Pipeline, Vec<Problem>>
     }
     let proposer = resolve_proposer(&raw, &base, &mut problems);
     let knobs = resolve_knobs(&raw, &target, &mut problems);
+    let search = resolve_search(&raw.search, &mut problems);
     let limits = resolve_limits(&raw.limits, &name, &mut problems);
 
     match (metric, proposer) {
@@ -205,6 +223,7 @@ pub fn resolve(raw: PipelineFile, file: &Path) -> Result<Pipeline, Vec<Problem>>
             decision,
             proposer,
             knobs,
+            search,
             limits,
         }),
         _ => Err(problems),
@@ -807,6 +826,34 @@ fn resolve_knobs(
         });
     }
     knobs
+}
+
+fn resolve_search(raw: &file::Search, problems: &mut Vec<Problem>) -> SearchSpec {
+    match raw.strategy {
+        file::SearchStrategy::Greedy => {
+            for (key, set) in [
+                ("drafts", raw.drafts.is_some()),
+                ("patience", raw.patience.is_some()),
+                ("exploration", raw.exploration.is_some()),
+            ] {
+                if set {
+                    problems.push(Problem::at(
+                        &format!("search.{key}"),
+                        format!(
+                            "`{key}` applies to the tree search only; set `strategy = \"tree\"` or \
+                             remove it"
+                        ),
+                    ));
+                }
+            }
+            SearchSpec::Greedy
+        }
+        file::SearchStrategy::Tree => SearchSpec::Tree {
+            drafts: raw.drafts.unwrap_or(3),
+            patience: raw.patience.unwrap_or(3),
+            exploration: raw.exploration.unwrap_or(0.3),
+        },
+    }
 }
 
 fn resolve_limits(raw: &file::Limits, name: &str, problems: &mut Vec<Problem>) -> LimitsSpec {

@@ -4,11 +4,13 @@
 use std::path::Path;
 
 use super::{Session, oid, short_commit};
+use crate::config::resolve::SearchSpec;
 use crate::decide::Status;
 use crate::error::Error;
 use crate::journal::Experiment;
 use crate::prompt::{self, PromptContext};
 use crate::results;
+use crate::search::{Expansion, Tree};
 
 /// Bytes of an editable file shown in a prompt; of a read-only or context file.
 const EDITABLE_BYTES: usize = 256 * 1024;
@@ -119,6 +121,82 @@ impl Session {
             },
             learnings: crate::learnings::read(&crate::learnings::path(&self.root)),
             crash,
+            tree: self.tree_info(experiment),
+        })
+    }
+
+    /// Where `experiment` sits in a tree search: the path to its parent, what was tried from
+    /// the parent, and for a draft the other drafts; `None` in the greedy chain.
+    fn tree_info(&self, experiment: &Experiment) -> Option<prompt::TreeInfo> {
+        let SearchSpec::Tree { patience, .. } = self.history.search() else {
+            return None;
+        };
+        let parent = experiment.parent?;
+        let tree = Tree::of(&self.history);
+        let metric = |e: &Experiment| e.metric().map_or(String::new(), |m| format!("{m:.6}"));
+        let path = tree
+            .path_to(parent)
+            .into_iter()
+            .map(|node| prompt::TreeStep {
+                n: node.n,
+                metric: metric(node),
+                delta: match (
+                    node.metric(),
+                    node.parent
+                        .and_then(|p| self.history.experiment(p))
+                        .and_then(Experiment::metric),
+                ) {
+                    (Some(value), Some(before)) => format!("{:+.6}", value - before),
+                    _ => String::new(),
+                },
+                description: results::one_line(&node.description_text()),
+            })
+            .collect();
+        let tried_of = |n: u64| -> Vec<prompt::TreeTry> {
+            tree.children(n)
+                .filter(|child| child.n != experiment.n)
+                .map(|child| {
+                    let outcome = tree.outcome(child);
+                    let status = outcome.status();
+                    prompt::TreeTry {
+                        n: child.n,
+                        status: status.map(|s| s.to_string()).unwrap_or_default(),
+                        metric: match status {
+                            Some(Status::Crash) | None => String::new(),
+                            _ => metric(outcome),
+                        },
+                        description: results::one_line(&child.description_text()),
+                        reason: outcome
+                            .decision
+                            .as_ref()
+                            .map(|d| results::one_line(&d.reason))
+                            .unwrap_or_default(),
+                    }
+                })
+                .collect()
+        };
+        let baseline = self.history.baseline().map(|b| b.n);
+        let drafts = match experiment.expansion {
+            Expansion::Improve => Vec::new(),
+            Expansion::Draft | Expansion::Broaden => baseline.map(tried_of).unwrap_or_default(),
+        };
+        Some(prompt::TreeInfo {
+            expansion: match experiment.expansion {
+                Expansion::Improve => "improve",
+                Expansion::Draft => "draft",
+                Expansion::Broaden => "broaden",
+            }
+            .to_string(),
+            parent,
+            path,
+            tried: if experiment.expansion == Expansion::Improve {
+                tried_of(parent)
+            } else {
+                Vec::new()
+            },
+            drafts,
+            nodes: tree.nodes().count(),
+            dead_ends: tree.dead_ends(patience).count(),
         })
     }
 

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use git2::Oid;
 
 use crate::config::Pipeline;
-use crate::decide::{self, Candidate, Measurement, Reference, Status, Verdict};
+use crate::decide::{self, Candidate, Measurement, Status, Verdict};
 use crate::error::Error;
 use crate::exec::{self, Environment, Spawn};
 use crate::git::{self, Git, Head};
@@ -29,7 +29,7 @@ use crate::progress::Progress;
 use crate::propose::{self, ProposeError, Proposer, Request, Task};
 use crate::results;
 use crate::scope::{self, Snapshot};
-use crate::search::Strategy;
+use crate::search::{self, Expansion};
 use crate::store::{self, RepoLock, RunDir};
 use measure::{Measure, ProgressWatch, log_file_name, measure};
 
@@ -86,7 +86,6 @@ pub struct Session {
     journal: Journal,
     history: History,
     proposer: Box<dyn Proposer>,
-    strategy: Strategy,
     /// The run store, `.git/arun`.
     root: PathBuf,
     /// The run's directory in it.
@@ -179,7 +178,6 @@ impl Session {
             journal,
             history,
             proposer,
-            strategy: Strategy::default(),
             root,
             run,
             view,
@@ -260,7 +258,7 @@ impl Session {
             return Ok(resume_state(current));
         }
         if let Some(last) = self.history.recorded().last()
-            && last.status() == Some(Status::Keep)
+            && self.history.best().is_some_and(|best| best.n == last.n)
             && last.held_out.is_none()
             && self.pipeline.decision.held_out.is_some()
         {
@@ -317,6 +315,7 @@ impl Session {
                 base_commit: self.history.start_commit.clone(),
                 fix_of: None,
                 attempt: 0,
+                expansion: Expansion::Improve,
             },
             Some(last) if self.wants_fix(last) => Event::ExperimentStarted {
                 time: journal::now(),
@@ -325,15 +324,27 @@ impl Session {
                 base_commit: last.commit.clone().unwrap_or_default(),
                 fix_of: Some(last.fix_of.unwrap_or(last.n)),
                 attempt: last.attempt + 1,
+                expansion: last.expansion,
             },
-            Some(_) => Event::ExperimentStarted {
-                time: journal::now(),
-                n,
-                parent: self.strategy.parent(&self.history),
-                base_commit: self.history.branch_tip().to_string(),
-                fix_of: None,
-                attempt: 0,
-            },
+            Some(_) => {
+                let choice =
+                    search::next(&self.history.search(), &self.history).ok_or_else(|| {
+                        Error::RunFailed("the search found no experiment to build on".to_string())
+                    })?;
+                let parent = self.experiment(choice.parent)?;
+                Event::ExperimentStarted {
+                    time: journal::now(),
+                    n,
+                    parent: Some(parent.n),
+                    base_commit: parent
+                        .commit
+                        .clone()
+                        .unwrap_or_else(|| self.history.start_commit.clone()),
+                    fix_of: None,
+                    attempt: 0,
+                    expansion: choice.expansion,
+                }
+            }
         };
         self.record_event(event)?;
         Ok(State::Propose { n })
@@ -347,14 +358,17 @@ impl Session {
             && last.attempt < self.pipeline.decision.fix_attempts
     }
 
-    /// Where HEAD stands while the proposer works on `experiment`: on the run branch for a new
-    /// proposal, detached at the crashed commit for a fix attempt.
+    /// Where HEAD stands while the proposer works on `experiment`: on the run branch when it
+    /// builds on the branch's tip, else detached at the commit it builds on (a fix attempt at
+    /// the crashed commit, a tree expansion of a node that is not the best).
     fn proposer_head(&self, experiment: &Experiment) -> Result<(Head, Oid), Error> {
         let base = oid(&experiment.base_commit)?;
-        let head = if experiment.fix_of.is_some() {
-            Head::Detached(base)
-        } else {
+        let on_tip =
+            experiment.fix_of.is_none() && experiment.base_commit == self.history.branch_tip();
+        let head = if on_tip {
             Head::Branch(self.history.branch.clone())
+        } else {
+            Head::Detached(base)
         };
         Ok((head, base))
     }
@@ -759,11 +773,7 @@ impl Session {
     fn decide(&mut self, n: u64) -> Result<State, Error> {
         let experiment = self.experiment(n)?;
         let rules = &self.pipeline.decision;
-        let reference = Reference {
-            best: self.history.best().and_then(Experiment::metric),
-            baseline_memory_gb: self.history.baseline().and_then(Experiment::memory_gb),
-            sigma: rules.noise.sigma.or_else(|| self.history.sigma()),
-        };
+        let reference = decide::reference(&self.history, experiment, rules);
         let verdict = decide::judge(
             Candidate {
                 runs: &experiment.runs,
@@ -867,10 +877,11 @@ impl Session {
         let experiment = self.experiment(n)?.clone();
         let branch = Head::Branch(self.history.branch.clone());
         let status = experiment.status().unwrap_or(Status::Crash);
-        let tip = match status {
-            Status::Keep => oid(experiment.commit.as_deref().unwrap_or_default())?,
-            Status::Discard | Status::Crash => oid(self.history.branch_tip())?,
-        };
+        // The branch points at the best: a keep of the greedy chain, the best node of a tree.
+        let best = self.history.best_with(Some(n));
+        let tip = oid(best
+            .and_then(|b| b.commit.as_deref())
+            .unwrap_or(&self.history.start_commit))?;
         self.clean(branch, tip)?;
         for table in [self.run.results(), self.view.clone()] {
             results::append(&table, self.pipeline.metric.name(), &experiment)

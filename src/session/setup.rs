@@ -288,6 +288,7 @@ pub(super) fn settings_for(pipeline: &Pipeline, budget: Option<Duration>) -> Run
         hard_limit_seconds: experiment.hard_limit.as_secs_f64(),
         metric: pipeline.metric.name().to_string(),
         goal: pipeline.metric.goal,
+        search: Some(pipeline.search),
     }
 }
 

@@ -20,6 +20,8 @@ pub struct Target {
 /// A pipeline over the scripted target; `extra` is appended (further tables such as
 /// `[decision]`), `experiment` replaces keys of the `[experiment]` table.
 pub struct Setup<'a> {
+    /// The fixture directory under `tests/fixtures` the target is made from.
+    pub template: &'a str,
     pub plan: serde_json::Value,
     /// The experiment's run command.
     pub run: &'a str,
@@ -58,6 +60,7 @@ env = { PLAN = "{plan}" }
 impl Default for Setup<'_> {
     fn default() -> Self {
         Setup {
+            template: "scripted-trainer",
             plan: serde_json::json!({}),
             run: "python3 train.py",
             env: "",
@@ -77,7 +80,7 @@ impl Target {
         let text = format!(
             r#"[target]
 repo = "repo"
-template = "{root}/tests/fixtures/scripted-trainer"
+template = "{root}/tests/fixtures/{template}"
 editable = ["train.py"]
 read-only = ["prepare.py"]
 context = ["README.md"]
@@ -100,6 +103,7 @@ peak_mem_mb = '^peak_mem_mb:\s*([0-9.]+)'
 {extra}
 "#,
             root = ROOT,
+            template = setup.template,
             dir = dir.path().display(),
             run = setup.run,
             env = if setup.env.is_empty() {
