@@ -217,11 +217,11 @@ mod tests {
         exploration: 0.0,
     };
 
-    /// A recorded run from `experiments`: (n, parent, kind, metric, status, fix_of).
-    fn history(
-        search: SearchSpec,
-        experiments: &[(u64, Option<u64>, Expansion, f64, Status, Option<u64>)],
-    ) -> History {
+    /// One recorded experiment: (n, parent, kind, metric, status, fix_of).
+    type Row = (u64, Option<u64>, Expansion, f64, Status, Option<u64>);
+
+    /// A recorded run from `experiments`.
+    fn history(search: SearchSpec, experiments: &[Row]) -> History {
         let mut events = vec![Event::RunStarted {
             time: 0.0,
             tag: "t".into(),
