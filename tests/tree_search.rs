@@ -31,7 +31,7 @@ fn target(search: &'static str) -> Target {
     })
 }
 
-const TREE: &str = "[search]\nstrategy = \"tree\"\ndrafts = 2\npatience = 2";
+const TREE: &str = "[search]\nstrategy = \"tree\"\ndrafts = 2\npatience = 2\nexploration = 0.3";
 
 /// Results rows after the header: (metric, status, description).
 fn rows(target: &Target) -> Vec<(String, String, String)> {
@@ -171,4 +171,25 @@ fn search_settings_only_for_the_tree_are_refused_with_greedy() {
         "{}",
         run.stderr()
     );
+}
+
+#[test]
+fn a_resumed_run_keeps_its_search_strategy() {
+    let straight = target(TREE);
+    straight.arun(&["--max-experiments", "8"]).assert_code(0);
+    let resumed = target(TREE);
+    resumed.arun(&["--max-experiments", "4"]).assert_code(0);
+    let text = std::fs::read_to_string(&resumed.pipeline).unwrap();
+    std::fs::write(&resumed.pipeline, text.replace(TREE, "")).unwrap();
+    let run = resumed.arun(&["--max-experiments", "8"]);
+    run.assert_code(0);
+    assert!(
+        run.stderr().contains(
+            "run `test` keeps the search it started with, tree (drafts 2, patience 2, \
+             exploration 0.3); the pipeline now says greedy"
+        ),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(parents(&resumed), parents(&straight));
 }

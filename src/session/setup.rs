@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::RunOptions;
 use crate::config::Pipeline;
-use crate::config::resolve::ExperimentSpec;
+use crate::config::resolve::{ExperimentSpec, SearchSpec};
 use crate::error::Error;
 use crate::exec::{self, Environment, Spawn};
 use crate::git::{self, Git, Head};
@@ -357,14 +357,35 @@ pub(super) fn apply_settings(
             show(experiment.hard_limit)
         ));
     }
+    if let Some(search) = settings.search
+        && search != pipeline.search
+    {
+        progress.note(&format!(
+            "arun: run `{tag}` keeps the search it started with, {}; the pipeline now says {}",
+            search_words(&search),
+            search_words(&pipeline.search)
+        ));
+    }
     use_settings(pipeline, settings);
     Ok(())
 }
 
-/// Runs the pipeline's experiments with the run's budget and hard limit.
+fn search_words(search: &SearchSpec) -> String {
+    match search {
+        SearchSpec::Greedy => "greedy".to_string(),
+        SearchSpec::Tree {
+            drafts,
+            patience,
+            exploration,
+        } => format!("tree (drafts {drafts}, patience {patience}, exploration {exploration})"),
+    }
+}
+
+/// Runs the pipeline's experiments with the run's budget, hard limit and search.
 pub(super) fn use_settings(pipeline: &mut Pipeline, settings: &RunSettings) {
     pipeline.experiment.budget = Duration::from_secs_f64(settings.budget_seconds);
     pipeline.experiment.hard_limit = Duration::from_secs_f64(settings.hard_limit_seconds);
+    pipeline.search = settings.search.unwrap_or(SearchSpec::Greedy);
 }
 
 fn same_duration(a: Duration, b: Duration) -> bool {
