@@ -66,10 +66,14 @@ impl Session {
                 description: results::one_line(&e.description_text()),
             })
             .collect();
+        // The kept steps that led to the best: the chain, or in a tree the path to the best node.
+        let steps: Vec<&Experiment> = match (self.history.search(), self.history.best()) {
+            (SearchSpec::Tree { .. }, Some(best)) => Tree::of(&self.history).path_to(best.n),
+            _ => self.history.kept().collect(),
+        };
         let mut previous: Option<f64> = None;
-        let kept: Vec<prompt::KeptRow> = self
-            .history
-            .kept()
+        let kept: Vec<prompt::KeptRow> = steps
+            .into_iter()
             .map(|e| {
                 let metric = e.metric().unwrap_or(0.0);
                 let delta = previous
