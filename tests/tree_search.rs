@@ -149,15 +149,26 @@ fn the_tree_backtracks_from_the_dead_end_and_finds_the_better_branch() {
 fn a_resumed_tree_search_makes_the_same_choices() {
     let straight = target(TREE);
     straight.arun(&["--max-experiments", "8"]).assert_code(0);
-    let killed = target(TREE);
-    let first = killed.arun_with_env(
-        &["--max-experiments", "8"],
-        &[("ARUN_FAILPOINT", "experiment-started:5")],
-    );
-    assert_eq!(first.code(), None);
-    killed.arun(&["--max-experiments", "8"]).assert_code(0);
-    assert_eq!(rows(&killed), rows(&straight));
-    assert_eq!(parents(&killed), parents(&straight));
+    for point in [
+        "experiment-started:3",
+        "experiment-started:5",
+        "proposed:5",
+        "committed:6",
+        "decided:6",
+        "recorded:6",
+    ] {
+        let killed = target(TREE);
+        let first = killed.arun_with_env(&["--max-experiments", "8"], &[("ARUN_FAILPOINT", point)]);
+        assert_eq!(first.code(), None, "{point}");
+        killed.arun(&["--max-experiments", "8"]).assert_code(0);
+        assert_eq!(rows(&killed), rows(&straight), "{point}");
+        assert_eq!(parents(&killed), parents(&straight), "{point}");
+        assert_eq!(
+            killed.git(&["rev-parse", "autoresearch/test:train.py"]),
+            straight.git(&["rev-parse", "autoresearch/test:train.py"]),
+            "{point}: the branch holds another node"
+        );
+    }
 }
 
 #[test]
