@@ -120,6 +120,23 @@ pub enum Command {
         #[arg(long, value_name = "N", default_value_t = 10)]
         rows: usize,
     },
+    /// Write a run's best result where it can be taken away: the best experiment's editable files
+    /// as they are at its commit, `best.diff` (its change from the baseline) and `SUMMARY.md`
+    /// (the result against the baseline, what worked, what did not). Prints the directory. Only
+    /// reads: safe beside the arun driving the run.
+    Best {
+        /// A pipeline file, a run directory `.git/arun/<tag>`, or a target repository (default:
+        /// the current directory).
+        #[arg(value_name = "PIPELINE.toml | RUN_DIR | REPO")]
+        input: Option<PathBuf>,
+        /// Which run of the repository (default: the latest).
+        #[arg(long, value_parser = parse_tag)]
+        tag: Option<String>,
+        /// Where to write (default: `.git/arun/<tag>/best/`, out of the work tree a run may be
+        /// driving; a directory inside that work tree is refused).
+        #[arg(short, long, value_name = "DIR")]
+        output: Option<PathBuf>,
+    },
     /// Print the JSON Schema of pipeline files (or, with `--markdown`, the reference tables of
     /// README.md).
     Schema {
@@ -171,6 +188,15 @@ fn run(cli: Cli) -> Result<i32, Error> {
             let mut out = std::io::stdout();
             out.write_all(text.as_bytes())
                 .map_err(|err| Error::io("cannot write the status to stdout", err))?;
+            Ok(exit_codes::SUCCESS)
+        }
+        Command::Best { input, tag, output } => {
+            let input = crate::report::Input { path: input, tag };
+            let written = crate::best::write(&input, output.as_deref())?;
+            if let Some(note) = &written.note {
+                eprintln!("note: {note}");
+            }
+            println!("{}", written.dir.display());
             Ok(exit_codes::SUCCESS)
         }
         Command::Schema { markdown } => {

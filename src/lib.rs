@@ -2,6 +2,7 @@
 //!
 //! The binary is `src/main.rs`; everything it does starts at [`cli::main`].
 
+pub mod best;
 pub mod cli;
 pub mod config;
 pub mod decide;

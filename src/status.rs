@@ -229,6 +229,7 @@ mod tests {
                     last_output: Some("step 120 | loss 2.9".into()),
                 }),
             }),
+            tree: None,
         };
         let text = render(&report, 2, 100, 2062.0);
         assert!(

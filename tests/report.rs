@@ -219,6 +219,56 @@ fn the_report_of_a_run_shows_figures_diffs_and_logs() {
 }
 
 #[test]
+fn the_report_of_a_tree_search_shows_its_shape_backtracking_and_dead_ends() {
+    // The deceptive landscape of `tests/tree_search.rs`: drafts `a` (#1) and `b` (#2); #1's
+    // children #3 and #4 fail and it is a dead end; the search backtracks to #2, whose child #6
+    // (`b` then `c`) is the best.
+    let target = Target::new(Setup {
+        template: "ideas-trainer",
+        proposer: r#"[proposer]
+kind = "agent"
+retry-wait = "0s"
+max-failures = 2
+
+[proposer.agent]
+command = "python3 {root}/tests/scripts/idea_agent.py"
+env = { PLAN = "{plan}" }
+"#,
+        extra: "[decision.noise]\nbaseline-runs = 1\n\n[search]\nstrategy = \"tree\"\ndrafts = 2\npatience = 2",
+        ..Setup::default()
+    });
+    target.arun(&["--max-experiments", "8"]).assert_code(0);
+    let pipeline = target.pipeline.to_str().unwrap().to_string();
+    target.arun_command(&["report", &pipeline]).assert_code(0);
+    let html = read_page(&target.run_dir().join("report.html"));
+
+    assert!(
+        html.contains(
+            "<p>tree search: 4 nodes, 2 branches from the baseline, 1 dead end, 2 drafts</p>"
+        ),
+        "the facts line"
+    );
+    assert_eq!(figure(&html, "best"), "0.700000");
+    // The best path 0 -> 2 -> 6 is thick; #1, the dead end, has its ring.
+    assert_eq!(html.matches(r#"class="kept-path""#).count(), 2);
+    assert_eq!(html.matches(r#"class="dead-end""#).count(), 1);
+    assert!(html.contains("add idea a (dead end)</title>"));
+    for n in [0, 2, 6] {
+        assert!(
+            html.contains(&format!(
+                r#"<tr class="row keep on-path clickable" id="e{n}""#
+            )),
+            "#{n} is on the path"
+        );
+    }
+    assert!(html.contains(r#"<tr class="row keep clickable" id="e1""#));
+    // The table compares each experiment with the node it was made on: #5 with #2.
+    let row5 = &html[html.find(r#"id="e5""#).unwrap()..];
+    let row5 = &row5[..row5.find("</tr>").unwrap()];
+    assert!(row5.contains(">+0.100000<"), "{row5}");
+}
+
+#[test]
 fn report_and_status_say_when_there_is_no_run() {
     let dir = tempfile::tempdir().unwrap();
     let run = arun(dir.path(), &["report", "missing.tsv"]);

@@ -18,6 +18,8 @@ struct Page {
     figures: Vec<Figure>,
     plot: String,
     tree: String,
+    /// Whether the run is a tree search (the tree's caption explains its edges and rings).
+    tree_search: bool,
     metric: String,
     better: &'static str,
     /// The held-out metric's name, when the run has one: a column beside the metric.
@@ -84,6 +86,7 @@ pub fn render(report: &Report, generated: &str) -> Result<String, String> {
         figures: report.figures(),
         plot: svg::progress_plot(report),
         tree: svg::tree(report),
+        tree_search: report.tree.is_some(),
         metric: report.metric.clone(),
         better: report.goal.better_word(),
         held_out: report.held_out.clone(),
@@ -128,6 +131,9 @@ fn facts(report: &Report) -> Vec<String> {
         ));
     }
     lines.push(first);
+    if let Some(tree) = &report.tree {
+        lines.push(tree.sentence());
+    }
     let builds: Vec<f64> = report.rows.iter().filter_map(|r| r.build_seconds).collect();
     if let Some(longest) = builds.iter().copied().reduce(f64::max) {
         lines.push(format!(
@@ -245,6 +251,7 @@ mod tests {
             noise: None,
             held_out: None,
             run,
+            tree: None,
         }
     }
 

@@ -189,10 +189,7 @@ fn read_run(
     // metric and budget either: then the pipeline it remembers does, if it still loads.
     let remembered = match pipeline {
         Some(_) => None,
-        None => history.events.iter().find_map(|event| match event {
-            Event::RunStarted { pipeline, .. } => crate::config::load(Path::new(pipeline)).ok(),
-            _ => None,
-        }),
+        None => remembered_pipeline(&history),
     };
     let pipeline = pipeline.or(remembered.as_ref());
     let mut report = from_history(&history, repo, dir, pipeline);
@@ -203,6 +200,14 @@ fn read_run(
         }
     }
     Ok(report)
+}
+
+/// The pipeline file the run was started with, if it still loads.
+pub fn remembered_pipeline(history: &History) -> Option<Pipeline> {
+    history.events.iter().find_map(|event| match event {
+        Event::RunStarted { pipeline, .. } => crate::config::load(Path::new(pipeline)).ok(),
+        _ => None,
+    })
 }
 
 /// The report of a run as its history tells it, without each experiment's diff and log: what
@@ -251,12 +256,20 @@ pub fn from_history(
         noise: noise_band(history),
         held_out,
         run: Some(facts),
+        tree: super::TreeFacts::of(history),
     }
 }
 
 /// The band inside which a result was judged noise: from each decision on, the best it was
-/// compared with (the last keep) ± the threshold that decision used.
+/// compared with (the last keep) ± the threshold that decision used. A tree search compares
+/// each experiment with its own parent, and its last keep may be a node worse than the best:
+/// there the band follows the best so far, where the plot draws the running best.
 fn noise_band(history: &History) -> Option<NoiseBand> {
+    let tree = matches!(
+        history.search(),
+        crate::config::resolve::SearchSpec::Tree { .. }
+    );
+    let goal = history.goal();
     let mut best: Option<f64> = None;
     let mut points: Vec<BandPoint> = Vec::new();
     for experiment in history.recorded() {
@@ -279,7 +292,14 @@ fn noise_band(history: &History) -> Option<NoiseBand> {
             }
         }
         if decision.status == Status::Keep {
-            best = experiment.metric();
+            let value = experiment.metric();
+            let better = match (best, value) {
+                (Some(b), Some(v)) => goal.improvement(v, b) > 0.0,
+                _ => true,
+            };
+            if !tree || better {
+                best = value;
+            }
         }
     }
     (!points.is_empty()).then_some(NoiseBand { points })
@@ -598,6 +618,7 @@ pub fn read_table(path: &Path, pipeline: Option<&Pipeline>) -> Result<Report, Er
         noise: None,
         held_out: None,
         run: None,
+        tree: None,
     })
 }
 

@@ -72,6 +72,77 @@ pub struct Report {
     pub held_out: Option<String>,
     /// Facts only a journal has (times, cost, whether it is still running).
     pub run: Option<RunFacts>,
+    /// The shape of the tree, for a run with `[search] strategy = "tree"`.
+    pub tree: Option<TreeFacts>,
+}
+
+/// The shape of a tree search's experiment tree. Its nodes are the kept experiments, the
+/// baseline included, each under the node it improved on (see `crate::search`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TreeFacts {
+    /// Kept experiments, the baseline included.
+    pub nodes: usize,
+    /// Nodes made on the baseline: the approaches that worked at all.
+    pub branches: usize,
+    /// Nodes closed after `patience` children in a row failed to improve on them.
+    pub dead_ends: Vec<u64>,
+    /// Proposals asked for as new approaches from the baseline, at the start (drafts) and when
+    /// every node was closed (broadenings).
+    pub drafts: usize,
+    pub broadenings: usize,
+    /// How many failing children in a row close a node.
+    pub patience: u32,
+}
+
+impl TreeFacts {
+    /// The tree's shape of a run's history; `None` for a greedy run.
+    pub fn of(history: &crate::journal::History) -> Option<TreeFacts> {
+        use crate::search::{Expansion, Tree};
+        let crate::config::resolve::SearchSpec::Tree { patience, .. } = history.search() else {
+            return None;
+        };
+        let tree = Tree::of(history);
+        let baseline = history.baseline().map(|b| b.n);
+        let kind = |kind| tree.expansions().filter(|e| e.expansion == kind).count();
+        Some(TreeFacts {
+            nodes: tree.nodes().count(),
+            branches: tree
+                .nodes()
+                .filter(|node| node.parent.is_some() && node.parent == baseline)
+                .count(),
+            dead_ends: tree.dead_ends(patience).map(|node| node.n).collect(),
+            drafts: kind(Expansion::Draft),
+            broadenings: kind(Expansion::Broaden),
+            patience,
+        })
+    }
+
+    /// The shape in one line: `tree search: 4 nodes, 2 branches from the baseline, 1 dead end,
+    /// 2 drafts`, with broadenings when there were any.
+    pub fn sentence(&self) -> String {
+        format!("tree search: {}", self.shape())
+    }
+
+    /// The shape: `4 nodes, 2 branches from the baseline, 1 dead end, 2 drafts`.
+    pub fn shape(&self) -> String {
+        let plural = |count: usize, one: &str, many: &str| {
+            format!("{count} {}", if count == 1 { one } else { many })
+        };
+        let mut text = format!(
+            "{}, {} from the baseline, {}, {}",
+            plural(self.nodes, "node", "nodes"),
+            plural(self.branches, "branch", "branches"),
+            plural(self.dead_ends.len(), "dead end", "dead ends"),
+            plural(self.drafts, "draft", "drafts"),
+        );
+        if self.broadenings > 0 {
+            text.push_str(&format!(
+                ", {}",
+                plural(self.broadenings, "broadening", "broadenings")
+            ));
+        }
+        text
+    }
 }
 
 /// One experiment.
@@ -563,6 +634,7 @@ mod tests {
             noise: None,
             held_out: None,
             run: None,
+            tree: None,
         }
     }
 

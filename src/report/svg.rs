@@ -582,6 +582,11 @@ impl Ranks {
 /// The experiment tree: each experiment at its number (left to right) and its generation (how
 /// many experiments it builds on, top to bottom), an edge from the experiment whose commit it was
 /// made on, nodes coloured by metric, the path from the baseline to the best drawn thick.
+///
+/// A greedy run's experiments of one generation all hang from the same keep, so their edges
+/// share one elbow line. A tree search backtracks: experiments of one generation hang from
+/// different nodes, and shared elbows would run into each other, so each edge is a straight line
+/// from its own parent; dead ends get a dashed ring.
 pub fn tree(report: &Report) -> String {
     let (left, right, top) = (86.0, WIDTH - 20.0, 24.0);
     let mut depth: std::collections::BTreeMap<u64, usize> = Default::default();
@@ -593,12 +598,20 @@ pub fn tree(report: &Report) -> String {
         depth.insert(row.n, d);
     }
     let deepest = depth.values().copied().max().unwrap_or(0);
-    let row_height = (520.0 / (deepest + 1) as f64).clamp(12.0, 26.0);
+    // A tree's straight edges need room between generations to show their slopes.
+    let tallest = if report.tree.is_some() { 56.0 } else { 26.0 };
+    let row_height = (520.0 / (deepest + 1) as f64).clamp(12.0, tallest);
     let bottom = top + deepest as f64 * row_height;
     let height = bottom + 64.0;
     let x = x_scale(report, left, right);
     let y = |n: u64| top + depth.get(&n).copied().unwrap_or(0) as f64 * row_height;
     let path: std::collections::BTreeSet<u64> = report.kept_path().into_iter().collect();
+    let dead_ends: std::collections::BTreeSet<u64> = report
+        .tree
+        .as_ref()
+        .map(|t| t.dead_ends.iter().copied().collect())
+        .unwrap_or_default();
+    let straight = report.tree.is_some();
     let ranks = Ranks::new(report);
 
     let mut svg = String::new();
@@ -626,6 +639,9 @@ pub fn tree(report: &Report) -> String {
     let edge = |row: &Row, parent: u64| {
         let (px, py) = (x.at(parent as f64), y(parent));
         let (cx, cy) = (x.at(row.n as f64), y(row.n));
+        if straight {
+            return format!("M{px:.1} {py:.1} L{cx:.1} {cy:.1}");
+        }
         let mid = cy - row_height / 2.0;
         format!("M{px:.1} {py:.1} V{mid:.1} H{cx:.1} V{cy:.1}")
     };
@@ -700,11 +716,21 @@ pub fn tree(report: &Report) -> String {
         } else {
             String::new()
         };
+        let (ring, tip) = if dead_ends.contains(&row.n) {
+            (
+                format!(
+                    r##"<circle class="dead-end" cx="{px:.1}" cy="{py:.1}" r="{}" fill="none" stroke="#555" stroke-width="1.2" stroke-dasharray="2 2"/>"##,
+                    if on_path { 10.5 } else { 9.0 }
+                ),
+                format!("{} (dead end)", tooltip(report, row)),
+            )
+        } else {
+            (String::new(), tooltip(report, row))
+        };
         let _ = write!(
             svg,
-            r##"<a href="#e{}" class="node"><title>{}</title>{shape}{label}</a>"##,
+            r##"<a href="#e{}" class="node"><title>{tip}</title>{ring}{shape}{label}</a>"##,
             row.n,
-            tooltip(report, row)
         );
     }
     // The colour key.
@@ -753,6 +779,7 @@ mod tests {
             noise: None,
             held_out: None,
             run: None,
+            tree: None,
         }
     }
 
@@ -825,6 +852,59 @@ mod tests {
         assert_eq!(svg.matches(r#"class="node""#).count(), 6);
         assert_eq!(viridis(0.0), "#440154");
         assert_eq!(viridis(1.0), "#fde725");
+    }
+
+    #[test]
+    fn a_tree_search_draws_each_edge_from_its_own_parent_and_rings_dead_ends() {
+        // #1 and #2 are drafts from the baseline; #3 and #4 fail on #1 (a dead end); the search
+        // backtracks to #2, whose child #5 is the best.
+        let mut report = report(vec![
+            row(0, None, Status::Keep, 1.0),
+            row(1, Some(0), Status::Keep, 0.9),
+            row(2, Some(0), Status::Keep, 0.95),
+            row(3, Some(1), Status::Discard, 1.05),
+            row(4, Some(1), Status::Discard, 0.93),
+            row(5, Some(2), Status::Keep, 0.7),
+        ]);
+        let greedy = tree(&report);
+        assert!(!greedy.contains("dead-end"));
+        report.tree = Some(crate::report::TreeFacts {
+            nodes: 4,
+            branches: 2,
+            dead_ends: vec![1],
+            drafts: 2,
+            broadenings: 0,
+            patience: 2,
+        });
+        let svg = tree(&report);
+        // Straight edges: each one starts at its own parent's node; no elbows shared between
+        // #1's children and #2's.
+        let edges: Vec<&str> = svg
+            .match_indices(r#"<path d="M"#)
+            .chain(svg.match_indices(r#"<path class="kept-path" d="M"#))
+            .map(|(at, _)| &svg[at..at + svg[at..].find("/>").unwrap()])
+            .collect();
+        assert_eq!(edges.len(), 5, "{svg}");
+        assert!(
+            edges.iter().all(|e| e.contains(" L") && !e.contains(" H")),
+            "{edges:?}"
+        );
+        let x = x_scale(&report, 86.0, WIDTH - 20.0);
+        for child in [3, 4] {
+            let from = format!("M{:.1} ", x.at(1.0));
+            let to = format!(" L{:.1} ", x.at(child as f64));
+            assert!(
+                edges.iter().any(|e| e.contains(&from) && e.contains(&to)),
+                "no edge #1 -> #{child}: {edges:?}"
+            );
+        }
+        // The kept path is 0 -> 2 -> 5, and #1 is ringed as a dead end.
+        assert_eq!(svg.matches(r#"class="kept-path""#).count(), 2);
+        assert_eq!(svg.matches(r#"class="dead-end""#).count(), 1);
+        assert!(
+            svg.contains("#1 keep val_bpb 0.900000: experiment 1 (dead end)"),
+            "{svg}"
+        );
     }
 
     #[test]

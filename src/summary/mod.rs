@@ -1,5 +1,8 @@
 //! The summary printed when a run stops: totals, the best result, the trajectory of kept
-//! improvements with their deltas, and the next ideas.
+//! improvements with their deltas (for a tree search: the best path, and the tree itself), and
+//! the next ideas.
+
+pub mod tree;
 
 use std::fmt::Write;
 use std::time::Duration;
@@ -100,11 +103,20 @@ pub fn render(
             (pipeline.decision.noise.sigmas * sigma).max(pipeline.decision.min_improvement)
         );
     }
-    let kept: Vec<&Experiment> = history.kept().collect();
-    if !kept.is_empty() {
-        let _ = writeln!(out, "trajectory:");
+    // The greedy chain is every keep; a tree's trajectory is its best path, each step against
+    // the node it improved on.
+    let (heading, trajectory): (&str, Vec<&Experiment>) = match (&report.tree, history.best()) {
+        (Some(_), Some(best)) => (
+            "best path",
+            crate::search::Tree::of(history).path_to(best.n),
+        ),
+        (Some(_), None) => ("best path", Vec::new()),
+        (None, _) => ("trajectory", history.kept().collect()),
+    };
+    if !trajectory.is_empty() {
+        let _ = writeln!(out, "{heading}:");
         let mut previous: Option<f64> = None;
-        for experiment in kept {
+        for experiment in trajectory {
             let value = experiment.metric().unwrap_or(0.0);
             let delta = previous.map_or_else(|| " ".repeat(10), |p| format!("{:+.6}", value - p));
             previous = Some(value);
@@ -116,6 +128,9 @@ pub fn render(
                 experiment.description_text()
             );
         }
+    }
+    if let Some(facts) = &report.tree {
+        out.push_str(&tree::render(history, facts));
     }
     if !ideas.is_empty() {
         let _ = writeln!(out, "next ideas:");
