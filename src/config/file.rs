@@ -462,18 +462,20 @@ pub struct Search {
     #[serde(default)]
     pub strategy: SearchStrategy,
     /// Tree only: how many different approaches are drafted from the baseline (asked for as
-    /// such) before any of them is refined. Default: `3`.
+    /// such) before any of them is refined. Default: `7`.
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub drafts: Option<u32>,
     /// Tree only: how many children in a row a node may get without one improving on it
-    /// before it counts as exhausted (a dead end) and the search backtracks. Default: `3`.
+    /// before it counts as exhausted (a dead end) and the search backtracks. Most proposals
+    /// fail even on a node with much left to give, so a small patience closes such nodes by
+    /// chance. Default: `20`.
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub patience: Option<u32>,
     /// Tree only: weight of the exploration bonus, which lets a node a little worse than the
     /// best, with fewer children, be expanded too. `0` always expands the best open node.
-    /// Default: `0.3`.
+    /// Default: `0.5`.
     #[serde(default)]
     #[schemars(range(min = 0.0))]
     pub exploration: Option<f64>,
