@@ -454,8 +454,8 @@ pub enum Scale {
 #[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct Search {
-    /// `greedy`: every experiment builds on the best kept one, as in autoresearch. `tree`: a
-    /// few different approaches are drafted from the baseline, then the most promising node is
+    /// `greedy`: every experiment builds on the best kept one, as in autoresearch. `tree`:
+    /// different approaches are drafted from the baseline, then the most promising node is
     /// expanded, a node whose children keep failing counts as a dead end and the search
     /// backtracks. How deep a crash's fixes may go is `[decision] fix-attempts`.
     /// Default: `greedy`.
