@@ -66,8 +66,11 @@ fn tree_choice(history: &History, drafts: u32, patience: u32, exploration: f64) 
         .baseline()
         .filter(|b| b.status() == Some(Status::Keep))?;
     let tree = Tree::of(history);
+    // Proposals in flight (parallel workers) count as expansions already made, so that two
+    // workers take the same branch only when there is nothing else.
     let drafted = tree
         .expansions()
+        .chain(tree.pending())
         .filter(|e| e.expansion == Expansion::Draft)
         .count();
     if drafted < drafts as usize {
@@ -95,10 +98,11 @@ fn tree_choice(history: &History, drafts: u32, patience: u32, exploration: f64) 
             .map_or(0.0, |m| goal.improvement(m, base_value).max(0.0))
     };
     let top = tree.nodes().map(gain).fold(0.0, f64::max);
-    let total = tree.expansions().count() as f64;
+    let total = (tree.expansions().count() + tree.pending().count()) as f64;
     let score = |node: &Experiment| {
         let value = if top > 0.0 { gain(node) / top } else { 0.0 };
-        let children = tree.children(node.n).count() as f64;
+        let pending = tree.pending().filter(|e| e.parent == Some(node.n)).count();
+        let children = (tree.children(node.n).count() + pending) as f64;
         value + exploration * ((total + 1.0).ln() / (children + 1.0)).sqrt()
     };
     let chosen = open
@@ -137,6 +141,13 @@ impl<'h> Tree<'h> {
     pub fn expansions(&self) -> impl Iterator<Item = &'h Experiment> + '_ {
         self.history
             .recorded()
+            .filter(|e| !e.is_baseline() && e.fix_of.is_none())
+    }
+
+    /// Proposals in flight: started, not recorded yet (fix attempts left out).
+    pub fn pending(&self) -> impl Iterator<Item = &'h Experiment> + '_ {
+        self.history
+            .in_flight()
             .filter(|e| !e.is_baseline() && e.fix_of.is_none())
     }
 
@@ -260,6 +271,7 @@ mod tests {
                     seconds: 1.0,
                     fixable: true,
                 },
+                worker: None,
             });
             events.push(Event::Decided {
                 time: n as f64,

@@ -57,6 +57,26 @@ impl KnobSearch {
             };
             trials.push(Trial { values, outcome });
         }
+        // Assignments other workers are running now count as tried, at the worst loss seen
+        // (a constant liar), so that concurrent proposals never repeat them or crowd them.
+        let worst = trials
+            .iter()
+            .filter_map(|t| match &t.outcome {
+                Outcome::Loss(loss) => Some(*loss),
+                Outcome::Crash => None,
+            })
+            .fold(None, |worst: Option<f64>, loss| {
+                Some(worst.map_or(loss, |w| w.max(loss)))
+            });
+        for experiment in request.history.in_flight() {
+            if experiment.n == request.n || experiment.details.get("knobs").is_none() {
+                continue;
+            }
+            if let Some(values) = self.assignment(experiment, &git)? {
+                let outcome = worst.map_or(Outcome::Crash, Outcome::Loss);
+                trials.push(Trial { values, outcome });
+            }
+        }
         let best = match request.history.best() {
             Some(best) => self.assignment(best, &git)?,
             None => None,
@@ -195,6 +215,11 @@ impl Proposer for KnobSearch {
             cost_usd: None,
             tokens: None,
         })
+    }
+
+    /// One proposal at a time: each sees the assignments proposed before it as in flight.
+    fn concurrent(&self) -> bool {
+        false
     }
 
     fn next_ideas(&mut self, request: &Request) -> Vec<String> {

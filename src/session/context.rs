@@ -26,9 +26,13 @@ const DIFF_BYTES: usize = 16 * 1024;
 
 impl Session {
     /// The prompt context for proposing after `experiment`'s parent, or fixing it.
-    pub(super) fn prompt_context(&self, experiment: &Experiment) -> Result<PromptContext, Error> {
+    /// `repo` is the work tree the proposer will see, placed where it starts.
+    pub(super) fn prompt_context(
+        &self,
+        experiment: &Experiment,
+        repo: &Path,
+    ) -> Result<PromptContext, Error> {
         let pipeline = &self.pipeline;
-        let repo = self.git.workdir();
         let read = |paths: &[String], limit: usize| -> Vec<prompt::FileText> {
             paths
                 .iter()

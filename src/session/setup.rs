@@ -207,6 +207,7 @@ pub(super) fn run_preflight(
                 log: &log,
                 limit: check.timeout,
                 grace: Duration::from_secs(2),
+                cpus: None,
             },
             &mut exec::Ignore,
         )
