@@ -697,9 +697,7 @@ impl History {
     /// recording it moves the branch.
     pub fn best_with(&self, n: Option<u64>) -> Option<&Experiment> {
         // In the order of the decisions: the greedy chain's last keep is the latest decided.
-        let deciding = n
-            .and_then(|n| self.experiment(n))
-            .filter(|e| !e.recorded);
+        let deciding = n.and_then(|n| self.experiment(n)).filter(|e| !e.recorded);
         let mut kept = self
             .recorded()
             .chain(deciding)
@@ -877,6 +875,40 @@ mod tests {
         assert_eq!(history.next_number(), 4);
         assert!(history.current().is_none());
         assert_eq!(history.baseline().unwrap().description_text(), "baseline");
+    }
+
+    #[test]
+    fn rows_follow_the_order_experiments_finished_and_the_branch_the_last_keep_decided() {
+        let mut events = vec![Event::RunStarted {
+            time: 0.0,
+            tag: "t".into(),
+            branch: "autoresearch/t".into(),
+            start_commit: "c0".into(),
+            pipeline: "p.toml".into(),
+            read_only: BTreeMap::new(),
+            settings: None,
+            untracked: Vec::new(),
+        }];
+        events.extend(experiment_events(0, None, "c0", 1.0, Status::Keep));
+        // #1 and #2 in flight together; #2 finishes first, then #1 beats it.
+        let one = experiment_events(1, Some(0), "c1", 0.8, Status::Keep);
+        let two = experiment_events(2, Some(0), "c2", 0.9, Status::Keep);
+        events.push(one[0].clone());
+        events.extend(two);
+        let history = History::replay(events.clone());
+        assert_eq!(
+            history.in_flight().map(|e| e.n).collect::<Vec<_>>(),
+            [1],
+            "#1 is still in flight"
+        );
+        assert_eq!(history.branch_tip(), "c2");
+        events.extend(one[1..].iter().cloned());
+        let history = History::replay(events);
+        let rows: Vec<u64> = history.recorded().map(|e| e.n).collect();
+        assert_eq!(rows, [0, 2, 1]);
+        assert_eq!(history.best().unwrap().n, 1);
+        assert_eq!(history.branch_tip(), "c1");
+        assert_eq!(history.next_number(), 3);
     }
 
     #[test]

@@ -295,6 +295,50 @@ mod tests {
         Some(Choice { parent, expansion })
     }
 
+    /// `history` with experiment `n` started on `parent` and still in flight.
+    fn with_pending(mut history: History, n: u64, parent: u64, expansion: Expansion) -> History {
+        history.push(Event::ExperimentStarted {
+            time: n as f64,
+            n,
+            parent: Some(parent),
+            base_commit: "c".into(),
+            fix_of: None,
+            attempt: 0,
+            expansion,
+        });
+        history
+    }
+
+    #[test]
+    fn expansions_in_flight_count_as_visits_so_workers_spread_out() {
+        let tree = SearchSpec::Tree {
+            drafts: 2,
+            patience: 3,
+            exploration: 1.0,
+        };
+        let rows = [(0, None, Improve, 1.0, Keep, None)];
+        // One draft in flight: the second worker drafts too, and a third expands the baseline
+        // only once both drafts are taken.
+        let h = with_pending(history(tree, &rows), 1, 0, Draft);
+        assert_eq!(next(&tree, &h), choice(0, Draft));
+        let h = with_pending(h, 2, 0, Draft);
+        assert_eq!(next(&tree, &h), choice(0, Improve));
+        // Two nodes of the same value: the one with an expansion in flight is left to it.
+        let rows = [
+            (0, None, Improve, 1.0, Keep, None),
+            (1, Some(0), Draft, 0.9, Keep, None),
+            (2, Some(0), Draft, 0.9, Keep, None),
+        ];
+        let h = history(tree, &rows);
+        assert_eq!(
+            next(&tree, &h),
+            choice(1, Improve),
+            "ties go to the older node"
+        );
+        let h = with_pending(h, 3, 1, Improve);
+        assert_eq!(next(&tree, &h), choice(2, Improve));
+    }
+
     #[test]
     fn greedy_builds_on_the_last_keep() {
         let h = history(

@@ -69,7 +69,7 @@ impl GpuPlan {
     /// `gpus` shared out between `count` workers: each gets the same number, in order.
     pub fn share(gpus: &[u32], count: u32) -> Result<Vec<Vec<u32>>, String> {
         let count = count as usize;
-        if gpus.is_empty() || gpus.len() % count != 0 {
+        if gpus.is_empty() || !gpus.len().is_multiple_of(count) {
             return Err(format!(
                 "{} GPUs cannot be shared out evenly between {count} workers; give each worker \
                  the same number, or one list per worker",

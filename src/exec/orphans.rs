@@ -17,13 +17,17 @@ pub fn record_groups_in(path: PathBuf) {
 }
 
 pub(super) fn started(group: i32) {
-    let mut groups = GROUPS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut groups = GROUPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     groups.insert(group);
     write(&groups);
 }
 
 pub(super) fn finished(group: i32) {
-    let mut groups = GROUPS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut groups = GROUPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     groups.remove(&group);
     write(&groups);
 }

@@ -230,8 +230,9 @@ pub struct RunFacts {
     pub state: RunState,
     /// The experiment budget, when the pipeline could be read.
     pub budget: Option<std::time::Duration>,
-    /// The experiment started but not recorded yet.
-    pub current: Option<Current>,
+    /// The experiments started but not recorded yet: one, or one per worker with parallel
+    /// workers.
+    pub in_flight: Vec<Current>,
 }
 
 /// The experiment in progress (or in progress when the run stopped).

@@ -214,8 +214,7 @@ impl Session {
         let crashed = self
             .history
             .recorded()
-            .filter(|e| e.commit.as_deref() == Some(experiment.base_commit.as_str()))
-            .last()
+            .rfind(|e| e.commit.as_deref() == Some(experiment.base_commit.as_str()))
             .ok_or_else(|| {
                 Error::RunFailed("the crashed experiment is not in the journal".to_string())
             })?;

@@ -29,6 +29,10 @@ pub(super) struct Done {
     pub(super) what: Outcome,
 }
 
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one outcome per job, moved once through a channel"
+)]
 pub(super) enum Outcome {
     /// The proposer answered (or failed); the proposer comes back for the next proposal.
     Proposed {
@@ -240,11 +244,7 @@ impl CommandJob {
     }
 
     /// Runs the held-out check.
-    pub(super) fn held_out(
-        self,
-        metric: &crate::metric::MetricSpec,
-        done: Sender<Done>,
-    ) {
+    pub(super) fn held_out(self, metric: &crate::metric::MetricSpec, done: Sender<Done>) {
         let measured = self.measure(metric, None);
         self.line.finish();
         let _ = done.send(Done {

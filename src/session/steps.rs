@@ -23,8 +23,7 @@ impl Session {
     /// Starts the next experiment when there is room for one and no limit says otherwise: a
     /// fix attempt for a crash, the baseline, or a proposal on the parent the search chooses.
     pub(super) fn begin(&mut self) -> Result<bool, Error> {
-        if self.ending.is_some() || self.limit.is_some() || self.flights.len() >= self.capacity()
-        {
+        if self.ending.is_some() || self.limit.is_some() || self.flights.len() >= self.capacity() {
             return Ok(false);
         }
         // One experiment at a time: a new best's held-out check comes first, as it always did.
@@ -400,7 +399,9 @@ impl Session {
                 self.limit.get_or_insert(reason);
                 return Ok(());
             }
-            Err(ProposeError::Failed(reason)) => return self.proposal_failed(n, reason, None, None),
+            Err(ProposeError::Failed(reason)) => {
+                return self.proposal_failed(n, reason, None, None);
+            }
             Err(ProposeError::PaidFailure {
                 reason,
                 cost_usd,
@@ -619,8 +620,8 @@ impl Session {
         read_only_changed: Vec<String>,
     ) -> Result<(), Error> {
         let command = self.pipeline.experiment.build.clone().unwrap_or_default();
-        let finished = finished
-            .map_err(|err| Error::io(format!("cannot run the build `{command}`"), err))?;
+        let finished =
+            finished.map_err(|err| Error::io(format!("cannot run the build `{command}`"), err))?;
         if finished.ending == exec::Ending::Interrupted {
             self.ending.get_or_insert(Stop::Interrupted);
             return Ok(());
@@ -892,7 +893,10 @@ impl Session {
     fn check_wanted(&self) -> bool {
         self.check.is_none()
             && self.pipeline.decision.held_out.is_some()
-            && self.history.best().is_some_and(|best| best.held_out.is_none())
+            && self
+                .history
+                .best()
+                .is_some_and(|best| best.held_out.is_none())
     }
 
     /// Starts the held-out check of a new best that has none, on a free work tree and worker.
@@ -904,10 +908,9 @@ impl Session {
         if !self.check_wanted() {
             return Ok(false);
         }
-        let (Some(check), Some(best)) = (
-            self.pipeline.decision.held_out.clone(),
-            self.history.best(),
-        ) else {
+        let (Some(check), Some(best)) =
+            (self.pipeline.decision.held_out.clone(), self.history.best())
+        else {
             return Ok(false);
         };
         let n = best.n;

@@ -108,20 +108,31 @@ mod tests {
         let mut env = Environment::default();
         worker.pin(&mut env);
         env.vars()
-            .map(|(k, v)| (k.to_string_lossy().into_owned(), v.to_string_lossy().into_owned()))
+            .map(|(k, v)| {
+                (
+                    k.to_string_lossy().into_owned(),
+                    v.to_string_lossy().into_owned(),
+                )
+            })
             .collect()
     }
 
     #[test]
     fn each_worker_gets_its_own_gpus_in_every_pin_variable() {
-        let workers = plan(&spec(2, GpuPlan::PerWorker(vec![vec![0, 1], vec![2, 3]])), None)
-            .expect("a plan");
+        let workers = plan(
+            &spec(2, GpuPlan::PerWorker(vec![vec![0, 1], vec![2, 3]])),
+            None,
+        )
+        .expect("a plan");
         let second = vars(&workers[1]);
         assert!(second.contains(&("CUDA_VISIBLE_DEVICES".into(), "2,3".into())));
         assert!(second.contains(&("ADAPTER".into(), "2,3".into())));
         assert!(second.contains(&("ARUN_WORKER".into(), "1".into())));
         assert!(second.contains(&("OMP_NUM_THREADS".into(), "2".into())));
-        assert_eq!(workers[0].describe(0), "worker 0 (CUDA_VISIBLE_DEVICES=0,1)");
+        assert_eq!(
+            workers[0].describe(0),
+            "worker 0 (CUDA_VISIBLE_DEVICES=0,1)"
+        );
     }
 
     #[test]

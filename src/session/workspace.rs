@@ -53,9 +53,8 @@ impl Workspace {
         let usable = path.join(".git").is_file() && Git::open(&path).is_ok();
         if !usable {
             if path.exists() {
-                std::fs::remove_dir_all(&path).map_err(|err| {
-                    Error::io(format!("cannot remove `{}`", path.display()), err)
-                })?;
+                std::fs::remove_dir_all(&path)
+                    .map_err(|err| Error::io(format!("cannot remove `{}`", path.display()), err))?;
             }
             git_command(repo.workdir(), &["worktree", "prune"])?;
             let parent = path.parent().unwrap_or(Path::new("."));
@@ -82,9 +81,8 @@ impl Workspace {
                         Error::io(format!("cannot create `{}`", dir.display()), err)
                     })?;
                 }
-                std::os::unix::fs::symlink(&target, &link).map_err(|err| {
-                    Error::io(format!("cannot link `{}`", link.display()), err)
-                })?;
+                std::os::unix::fs::symlink(&target, &link)
+                    .map_err(|err| Error::io(format!("cannot link `{}`", link.display()), err))?;
             }
         }
         Ok(Workspace {
