@@ -90,6 +90,16 @@ pub enum Command {
         #[arg(required = true, value_name = "PIPELINE")]
         files: Vec<PathBuf>,
     },
+    /// Try a pipeline once without starting a run: the preflight checks, the build, one run of
+    /// the baseline under the budget in a throwaway copy of the target repository (no branch,
+    /// no commit, nothing written there), the metric and extra values it printed, its peak
+    /// memory and time, the knobs' current values. Ends with `ready` or the first thing to fix;
+    /// the exit status is 0 only when ready.
+    Check {
+        /// The pipeline to check.
+        #[arg(value_name = "PIPELINE.toml")]
+        pipeline: PathBuf,
+    },
     /// Write a run's report: one self-contained HTML file with the progress plot, the experiment
     /// tree, the summary figures and every experiment with its diff and log tail. Prints the
     /// file's path.
@@ -176,6 +186,7 @@ fn run(cli: Cli) -> Result<i32, Error> {
     match command {
         Command::Run(args) => run_pipeline(args),
         Command::Validate { files } => Ok(validate(&files)),
+        Command::Check { pipeline } => check(&pipeline),
         Command::Report { input, tag, output } => {
             let input = crate::report::Input { path: input, tag };
             let path = crate::report::write(&input, output.as_deref())?;
@@ -231,6 +242,15 @@ fn run_pipeline(args: RunArgs) -> Result<i32, Error> {
         crate::session::Ending::Finished(_) => Ok(exit_codes::SUCCESS),
         crate::session::Ending::Interrupted => Ok(exit_codes::INTERRUPTED),
     }
+}
+
+/// Checks a pipeline and prints the report on stdout; the exit code says whether it is ready.
+fn check(pipeline: &std::path::Path) -> Result<i32, Error> {
+    let report = crate::check::check(pipeline)?;
+    let mut out = std::io::stdout();
+    out.write_all(report.render().as_bytes())
+        .map_err(|err| Error::io("cannot write the check to stdout", err))?;
+    Ok(report.exit_code())
 }
 
 /// Validates every file, printing each problem on stderr; the exit code says whether all passed.
