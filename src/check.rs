@@ -449,8 +449,7 @@ fn show_readings(pipeline: &Pipeline, readings: &Readings, log: &Path, report: &
         Some(Err(message)) => report.problem(message.clone(), exit_codes::FAILURE),
         None => report.problem(
             format!(
-                "metric regex `{}` never matched in the baseline's output; the last lines \
-                 were:{}",
+                "metric regex `{}` never matched in the baseline's output{}",
                 metric.primary.regex.as_str(),
                 tail_of(log)
             ),

@@ -416,6 +416,17 @@ pub fn summary_like(seen: &Seen) -> bool {
     })
 }
 
+/// Whether a value is a setting echoed at start-up (`Time budget: 300s`, `Gradient
+/// accumulation steps: 2`) rather than a result, though its name has a result's word.
+pub fn setting_like(seen: &Seen) -> bool {
+    words(&seen.key).iter().any(|w| {
+        matches!(
+            w.as_str(),
+            "budget" | "accumulation" | "accum" | "warmup" | "max" | "config" | "estimated"
+        )
+    })
+}
+
 /// The regexes that could read `seen`, most specific first; each has one capture group.
 pub fn regex_candidates(seen: &Seen) -> Vec<String> {
     let number = if seen.signed_or_exponent {
@@ -745,6 +756,23 @@ mod tests {
                 true
             )
         );
+    }
+
+    #[test]
+    fn settings_echoed_at_start_are_not_results() {
+        let values = read(&[
+            "Time budget: 300s",
+            "Gradient accumulation steps: 2",
+            "training_seconds: 300.1",
+            "num_steps: 953",
+        ]);
+        let extras: Vec<&str> = values
+            .seen
+            .iter()
+            .filter(|s| summary_like(s) && !setting_like(s))
+            .map(|s| s.key.as_str())
+            .collect();
+        assert_eq!(extras, ["training_seconds", "num_steps"]);
     }
 
     #[test]
