@@ -285,3 +285,61 @@ fn init_reads_a_log_instead_of_probing() {
     assert!(pipeline.contains("# From the log `"), "{pipeline}");
     assert!(pipeline.contains(r#"budget = "5m""#), "{pipeline}");
 }
+
+/// A repository with `train.sh` and a pipeline over it with `experiment` as its `[experiment]`
+/// table and `extra` appended.
+fn scripted(dir: &Path, script: &str, experiment: &str, extra: &str) -> String {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::write(repo.join("train.sh"), script).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-qm", "the project"]);
+    let pipeline = format!(
+        "[target]\nrepo = \"repo\"\neditable = [\"train.sh\"]\n\n[experiment]\n{experiment}\n\n\
+         [metric]\nname = \"loss\"\nregex = '^loss: ([0-9.]+)'\n\n[proposer]\nkind = \"agent\"\n\n\
+         [proposer.agent]\ncommand = \"true\"\n{extra}"
+    );
+    std::fs::write(dir.join("p.toml"), pipeline).unwrap();
+    "p.toml".to_string()
+}
+
+#[test]
+fn check_stops_a_baseline_at_the_hard_limit_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = scripted(
+        dir.path(),
+        "echo 'loss: 1.5'\nsleep 30\n",
+        "run = \"sh train.sh\"\nbudget = \"1s\"\nhard-limit = \"2s\"\ngrace = \"1s\"",
+        "",
+    );
+    let check = arun(dir.path(), &["check", &file]);
+    assert_eq!(check.status.code(), Some(1));
+    let report = text(&check.stdout);
+    assert!(
+        report.lines().last().unwrap().starts_with(
+            "not ready: the baseline was still running at the hard limit 2s: the script must \
+             stop by itself"
+        ),
+        "{report}"
+    );
+}
+
+#[test]
+fn a_failing_preflight_check_is_the_first_thing_to_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = scripted(
+        dir.path(),
+        "echo 'loss: 1.5'\n",
+        "run = \"sh train.sh\"",
+        "\n[[preflight]]\nrun = \"test -f data.bin\"\nmessage = \"data missing: run `make data`\"\n",
+    );
+    let check = arun(dir.path(), &["check", &file]);
+    assert_eq!(check.status.code(), Some(4));
+    let report = text(&check.stdout);
+    assert_eq!(
+        report.lines().last(),
+        Some("not ready: data missing: run `make data`"),
+        "{report}"
+    );
+}
