@@ -343,3 +343,39 @@ fn a_failing_preflight_check_is_the_first_thing_to_fix() {
         "{report}"
     );
 }
+
+#[test]
+fn a_probe_that_runs_past_its_time_is_stopped_and_its_values_still_count() {
+    let dir = tempfile::tempdir().unwrap();
+    scripted(
+        dir.path(),
+        "echo 'step 1 | val_loss: 1.25'\nsleep 30\n",
+        "run = \"true\"",
+        "",
+    );
+    let init = arun(
+        dir.path(),
+        &[
+            "init",
+            "repo",
+            "-o",
+            "init.toml",
+            "--yes",
+            "--run",
+            "sh train.sh",
+            "--editable",
+            "train.sh",
+            "--probe",
+            "2s",
+        ],
+    );
+    assert!(init.status.success(), "{}", text(&init.stderr));
+    let pipeline = std::fs::read_to_string(dir.path().join("init.toml")).unwrap();
+    assert!(pipeline.contains(r#"name = "val_loss""#), "{pipeline}");
+    assert!(
+        pipeline
+            .contains("# From a probe run of `sh train.sh`, stopped after 2s before it finished"),
+        "{pipeline}"
+    );
+    assert!(pipeline.contains(r#"budget = "5m""#), "{pipeline}");
+}
