@@ -15,10 +15,20 @@ fn projects() -> PathBuf {
 }
 
 /// A git repository holding the fixture project `name` (its SOURCE note left out), committed.
+/// The reference trainer is this repository's own `reference/nanochat`, as a user would clone
+/// it (its Cargo.toml, .gitignore and sources).
 fn repository(dir: &Path, name: &str) -> PathBuf {
     let repo = dir.join(name);
-    copy_dir(&projects().join(name), &repo);
-    std::fs::remove_file(repo.join("SOURCE")).unwrap();
+    if name == "nanochat" {
+        let reference = Path::new(ROOT).join("reference/nanochat");
+        copy_dir(&reference.join("src"), &repo.join("src"));
+        for file in ["Cargo.toml", ".gitignore"] {
+            std::fs::copy(reference.join(file), repo.join(file)).unwrap();
+        }
+    } else {
+        copy_dir(&projects().join(name), &repo);
+        std::fs::remove_file(repo.join("SOURCE")).unwrap();
+    }
     git(&repo, &["init", "-q", "-b", "main"]);
     git(&repo, &["add", "-A"]);
     git(&repo, &["commit", "-qm", "the project"]);
