@@ -13,6 +13,8 @@ mod context;
 mod measure;
 mod setup;
 
+pub use setup::run_preflight;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
