@@ -90,6 +90,51 @@ pub enum Command {
         #[arg(required = true, value_name = "PIPELINE")]
         files: Vec<PathBuf>,
     },
+    /// Write a pipeline file for a training project, each guess explained in a comment.
+    ///
+    /// Guesses the run and build commands, the editable and read-only files, the metric (from
+    /// one short probe run in a throwaway copy, or from a log) and the knobs. Asks in a terminal
+    /// unless `--yes`; never overwrites a file. Prints the file's path.
+    Init {
+        /// The project's git repository.
+        #[arg(value_name = "REPO", default_value = ".")]
+        repo: PathBuf,
+        /// Where to write the pipeline (default: `pipelines/<repository name>.toml`).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// The command that runs one experiment, e.g. `python train.py config/small.py`.
+        #[arg(long, value_name = "CMD")]
+        run: Option<String>,
+        /// The file experiments may change (the training script), relative to the repository.
+        #[arg(long, value_name = "FILE")]
+        editable: Option<String>,
+        /// The metric, by the name the program prints, e.g. `val_loss`.
+        #[arg(long, value_name = "NAME")]
+        metric: Option<String>,
+        /// How long the probe run may take; the values it prints by then are the candidates.
+        #[arg(long, value_name = "DURATION", value_parser = parse_budget, default_value = "60s")]
+        probe: crate::config::HumanDuration,
+        /// Read the values from this log of a run instead of probing.
+        #[arg(long, value_name = "FILE", conflicts_with = "probe")]
+        log: Option<PathBuf>,
+        /// Propose with the knob search over the script's constants (written uncommented).
+        #[arg(long)]
+        knobs: bool,
+        /// Ask nothing: take the likeliest metric and write the file.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Try a pipeline once without starting a run; ends with `ready` or the first thing to fix.
+    ///
+    /// Runs the preflight checks, the build and one run of the baseline under the budget in a
+    /// throwaway copy of the target repository (no branch, no commit, nothing written there),
+    /// and shows the metric and extra values it printed, its peak memory and time, and the
+    /// knobs' current values. The exit status is 0 only when ready.
+    Check {
+        /// The pipeline to check.
+        #[arg(value_name = "PIPELINE.toml")]
+        pipeline: PathBuf,
+    },
     /// Write a run's report: one self-contained HTML file with the progress plot, the experiment
     /// tree, the summary figures and every experiment with its diff and log tail. Prints the
     /// file's path.
@@ -176,6 +221,38 @@ fn run(cli: Cli) -> Result<i32, Error> {
     match command {
         Command::Run(args) => run_pipeline(args),
         Command::Validate { files } => Ok(validate(&files)),
+        Command::Check { pipeline } => check(&pipeline),
+        Command::Init {
+            repo,
+            output,
+            run,
+            editable,
+            metric,
+            probe,
+            log,
+            knobs,
+            yes,
+        } => {
+            let options = crate::init::Options {
+                repo,
+                output,
+                run,
+                editable,
+                metric,
+                probe: probe.0,
+                log,
+                knobs,
+                yes,
+            };
+            let path = crate::init::init(&options)?;
+            eprintln!(
+                "arun: wrote {}; try it with `arun check {}`",
+                path.display(),
+                path.display()
+            );
+            println!("{}", path.display());
+            Ok(exit_codes::SUCCESS)
+        }
         Command::Report { input, tag, output } => {
             let input = crate::report::Input { path: input, tag };
             let path = crate::report::write(&input, output.as_deref())?;
@@ -231,6 +308,15 @@ fn run_pipeline(args: RunArgs) -> Result<i32, Error> {
         crate::session::Ending::Finished(_) => Ok(exit_codes::SUCCESS),
         crate::session::Ending::Interrupted => Ok(exit_codes::INTERRUPTED),
     }
+}
+
+/// Checks a pipeline and prints the report on stdout; the exit code says whether it is ready.
+fn check(pipeline: &std::path::Path) -> Result<i32, Error> {
+    let report = crate::check::check(pipeline)?;
+    let mut out = std::io::stdout();
+    out.write_all(report.render().as_bytes())
+        .map_err(|err| Error::io("cannot write the check to stdout", err))?;
+    Ok(report.exit_code())
 }
 
 /// Validates every file, printing each problem on stderr; the exit code says whether all passed.

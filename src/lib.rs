@@ -3,6 +3,7 @@
 //! The binary is `src/main.rs`; everything it does starts at [`cli::main`].
 
 pub mod best;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod decide;
@@ -12,6 +13,7 @@ pub mod exec;
 pub mod exit_codes;
 pub mod git;
 pub mod gpu;
+pub mod init;
 pub mod journal;
 pub mod knobs;
 pub mod learnings;
@@ -23,6 +25,7 @@ pub mod report;
 pub mod results;
 pub mod schema;
 pub mod scope;
+pub mod scratch;
 pub mod search;
 pub mod secrets;
 pub mod session;

@@ -24,6 +24,8 @@ mod steps;
 mod workers;
 mod workspace;
 
+pub use setup::run_preflight;
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;

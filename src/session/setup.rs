@@ -190,11 +190,7 @@ pub(super) fn today() -> (i32, u32, u32) {
 
 /// Runs the preflight checks; the first failure stops with its message. They get the
 /// experiments' environment: arun's without its secrets.
-pub(super) fn run_preflight(
-    pipeline: &Pipeline,
-    repo: &Path,
-    progress: &Progress,
-) -> Result<(), Error> {
+pub fn run_preflight(pipeline: &Pipeline, repo: &Path, progress: &Progress) -> Result<(), Error> {
     let env = Environment::inherit_scrubbed(&pipeline.experiment.scrub_env);
     for check in &pipeline.preflight {
         let log = std::env::temp_dir().join(format!("arun-preflight-{}.log", std::process::id()));
