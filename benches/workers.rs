@@ -6,12 +6,15 @@
 //! `ROUNDS` experiments per worker; the figures are
 //!
 //! - experiments per hour against the ideal `workers × 3600 / budget`;
-//! - device duty: the time runs took over `workers ×` the wall time (1.0: no worker ever waits).
+//! - device duty: the time runs took over `workers ×` the wall time (1.0: no worker ever waits);
+//!
+//! both over the loop, from the resume to the last result (see `Figures`), and the process's
+//! whole time beside them.
 //!
 //! One worker with nothing proposed ahead is today's sequential loop (duty about 2/3 with these
 //! times); `ahead = 1` overlaps its proposals.
 //!
-//! Run with `cargo bench --bench workers` (`ARUN_BENCH_ROUNDS=8` for more rounds).
+//! Run with `cargo bench --bench workers` (`ARUN_BENCH_ROUNDS=30` for more rounds; the first proposals and the start of arun are a fixed cost that fewer rounds weigh more).
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -23,32 +26,34 @@ fn main() {
     let rounds: usize = std::env::var("ARUN_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(4);
+        .unwrap_or(15);
     let dir = tempfile::tempdir().unwrap();
     println!(
         "parallel workers: {BUDGET_SECONDS} s runs, 1 s proposals, {rounds} experiments per worker"
     );
     println!(
-        "  {:<20} {:>12} {:>12} {:>10} {:>8}",
-        "workers", "exp/hour", "ideal", "of ideal", "duty"
+        "  {:<20} {:>10} {:>10} {:>10} {:>8} {:>10}",
+        "workers", "exp/hour", "ideal", "of ideal", "duty", "process"
     );
     for (workers, ahead) in [(1, Some(0)), (1, Some(1)), (2, None), (4, None), (8, None)] {
-        let (per_hour, duty) = measure(dir.path(), workers, ahead, rounds);
+        let figures = measure(dir.path(), workers, ahead, rounds);
         let ideal = workers as f64 * 3600.0 / BUDGET_SECONDS;
         let label = match ahead {
             Some(ahead) => format!("{workers} (ahead {ahead})"),
             None => format!("{workers}"),
         };
         println!(
-            "  {label:<20} {per_hour:>12.0} {ideal:>12.0} {:>9.1}% {:>7.1}%",
-            100.0 * per_hour / ideal,
-            100.0 * duty
+            "  {label:<20} {:>10.0} {ideal:>10.0} {:>9.1}% {:>7.1}% {:>9.1}s",
+            figures.per_hour,
+            100.0 * figures.per_hour / ideal,
+            100.0 * figures.duty,
+            figures.process
         );
     }
 }
 
 /// Experiments per hour and device duty of a run with `workers` workers.
-fn measure(dir: &Path, workers: usize, ahead: Option<usize>, rounds: usize) -> (f64, f64) {
+fn measure(dir: &Path, workers: usize, ahead: Option<usize>, rounds: usize) -> Figures {
     let name = format!("w{workers}a{}", ahead.map_or(-1, |a| a as i64));
     let file = pipeline(dir, &name, workers, ahead);
     // The first call creates the repository and runs the baseline; the experiments after are
@@ -57,24 +62,39 @@ fn measure(dir: &Path, workers: usize, ahead: Option<usize>, rounds: usize) -> (
     let experiments = rounds * workers;
     let start = Instant::now();
     assert!(arun(&file, experiments + 1).status().unwrap().success());
-    let wall = start.elapsed().as_secs_f64();
+    let process = start.elapsed().as_secs_f64();
     let journal = dir.join(format!("{name}-repo/.git/arun/bench/journal.jsonl"));
     let text = std::fs::read_to_string(journal).unwrap();
     let mut running = 0.0;
-    let mut resumed = false;
+    let mut resumed = None;
+    let mut last_recorded = 0.0;
     for line in text.lines() {
         let event: serde_json::Value = serde_json::from_str(line).unwrap();
-        if event["event"] == "resumed" {
-            resumed = true;
-        }
-        if resumed && event["event"] == "measured" {
-            running += event["measurement"]["seconds"].as_f64().unwrap();
+        let time = event["time"].as_f64().unwrap_or(0.0);
+        match event["event"].as_str() {
+            Some("resumed") => resumed = Some(time),
+            Some("measured") if resumed.is_some() => {
+                running += event["measurement"]["seconds"].as_f64().unwrap();
+            }
+            Some("recorded") => last_recorded = time,
+            _ => {}
         }
     }
-    (
-        experiments as f64 * 3600.0 / wall,
-        running / (workers as f64 * wall),
-    )
+    let wall = last_recorded - resumed.expect("a resumed run");
+    Figures {
+        per_hour: experiments as f64 * 3600.0 / wall,
+        duty: running / (workers as f64 * wall),
+        process,
+    }
+}
+
+/// A run's figures over its loop: from the resume to the last result (the first proposals, which
+/// nothing overlaps, included; the start of arun and the summary at its stop left out, and shown
+/// apart as the process's whole time).
+struct Figures {
+    per_hour: f64,
+    duty: f64,
+    process: f64,
 }
 
 fn pipeline(dir: &Path, name: &str, workers: usize, ahead: Option<usize>) -> std::path::PathBuf {
