@@ -354,7 +354,11 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path: PathBuf = dir.path().join("results.tsv");
         std::fs::write(&path, &bytes).unwrap();
-        let located = Located::Table { path, pipeline: None };
+        let located = Located::Table {
+            path,
+            pipeline: None,
+            choice: Default::default(),
+        };
         if let Ok(report) = arun::report::load::read(&located, true) {
             let lines = bytes.split(|&b| b == b'\n').count();
             prop_assert!(report.rows.len() < lines.max(1));
