@@ -81,7 +81,6 @@ const MAXIMIZED: &[&str] = &[
     "recall",
     "throughput",
     "tflops",
-    "mfu",
     "win",
 ];
 const MINIMIZED: &[&str] = &[

@@ -108,6 +108,7 @@ const NOT_METRIC: &[&str] = &[
     "params",
     "batch",
     "num",
+    "mfu",
     "mb",
     "gb",
 ];
