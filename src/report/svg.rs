@@ -482,6 +482,7 @@ fn place_labels(
     legend: Rect,
 ) -> Vec<Option<Label>> {
     let mut taken: std::collections::HashSet<(i64, i64)> = Default::default();
+    let near = Grid::of(points.iter().map(|(x, y, _, _)| (*x, *y)), POINT_ROOM);
     let cell = |(x, y): (f64, f64)| ((x / CELL).floor() as i64, (y / CELL).floor() as i64);
     let mut placed = vec![None; points.len()];
     let mut order: Vec<usize> = (0..points.len()).collect();
@@ -494,9 +495,7 @@ fn place_labels(
                 bounds.contains(point)
                     && !legend.contains(point)
                     && !(-1..=1).any(|ox| (-1..=1).any(|oy| taken.contains(&(cx + ox, cy + oy))))
-                    && points.iter().enumerate().all(|(j, (qx, qy, _, _))| {
-                        j == i || (point.0 - qx).hypot(point.1 - qy) > 9.0
-                    })
+                    && !near.any_within(point, POINT_ROOM, i)
             })
         };
         let texts = [cut(description, LABEL_CHARS), cut(description, 24)];
@@ -524,6 +523,50 @@ fn place_labels(
         placed[i] = chosen;
     }
     placed
+}
+
+/// How close (in pixels) a label may come to a kept point's centre.
+const POINT_ROOM: f64 = 9.0;
+
+/// Points filed by square cells, so that "is any point within `r` of here" looks at the nine
+/// cells around it instead of every point: label placement stays linear in the number of keeps.
+struct Grid {
+    size: f64,
+    cells: std::collections::HashMap<(i64, i64), Vec<Filed>>,
+}
+
+/// A point's index and position.
+type Filed = (usize, (f64, f64));
+
+impl Grid {
+    fn of(points: impl Iterator<Item = (f64, f64)>, size: f64) -> Grid {
+        let mut cells: std::collections::HashMap<_, Vec<_>> = Default::default();
+        for (i, point) in points.enumerate() {
+            cells
+                .entry(Grid::key(point, size))
+                .or_default()
+                .push((i, point));
+        }
+        Grid { size, cells }
+    }
+
+    fn key((x, y): (f64, f64), size: f64) -> (i64, i64) {
+        ((x / size).floor() as i64, (y / size).floor() as i64)
+    }
+
+    /// Whether a point other than the `skip`th lies within `r` (at most the cell size) of `at`.
+    fn any_within(&self, at: (f64, f64), r: f64, skip: usize) -> bool {
+        let (cx, cy) = Grid::key(at, self.size);
+        (-1..=1).any(|ox| {
+            (-1..=1).any(|oy| {
+                self.cells.get(&(cx + ox, cy + oy)).is_some_and(|points| {
+                    points.iter().any(|&(j, (x, y))| {
+                        j != skip && (at.0 - x).powi(2) + (at.1 - y).powi(2) <= r * r
+                    })
+                })
+            })
+        })
+    }
 }
 
 /// Viridis, from its dark end (worst) to its bright end (best), as five stops.
@@ -587,7 +630,13 @@ impl Ranks {
 /// share one elbow line. A tree search backtracks: experiments of one generation hang from
 /// different nodes, and shared elbows would run into each other, so each edge is a straight line
 /// from its own parent; dead ends get a dashed ring.
+/// Past this many experiments the tree draws only the kept ones (the path to the best and the
+/// keeps beside it): the page stays one a browser opens, however long the run.
+pub const TREE_ALL_ROWS: usize = 2000;
+
 pub fn tree(report: &Report) -> String {
+    let everything = report.rows.len() <= TREE_ALL_ROWS;
+    let drawn = |row: &&Row| everything || row.status == Some(Status::Keep);
     let (left, right, top) = (86.0, WIDTH - 20.0, 24.0);
     let mut depth: std::collections::BTreeMap<u64, usize> = Default::default();
     for row in &report.rows {
@@ -600,7 +649,9 @@ pub fn tree(report: &Report) -> String {
     let deepest = depth.values().copied().max().unwrap_or(0);
     // A tree's straight edges need room between generations to show their slopes.
     let tallest = if report.tree.is_some() { 56.0 } else { 26.0 };
-    let row_height = (520.0 / (deepest + 1) as f64).clamp(12.0, tallest);
+    // A huge run's tree is squeezed into a screen's height rather than grown past it.
+    let shortest = if everything { 12.0 } else { 0.0 };
+    let row_height = (520.0 / (deepest + 1) as f64).clamp(shortest, tallest);
     let bottom = top + deepest as f64 * row_height;
     let height = bottom + 64.0;
     let x = x_scale(report, left, right);
@@ -645,7 +696,7 @@ pub fn tree(report: &Report) -> String {
         let mid = cy - row_height / 2.0;
         format!("M{px:.1} {py:.1} V{mid:.1} H{cx:.1} V{cy:.1}")
     };
-    for row in &report.rows {
+    for row in report.rows.iter().filter(drawn) {
         if let Some(parent) = row.built_on
             && !(path.contains(&row.n) && path.contains(&parent))
         {
@@ -670,7 +721,7 @@ pub fn tree(report: &Report) -> String {
     }
     // Nodes.
     let mut last_label: Option<(f64, f64)> = None;
-    for row in &report.rows {
+    for row in report.rows.iter().filter(drawn) {
         let (px, py) = (x.at(row.n as f64), y(row.n));
         let on_path = path.contains(&row.n);
         let shape = match (row.status, row.metric) {
@@ -736,6 +787,14 @@ pub fn tree(report: &Report) -> String {
     // The colour key.
     let key_x = right - 260.0;
     let key_y = bottom + 34.0;
+    if !everything {
+        let _ = write!(
+            svg,
+            r##"<text class="left-out" x="{left}" y="{:.1}" font-size="11" fill="#777">{} experiments: only the kept ones are drawn</text>"##,
+            key_y + 9.0,
+            report.rows.len(),
+        );
+    }
     let _ = write!(
         svg,
         r#"<defs><linearGradient id="viridis">{}</linearGradient></defs>"#,
