@@ -276,6 +276,7 @@ mod tests {
                 last_event: 2000.0,
                 active_seconds: 3600.0,
                 cost_usd: Some(1.5),
+                knob_search: false,
                 state: RunState::Running { pid: Some(42) },
                 budget: Some(Duration::from_secs(300)),
                 current: Some(Current {

@@ -312,6 +312,7 @@ mod tests {
             last_event: 0.0,
             active_seconds: 0.0,
             cost_usd: None,
+            knob_search: false,
             state: RunState::Abandoned,
             budget: None,
             current: None,

@@ -477,6 +477,10 @@ fn run_facts(history: &History, repo: &Path, dir: &Path) -> RunFacts {
         .any(|e| e.cost_usd.is_some())
         .then(|| history.cost_usd());
     RunFacts {
+        knob_search: history
+            .experiments
+            .iter()
+            .any(|e| e.details.get("knobs").is_some()),
         branch: history.branch.clone(),
         started,
         last_event,

@@ -319,6 +319,8 @@ pub struct RunFacts {
     pub active_seconds: f64,
     /// Total proposer cost; `None` when no proposal reported one.
     pub cost_usd: Option<f64>,
+    /// The proposals came from the built-in knob search, which costs nothing.
+    pub knob_search: bool,
     pub state: RunState,
     /// The experiment budget, when the pipeline could be read.
     pub budget: Option<std::time::Duration>,
@@ -632,7 +634,7 @@ impl Report {
         let metric = |value: f64| format!("{value:.6}");
         let no_journal = "no journal";
         let best_row = summary.best.and_then(|(n, _)| self.row(n));
-        vec![
+        let mut figures = vec![
             Figure {
                 key: "baseline",
                 label: "Baseline",
@@ -677,7 +679,12 @@ impl Report {
                 key: "kept",
                 label: "Kept",
                 value: summary.kept.to_string(),
-                note: "improvements".to_string(),
+                note: if summary.kept == 1 {
+                    "improvement"
+                } else {
+                    "improvements"
+                }
+                .to_string(),
                 tone: "",
             },
             Figure {
@@ -721,17 +728,42 @@ impl Report {
             Figure {
                 key: "cost",
                 label: "Proposer cost",
-                value: summary
-                    .cost_usd
-                    .map_or_else(missing, |cost| format!("${cost:.2}")),
+                value: match (summary.cost_usd, &self.run) {
+                    (Some(cost), _) => format!("${cost:.2}"),
+                    (None, Some(run)) if run.knob_search => "$0".to_string(),
+                    (None, _) => missing(),
+                },
                 note: match (&self.run, summary.cost_usd) {
                     (None, _) => no_journal.to_string(),
+                    (Some(run), None) if run.knob_search => "knob search: no LLM".to_string(),
                     (Some(_), None) => "not reported by the proposer".to_string(),
                     (Some(_), Some(_)) => String::new(),
                 },
                 tone: "",
             },
-        ]
+        ];
+        if summary.other > 0 {
+            let words: Vec<String> = self
+                .other_statuses()
+                .iter()
+                .map(|(word, count)| format!("{count} {word}"))
+                .collect();
+            let at = figures
+                .iter()
+                .position(|f| f.key == "crashed")
+                .map_or(0, |i| i + 1);
+            figures.insert(
+                at,
+                Figure {
+                    key: "other",
+                    label: "Other statuses",
+                    value: summary.other.to_string(),
+                    note: words.join(", "),
+                    tone: "",
+                },
+            );
+        }
+        figures
     }
 }
 
@@ -811,6 +843,50 @@ mod tests {
         assert_eq!(
             report.running_best(),
             [(0, 1.0), (1, 0.9), (2, 0.9), (3, 0.9), (4, 0.8)]
+        );
+    }
+
+    #[test]
+    fn a_knob_search_costs_nothing_and_one_keep_is_one_improvement() {
+        let mut report = report(
+            Goal::Minimize,
+            vec![
+                row(0, None, Status::Keep, 1.0),
+                row(1, Some(0), Status::Keep, 0.9),
+            ],
+        );
+        let run = RunFacts {
+            branch: "b".into(),
+            started: 0.0,
+            last_event: 0.0,
+            active_seconds: 0.0,
+            cost_usd: None,
+            knob_search: true,
+            state: RunState::Abandoned,
+            budget: None,
+            current: None,
+        };
+        report.run = Some(run.clone());
+        let figure = |report: &Report, key: &str| {
+            let figures = report.figures();
+            let figure = figures.into_iter().find(|f| f.key == key).unwrap();
+            (figure.value, figure.note)
+        };
+        assert_eq!(
+            figure(&report, "cost"),
+            ("$0".to_string(), "knob search: no LLM".to_string())
+        );
+        assert_eq!(
+            figure(&report, "kept"),
+            ("1".to_string(), "improvement".to_string())
+        );
+        report.run = Some(RunFacts {
+            knob_search: false,
+            ..run
+        });
+        assert_eq!(
+            figure(&report, "cost"),
+            ("–".to_string(), "not reported by the proposer".to_string())
         );
     }
 

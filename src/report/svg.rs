@@ -47,9 +47,16 @@ pub fn metric_range(report: &Report) -> Option<(f64, f64)> {
         && best != baseline
     {
         let margin = (baseline - best).abs() * 0.15;
-        return Some((baseline.min(best) - margin, baseline.max(best) + margin));
+        let range = (baseline.min(best) - margin, baseline.max(best) + margin);
+        if range.0.is_finite() && range.1.is_finite() {
+            return Some(range);
+        }
     }
-    let values: Vec<f64> = report.recorded().filter_map(|r| r.metric).collect();
+    let values: Vec<f64> = report
+        .recorded()
+        .filter_map(|r| r.metric)
+        .filter(|v| v.is_finite())
+        .collect();
     let low = values.iter().copied().reduce(f64::min)?;
     let high = values.iter().copied().reduce(f64::max)?;
     let pad = if high - low > 0.0 {
@@ -57,7 +64,7 @@ pub fn metric_range(report: &Report) -> Option<(f64, f64)> {
     } else {
         (high.abs() * 0.01).max(1e-6)
     };
-    Some((low - pad, high + pad))
+    Some((low - pad, high + pad)).filter(|(l, h)| l.is_finite() && h.is_finite())
 }
 
 /// Round tick values covering `low..=high`, about `count` of them.
@@ -146,10 +153,10 @@ pub fn progress_plot(report: &Report) -> String {
     );
     let _ = write!(
         svg,
-        r##"<text x="{}" y="28" text-anchor="middle" font-size="18" fill="#222">Progress: {} experiments, {} kept improvements</text>"##,
+        r##"<text x="{}" y="28" text-anchor="middle" font-size="18" fill="#222">Progress: {}, {}</text>"##,
         (left + right) / 2.0,
-        summary.experiments,
-        summary.kept
+        plural(summary.experiments, "experiment", "experiments"),
+        plural(summary.kept, "kept improvement", "kept improvements"),
     );
     let Some((low, high)) = metric_range(report) else {
         let _ = write!(
@@ -181,7 +188,11 @@ pub fn progress_plot(report: &Report) -> String {
         );
     }
     let (x0, x1) = x.from;
-    for value in ticks(x0.max(0.0), x1, 10) {
+    // Experiment numbers are whole: a run of three has no tick at 1.5.
+    for value in ticks(x0.max(0.0), x1, 10)
+        .into_iter()
+        .filter(|v| v.fract() == 0.0)
+    {
         let px = x.at(value);
         let _ = write!(
             svg,
@@ -218,21 +229,39 @@ pub fn progress_plot(report: &Report) -> String {
         }
     }
 
-    // The running best, a step that changes where a keep improves.
-    let steps = report.running_best();
-    if let Some(&(first_n, first_value)) = steps.first() {
-        let mut path = format!("M{:.1} {:.1}", x.at(first_n as f64), y.at(first_value));
+    // The running best, a step that changes where a keep improves; a restart begins a new
+    // segment where it starts. Values off the scale run along the frame's edge.
+    let segments = report.running_best_segments();
+    let clamp_y = |value: f64| y.at(value.clamp(low, high));
+    let mut path = String::new();
+    for (i, steps) in segments.iter().enumerate() {
+        let Some(&(first_n, first_value)) = steps.first() else {
+            continue;
+        };
+        let _ = write!(
+            path,
+            "M{:.1} {:.1}",
+            x.at(first_n as f64),
+            clamp_y(first_value)
+        );
         let mut previous = first_value;
         for &(n, value) in &steps[1..] {
             if value != previous {
-                let _ = write!(path, " H{:.1} V{:.1}", x.at(n as f64), y.at(value));
+                let _ = write!(path, " H{:.1} V{:.1}", x.at(n as f64), clamp_y(value));
                 previous = value;
             }
         }
-        let _ = write!(path, " H{:.1}", x.at(last_n));
+        let end = segments
+            .get(i + 1)
+            .and_then(|next| next.first())
+            .map_or(last_n, |&(n, _)| n as f64);
+        let _ = write!(path, " H{:.1} ", x.at(end));
+    }
+    if !path.is_empty() {
         let _ = write!(
             svg,
-            r#"<path class="running-best" d="{path}" fill="none" stroke="{RUNNING_BEST}" stroke-width="2.5" stroke-opacity="0.75"/>"#
+            r#"<path class="running-best" d="{}" fill="none" stroke="{RUNNING_BEST}" stroke-width="2.5" stroke-opacity="0.75"/>"#,
+            path.trim_end()
         );
     }
 
@@ -259,7 +288,9 @@ pub fn progress_plot(report: &Report) -> String {
 
     // Discards (faint, behind), then keeps with their labels.
     let place = |value: f64| -> (f64, Option<bool>) {
-        if value > high {
+        if !value.is_finite() {
+            (f64::NAN, None)
+        } else if value > high {
             (top + 6.0, Some(true))
         } else if value < low {
             (bottom - 6.0, Some(false))
@@ -271,7 +302,9 @@ pub fn progress_plot(report: &Report) -> String {
         .recorded()
         .filter(|r| r.status == Some(Status::Discard))
     {
-        let Some(value) = row.metric else { continue };
+        let Some(value) = row.metric.filter(|v| v.is_finite()) else {
+            continue;
+        };
         let px = x.at(row.n as f64);
         let (py, outside) = place(value);
         let mark = match outside {
@@ -280,13 +313,7 @@ pub fn progress_plot(report: &Report) -> String {
             ),
             Some(above) => {
                 off_scale = true;
-                let tip = if above { py - 5.0 } else { py + 5.0 };
-                let base = if above { py + 3.0 } else { py - 3.0 };
-                format!(
-                    r##"<path d="M{px:.1} {tip:.1} L{:.1} {base:.1} L{:.1} {base:.1} Z" fill="#aaaaaa"/>"##,
-                    px - 4.5,
-                    px + 4.5
-                )
+                edge_marker(px, py, above, "#aaaaaa")
             }
         };
         let _ = write!(
@@ -296,23 +323,33 @@ pub fn progress_plot(report: &Report) -> String {
             tooltip(report, row)
         );
     }
-    let keeps: Vec<(&Row, f64, f64)> = report
+    let keeps: Vec<(&Row, f64, f64, Option<bool>)> = report
         .recorded()
         .filter(|r| r.status == Some(Status::Keep))
-        .filter_map(|row| Some((row, x.at(row.n as f64), place(row.metric?).0)))
+        .filter_map(|row| {
+            let (py, outside) = place(row.metric.filter(|v| v.is_finite())?);
+            Some((row, x.at(row.n as f64), py, outside))
+        })
         .collect();
-    let legend = legend_entries(report, !crashes.is_empty(), off_scale);
-    // The corner the progress leaves empty: the top right when the metric falls, the top left
-    // when it rises.
-    let legend_box = Rect {
-        x: match report.goal {
-            Goal::Minimize => right - LEGEND_WIDTH - 10.0,
-            Goal::Maximize => left + 10.0,
-        },
-        y: top + 10.0,
-        width: LEGEND_WIDTH,
-        height: legend.len() as f64 * 20.0 + 10.0,
+    let keeps_off_scale = keeps.iter().any(|k| k.3.is_some());
+    let legend = legend_entries(report, !crashes.is_empty(), off_scale, keeps_off_scale);
+    let frame = Rect {
+        x: left,
+        y: top,
+        width: right - left,
+        height: bottom - top,
     };
+    let mut occupied: Vec<(f64, f64)> = report
+        .recorded()
+        .filter_map(|row| Some((x.at(row.n as f64), place(row.metric?).0)))
+        .collect();
+    occupied.extend(
+        segments
+            .iter()
+            .flatten()
+            .map(|&(n, best)| (x.at(n as f64), clamp_y(best))),
+    );
+    let legend_box = legend_corner(report.goal, frame, legend.len(), &occupied);
     // The best and the baseline choose first, then the larger improvements.
     let best = report.best().map(|r| r.n);
     let priority = |row: &Row| {
@@ -327,17 +364,18 @@ pub fn progress_plot(report: &Report) -> String {
     let labels = place_labels(
         &keeps
             .iter()
-            .map(|(row, px, py)| (*px, *py, row.description.trim().to_string(), priority(row)))
+            .map(|(row, px, py, _)| (*px, *py, row.description.trim().to_string(), priority(row)))
             .collect::<Vec<_>>(),
+        // Inside the frame: never over the tick labels or past the plot's edge.
         Rect {
-            x: 4.0,
+            x: left + 2.0,
             y: top + 2.0,
-            width: WIDTH - 8.0,
+            width: right - left - 4.0,
             height: bottom - top - 4.0,
         },
         legend_box,
     );
-    for ((row, px, py), label) in keeps.iter().zip(labels) {
+    for ((row, px, py, outside), label) in keeps.iter().zip(labels) {
         let label = label.map_or_else(String::new, |label| {
             format!(
                 r#"<text x="{lx:.1}" y="{ly:.1}" transform="rotate({angle} {lx:.1} {ly:.1})"{anchor} font-size="11" fill="{LABEL}" fill-opacity="0.9">{text}</text>"#,
@@ -348,9 +386,15 @@ pub fn progress_plot(report: &Report) -> String {
                 text = escape(&label.text),
             )
         });
+        let shape = match outside {
+            None => format!(
+                r##"<circle cx="{px:.1}" cy="{py:.1}" r="6" fill="{KEEP}" stroke="#000" stroke-width="0.6"/>"##
+            ),
+            Some(above) => edge_marker(*px, *py, *above, KEEP),
+        };
         let _ = write!(
             svg,
-            r##"<a href="#e{}" class="mark keep"><title>{}</title><circle cx="{px:.1}" cy="{py:.1}" r="6" fill="{KEEP}" stroke="#000" stroke-width="0.6"/>{label}</a>"##,
+            r##"<a href="#e{}" class="mark keep"><title>{}</title>{shape}{label}</a>"##,
             row.n,
             tooltip(report, row)
         );
@@ -381,8 +425,62 @@ pub fn progress_plot(report: &Report) -> String {
 
 const LEGEND_WIDTH: f64 = 192.0;
 
+/// `1 experiment`, `3 experiments`.
+fn plural(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
+/// A triangle at the frame's edge pointing the way a value off the scale lies.
+fn edge_marker(px: f64, py: f64, above: bool, fill: &str) -> String {
+    let tip = if above { py - 5.0 } else { py + 5.0 };
+    let base = if above { py + 3.0 } else { py - 3.0 };
+    format!(
+        r##"<path d="M{px:.1} {tip:.1} L{:.1} {base:.1} L{:.1} {base:.1} Z" fill="{fill}" stroke="#000" stroke-width="0.4"/>"##,
+        px - 4.5,
+        px + 4.5
+    )
+}
+
+/// The legend's box: the corner of the frame with the fewest points and running-best steps
+/// under it; on a tie the corner the progress usually leaves empty (bottom left when the
+/// metric falls, top left when it rises).
+fn legend_corner(goal: Goal, frame: Rect, entries: usize, occupied: &[(f64, f64)]) -> Rect {
+    let (width, height) = (LEGEND_WIDTH, entries as f64 * 20.0 + 10.0);
+    let (left, right) = (frame.x + 10.0, frame.x + frame.width - width - 10.0);
+    let (top, bottom) = (frame.y + 10.0, frame.y + frame.height - height - 10.0);
+    let corners = match goal {
+        Goal::Minimize => [(left, bottom), (right, top), (left, top), (right, bottom)],
+        Goal::Maximize => [(left, top), (right, bottom), (left, bottom), (right, top)],
+    };
+    let boxes = corners.map(|(x, y)| Rect {
+        x,
+        y,
+        width,
+        height,
+    });
+    let covered = |rect: &Rect| {
+        let margin = Rect {
+            x: rect.x - 8.0,
+            y: rect.y - 8.0,
+            width: rect.width + 16.0,
+            height: rect.height + 16.0,
+        };
+        occupied.iter().filter(|&&p| margin.contains(p)).count()
+    };
+    boxes
+        .into_iter()
+        .enumerate()
+        .min_by_key(|(i, rect)| (covered(rect), *i))
+        .map_or(boxes[0], |(_, rect)| rect)
+}
+
 /// The legend's entries: a shape drawn around (10, 0) and its label.
-fn legend_entries(report: &Report, crashes: bool, off_scale: bool) -> Vec<(String, &'static str)> {
+fn legend_entries(
+    report: &Report,
+    crashes: bool,
+    off_scale: bool,
+    keeps_off_scale: bool,
+) -> Vec<(String, &'static str)> {
     let mut entries = vec![
         (
             format!(r#"<circle cx="10" cy="0" r="3.5" fill="{DISCARD}"/>"#),
@@ -411,6 +509,12 @@ fn legend_entries(report: &Report, crashes: bool, off_scale: bool) -> Vec<(Strin
         entries.push((
             r##"<path d="M10 -5 L5.5 3 L14.5 3 Z" fill="#aaaaaa"/>"##.to_string(),
             "Discarded, off the scale",
+        ));
+    }
+    if keeps_off_scale {
+        entries.push((
+            format!(r##"<path d="M10 -5 L5.5 3 L14.5 3 Z" fill="{KEEP}" stroke="#000" stroke-width="0.4"/>"##),
+            "Kept, off the scale",
         ));
     }
     if report.noise.is_some() {
@@ -977,6 +1081,74 @@ mod tests {
         let svg = progress_plot(&report);
         assert!(!svg.contains("<script>"));
         assert!(svg.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn a_restart_breaks_the_running_best_and_its_keeps_lie_off_the_scale() {
+        // Maximized; the run restarts at #3 from a baseline far below the first one.
+        let mut restarted = report(vec![
+            row(0, None, Status::Keep, 0.5),
+            row(1, Some(0), Status::Keep, 1.0),
+            row(2, Some(1), Status::Discard, 0.9),
+            row(3, None, Status::Keep, 0.1),
+            row(4, Some(3), Status::Keep, 0.2),
+        ]);
+        restarted.goal = Goal::Maximize;
+        restarted.restarts = vec![3];
+        let svg = progress_plot(&restarted);
+        let path = svg.split(r#"class="running-best" d=""#).nth(1).unwrap();
+        let path = path.split('"').next().unwrap();
+        assert_eq!(path.matches('M').count(), 2, "{path}");
+        // #3 and #4 lie below the range (0.5 - 15% .. 1.0 + 15%): edge triangles, not circles.
+        assert!(svg.contains("Kept, off the scale"));
+        let keeps: Vec<&str> = svg
+            .split(r#"class="mark keep""#)
+            .skip(1)
+            .map(|k| k.split("</a>").next().unwrap())
+            .collect();
+        assert_eq!(keeps.len(), 4);
+        assert!(keeps[..2].iter().all(|k| k.contains("<circle")));
+        assert!(
+            keeps[2..]
+                .iter()
+                .all(|k| !k.contains("<circle") && k.contains("<path"))
+        );
+        assert!(svg.contains("Progress: 4 experiments, 3 kept improvements"));
+    }
+
+    #[test]
+    fn ticks_labels_and_legend_keep_their_places() {
+        let mut small = report(vec![
+            row(0, None, Status::Keep, 1.0),
+            row(1, Some(0), Status::Keep, 0.9),
+            row(2, Some(1), Status::Discard, f64::NAN),
+        ]);
+        small.rows[1].description = "x".repeat(200);
+        let svg = progress_plot(&small);
+        assert!(svg.contains("Progress: 2 experiments, 1 kept improvement<"));
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        // Only whole experiment numbers on the x axis.
+        let x_labels: Vec<&str> = svg
+            .split(r##"text-anchor="middle" font-size="12" fill="#333">"##)
+            .skip(1)
+            .map(|t| t.split('<').next().unwrap())
+            .collect();
+        assert_eq!(x_labels, ["0", "1", "2"]);
+        // Labels start inside the frame (x at least its left edge, 86).
+        for label in svg.split("<text x=\"").skip(1) {
+            if label.contains("transform=\"rotate(") {
+                let x: f64 = label.split('"').next().unwrap().parse().unwrap();
+                assert!(x >= 86.0, "{label}");
+            }
+        }
+        // The metric falls: the legend takes the empty bottom-left corner.
+        let legend = svg
+            .split(r#"class="legend" transform="translate("#)
+            .nth(1)
+            .unwrap();
+        let (lx, ly) = legend.split(')').next().unwrap().split_once(' ').unwrap();
+        let (lx, ly): (f64, f64) = (lx.parse().unwrap(), ly.parse().unwrap());
+        assert!(lx < 200.0 && ly > 300.0, "legend at {lx} {ly}");
     }
 
     #[test]
