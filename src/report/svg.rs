@@ -43,6 +43,9 @@ impl Scale {
 /// all measured values.
 pub fn metric_range(report: &Report) -> Option<(f64, f64)> {
     let summary = report.summary();
+    if !report.restarts.is_empty() {
+        return kept_range(report);
+    }
     if let (Some(baseline), Some((_, best))) = (summary.baseline, summary.best)
         && best != baseline
     {
@@ -64,6 +67,21 @@ pub fn metric_range(report: &Report) -> Option<(f64, f64)> {
     } else {
         (high.abs() * 0.01).max(1e-6)
     };
+    Some((low - pad, high + pad)).filter(|(l, h)| l.is_finite() && h.is_finite())
+}
+
+/// For a table that restarts: every segment's keeps, 10% of their spread either side, so each
+/// segment's running best is drawn inside the frame.
+fn kept_range(report: &Report) -> Option<(f64, f64)> {
+    let kept = report
+        .recorded()
+        .filter(|r| r.status == Some(Status::Keep))
+        .filter_map(|r| r.metric)
+        .filter(|v| v.is_finite());
+    let (low, high) = kept.fold(None, |range: Option<(f64, f64)>, v| {
+        Some(range.map_or((v, v), |(l, h)| (l.min(v), h.max(v))))
+    })?;
+    let pad = ((high - low) * 0.1).max(high.abs() * 0.01).max(1e-6);
     Some((low - pad, high + pad)).filter(|(l, h)| l.is_finite() && h.is_finite())
 }
 
@@ -1084,7 +1102,7 @@ mod tests {
     }
 
     #[test]
-    fn a_restart_breaks_the_running_best_and_its_keeps_lie_off_the_scale() {
+    fn a_restart_breaks_the_running_best_and_widens_the_range() {
         // Maximized; the run restarts at #3 from a baseline far below the first one.
         let mut restarted = report(vec![
             row(0, None, Status::Keep, 0.5),
@@ -1099,21 +1117,30 @@ mod tests {
         let path = svg.split(r#"class="running-best" d=""#).nth(1).unwrap();
         let path = path.split('"').next().unwrap();
         assert_eq!(path.matches('M').count(), 2, "{path}");
-        // #3 and #4 lie below the range (0.5 - 15% .. 1.0 + 15%): edge triangles, not circles.
+        // Every segment's keeps lie inside the frame.
+        let (low, high) = metric_range(&restarted).unwrap();
+        assert!(low < 0.1 && high > 1.0, "{low} {high}");
+        assert!(!svg.contains("Kept, off the scale"));
+        assert!(svg.contains("Progress: 4 experiments, 3 kept improvements"));
+    }
+
+    #[test]
+    fn a_keep_off_the_scale_is_an_edge_marker() {
+        // A keep a little worse than the baseline (no restart) lies above the range.
+        let svg = progress_plot(&report(vec![
+            row(0, None, Status::Keep, 1.0),
+            row(1, Some(0), Status::Keep, 0.99),
+            row(2, Some(1), Status::Keep, 1.005),
+        ]));
         assert!(svg.contains("Kept, off the scale"));
         let keeps: Vec<&str> = svg
             .split(r#"class="mark keep""#)
             .skip(1)
             .map(|k| k.split("</a>").next().unwrap())
             .collect();
-        assert_eq!(keeps.len(), 4);
+        assert_eq!(keeps.len(), 3);
         assert!(keeps[..2].iter().all(|k| k.contains("<circle")));
-        assert!(
-            keeps[2..]
-                .iter()
-                .all(|k| !k.contains("<circle") && k.contains("<path"))
-        );
-        assert!(svg.contains("Progress: 4 experiments, 3 kept improvements"));
+        assert!(!keeps[2].contains("<circle") && keeps[2].contains("<path"));
     }
 
     #[test]
