@@ -129,9 +129,10 @@ pub enum Command {
     /// file's path.
     Report {
         /// A pipeline file, a run directory `.arun/<tag>`, a target repository, or a bare
-        /// autoresearch results table (default: the current directory).
+        /// autoresearch results table (default: the current directory). Two or more make one
+        /// page comparing the runs side by side (default: `comparison.html`).
         #[arg(value_name = "PIPELINE.toml | RUN_DIR | results.tsv")]
-        input: Option<PathBuf>,
+        inputs: Vec<PathBuf>,
         /// Which run of the repository (default: the latest).
         #[arg(long, value_parser = parse_tag)]
         tag: Option<String>,
@@ -215,13 +216,21 @@ fn run(cli: Cli) -> Result<i32, Error> {
         Command::Run(args) => run_pipeline(args),
         Command::Validate { files } => Ok(validate(&files)),
         Command::Report {
-            input,
+            inputs,
             tag,
             output,
             table,
         } => {
-            let input = table.input(input, tag);
-            let (path, warnings) = crate::report::write(&input, output.as_deref())?;
+            let (path, warnings) = if inputs.len() > 1 {
+                let inputs: Vec<crate::report::Input> = inputs
+                    .into_iter()
+                    .map(|path| table.clone().input(Some(path), tag.clone()))
+                    .collect();
+                crate::report::compare::write(&inputs, output.as_deref())?
+            } else {
+                let input = table.input(inputs.into_iter().next(), tag);
+                crate::report::write(&input, output.as_deref())?
+            };
             for warning in warnings {
                 eprintln!("warning: {warning}");
             }

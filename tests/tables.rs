@@ -253,3 +253,39 @@ fn extra_columns_are_columns_of_the_page_and_skipped_rows_are_named() {
     assert!(page.contains(r#"<span class="badge other">contender</span>"#));
     assert!(page.contains(r#"<span class="badge keep">NEW_BEST</span>"#));
 }
+
+#[test]
+fn several_tables_make_one_comparison_page() {
+    let out = tempfile::tempdir().unwrap();
+    let page_path = out.path().join("comparison.html");
+    let chosen = [FIXTURES[5], FIXTURES[7], FIXTURES[9]];
+    let tables: Vec<String> = chosen
+        .iter()
+        .map(|f| fixtures().join(f.0).to_str().unwrap().to_string())
+        .collect();
+    let mut args = vec!["report"];
+    args.extend(tables.iter().map(String::as_str));
+    args.extend(["-o", page_path.to_str().unwrap()]);
+    arun(&args);
+    let page = std::fs::read_to_string(&page_path).unwrap();
+    assert!(page.contains("Comparison of 3 runs"));
+    assert_eq!(page.matches(r#"<path class="run""#).count(), 3);
+    let best_row = page.split(r#"<tr data-figure="best">"#).nth(1).unwrap();
+    let best_row = best_row.split("</tr>").next().unwrap();
+    for (file, metric, higher) in chosen {
+        let text = std::fs::read_to_string(fixtures().join(file)).unwrap();
+        let (_, best) = expected(&text, metric, higher).best.unwrap();
+        assert!(
+            best_row.contains(&format!("<td>{best:.6}<")),
+            "{file}: {best_row}"
+        );
+    }
+
+    // The page never goes over one of the tables.
+    let output = Command::new(env!("CARGO_BIN_EXE_arun"))
+        .args(["report", &tables[0], &tables[1], "-o", &tables[1]])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("would be written over the table"));
+}

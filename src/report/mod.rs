@@ -2,6 +2,7 @@
 //! bare autoresearch `results.tsv`, and the summary figures both `arun report` and `arun status`
 //! show. Rendering lives in `html` (the page) and `svg` (the progress plot and the tree).
 
+pub mod compare;
 pub mod direction;
 pub mod html;
 pub mod load;

@@ -86,7 +86,7 @@ fn kept_range(report: &Report) -> Option<(f64, f64)> {
 }
 
 /// Round tick values covering `low..=high`, about `count` of them.
-fn ticks(low: f64, high: f64, count: usize) -> Vec<f64> {
+pub(super) fn ticks(low: f64, high: f64, count: usize) -> Vec<f64> {
     if high <= low || !low.is_finite() || !high.is_finite() {
         return vec![low];
     }
@@ -103,7 +103,7 @@ fn ticks(low: f64, high: f64, count: usize) -> Vec<f64> {
 }
 
 /// Decimals that tell ticks `step` apart.
-fn decimals(ticks: &[f64]) -> usize {
+pub(super) fn decimals(ticks: &[f64]) -> usize {
     let step = match ticks {
         [a, b, ..] => (b - a).abs(),
         _ => return 3,
