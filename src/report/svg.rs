@@ -251,35 +251,11 @@ pub fn progress_plot(report: &Report) -> String {
     // segment where it starts. Values off the scale run along the frame's edge.
     let segments = report.running_best_segments();
     let clamp_y = |value: f64| y.at(value.clamp(low, high));
-    let mut path = String::new();
-    for (i, steps) in segments.iter().enumerate() {
-        let Some(&(first_n, first_value)) = steps.first() else {
-            continue;
-        };
-        let _ = write!(
-            path,
-            "M{:.1} {:.1}",
-            x.at(first_n as f64),
-            clamp_y(first_value)
-        );
-        let mut previous = first_value;
-        for &(n, value) in &steps[1..] {
-            if value != previous {
-                let _ = write!(path, " H{:.1} V{:.1}", x.at(n as f64), clamp_y(value));
-                previous = value;
-            }
-        }
-        let end = segments
-            .get(i + 1)
-            .and_then(|next| next.first())
-            .map_or(last_n, |&(n, _)| n as f64);
-        let _ = write!(path, " H{:.1} ", x.at(end));
-    }
+    let path = steps_path(&segments, |n| x.at(n as f64), clamp_y, x.at(last_n));
     if !path.is_empty() {
         let _ = write!(
             svg,
-            r#"<path class="running-best" d="{}" fill="none" stroke="{RUNNING_BEST}" stroke-width="2.5" stroke-opacity="0.75"/>"#,
-            path.trim_end()
+            r#"<path class="running-best" d="{path}" fill="none" stroke="{RUNNING_BEST}" stroke-width="2.5" stroke-opacity="0.75"/>"#
         );
     }
 
@@ -442,6 +418,36 @@ pub fn progress_plot(report: &Report) -> String {
 }
 
 const LEGEND_WIDTH: f64 = 192.0;
+
+/// The SVG path of step segments `(n, value)`: each runs on to where the next begins, the last
+/// to `end_x`.
+fn steps_path(
+    segments: &[Vec<(u64, f64)>],
+    x: impl Fn(u64) -> f64,
+    y: impl Fn(f64) -> f64,
+    end_x: f64,
+) -> String {
+    let mut path = String::new();
+    for (i, steps) in segments.iter().enumerate() {
+        let Some(&(first_n, first_value)) = steps.first() else {
+            continue;
+        };
+        let _ = write!(path, "M{:.1} {:.1}", x(first_n), y(first_value));
+        let mut previous = first_value;
+        for &(n, value) in &steps[1..] {
+            if value != previous {
+                let _ = write!(path, " H{:.1} V{:.1}", x(n), y(value));
+                previous = value;
+            }
+        }
+        let end = segments
+            .get(i + 1)
+            .and_then(|next| next.first())
+            .map_or(end_x, |&(n, _)| x(n));
+        let _ = write!(path, " H{end:.1} ");
+    }
+    path.trim_end().to_string()
+}
 
 /// `1 experiment`, `3 experiments`.
 fn plural(count: usize, one: &str, many: &str) -> String {

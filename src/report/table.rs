@@ -128,13 +128,7 @@ pub fn parse(bytes: &[u8], metric: Option<&str>) -> Result<Table, Unusable> {
         );
     }
     let complete = text.ends_with('\n');
-    let lines: Vec<(usize, Vec<&str>)> = text
-        .split('\n')
-        .enumerate()
-        .map(|(i, line)| (i + 1, line.strip_suffix('\r').unwrap_or(line)))
-        .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
-        .map(|(number, line)| (number, line.split('\t').collect()))
-        .collect();
+    let lines = cells(&text);
     let Some(((_, header), data)) = lines.split_first() else {
         return Err(Unusable("the table is empty".to_string()));
     };
@@ -165,18 +159,7 @@ pub fn parse(bytes: &[u8], metric: Option<&str>) -> Result<Table, Unusable> {
     for row in &mut rows {
         row.extra.resize(columns.len(), String::new());
     }
-    if !malformed.is_empty() {
-        warnings.push(format!(
-            "skipped {} whose cells do not fit the header: {}",
-            plural(malformed.len(), "row"),
-            line_list(&malformed)
-        ));
-    }
-    if let Some(line) = incomplete {
-        warnings.push(format!(
-            "skipped line {line}: it is cut short (a run may be writing it now)"
-        ));
-    }
+    warnings.extend(skipped(&malformed, incomplete));
     if rows.is_empty() {
         return Err(Unusable(format!("no usable row: {}", warnings.join("; "))));
     }
@@ -186,6 +169,35 @@ pub fn parse(bytes: &[u8], metric: Option<&str>) -> Result<Table, Unusable> {
         rows,
         warnings,
     })
+}
+
+/// Each line that is neither blank nor a `#` comment, numbered from 1, split into its cells
+/// (a CRLF line end is not part of the last cell).
+fn cells(text: &str) -> Vec<(usize, Vec<&str>)> {
+    text.split('\n')
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.strip_suffix('\r').unwrap_or(line)))
+        .filter(|(_, line)| !line.trim().is_empty() && !line.trim_start().starts_with('#'))
+        .map(|(number, line)| (number, line.split('\t').collect()))
+        .collect()
+}
+
+/// The warnings for skipped lines: those that do not fit the header, and a last line cut short.
+fn skipped(malformed: &[usize], incomplete: Option<usize>) -> Vec<String> {
+    let mut warnings = Vec::new();
+    if !malformed.is_empty() {
+        warnings.push(format!(
+            "skipped {} whose cells do not fit the header: {}",
+            plural(malformed.len(), "row"),
+            line_list(malformed)
+        ));
+    }
+    if let Some(line) = incomplete {
+        warnings.push(format!(
+            "skipped line {line}: it is cut short (a run may be writing it now)"
+        ));
+    }
+    warnings
 }
 
 /// `3 rows`, `1 row`.
