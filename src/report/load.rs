@@ -244,14 +244,7 @@ pub fn from_history(
     let direction = match (settings, pipeline) {
         (Some(settings), _) => Direction::stated(settings.goal, "as the run's settings say"),
         (None, Some(p)) => Direction::stated(p.metric.goal, "as the pipeline says"),
-        (None, None) => {
-            let kept: Vec<f64> = rows
-                .iter()
-                .filter(|r| r.status == Some(Status::Keep))
-                .filter_map(|r| r.metric)
-                .collect();
-            Direction::of_table(None, &metric, &kept)
-        }
+        (None, None) => Direction::of_table(None, &metric, &kept_values(&rows)),
     };
     let mut facts = run_facts(history, repo, dir);
     // The budget the run uses: its own, which a resume keeps, over the pipeline's.
@@ -553,22 +546,18 @@ pub fn read_table(
 ) -> Result<Report, Error> {
     let unreadable = |detail: String| Error::NoRun(format!("`{}`: {detail}", path.display()));
     let bytes = std::fs::read(path).map_err(|err| unreadable(err.to_string()))?;
-    let wanted = choice
-        .metric
-        .as_deref()
-        .or_else(|| pipeline.map(|p| p.metric.name()));
-    let table = super::table::parse(&bytes, wanted).map_err(|err| unreadable(err.0))?;
+    let parse = |metric| super::table::parse(&bytes, metric);
+    // `--metric` must name a column; the pipeline's metric is only the first guess.
+    let table = match (choice.metric.as_deref(), pipeline) {
+        (Some(metric), _) => parse(Some(metric)),
+        (None, Some(p)) => parse(Some(p.metric.name())).or_else(|_| parse(None)),
+        (None, None) => parse(None),
+    }
+    .map_err(|err| unreadable(err.0))?;
     let mut rows: Vec<Row> = table.rows.into_iter().enumerate().map(table_row).collect();
     let direction = match (choice.goal, pipeline) {
         (None, Some(p)) => Direction::stated(p.metric.goal, "as the pipeline says"),
-        _ => {
-            let kept: Vec<f64> = rows
-                .iter()
-                .filter(|r| r.status == Some(Status::Keep))
-                .filter_map(|r| r.metric)
-                .collect();
-            Direction::of_table(choice.goal, &table.metric, &kept)
-        }
+        _ => Direction::of_table(choice.goal, &table.metric, &kept_values(&rows)),
     };
     let restarts = restarts(&rows, direction.goal);
     chain(&mut rows, &restarts);
@@ -594,6 +583,14 @@ pub fn read_table(
         run: None,
         tree: None,
     })
+}
+
+/// The kept experiments' values, in order.
+fn kept_values(rows: &[Row]) -> Vec<f64> {
+    rows.iter()
+        .filter(|r| r.status == Some(Status::Keep))
+        .filter_map(|r| r.metric)
+        .collect()
 }
 
 /// What the user chose for a table: its metric column and which way it goes.
