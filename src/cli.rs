@@ -71,6 +71,40 @@ fn parse_budget(text: &str) -> Result<crate::config::HumanDuration, String> {
 
 /// A tag names the branch `autoresearch/<tag>`: refused here, with the rule it breaks, rather
 /// than when the run starts.
+/// How to read a bare results table (a run's journal says both itself).
+#[derive(Debug, Clone, clap::Args)]
+pub struct TableArgs {
+    /// The metric's column in a results table (default: the first column of numbers that does
+    /// not count or time experiments).
+    #[arg(long, value_name = "NAME")]
+    metric: Option<String>,
+    /// Which way the table's metric improves (default: from the metric's name, else from the
+    /// changes between keeps).
+    #[arg(long, value_name = "minimize|maximize", value_parser = parse_goal)]
+    goal: Option<crate::metric::Goal>,
+}
+
+impl TableArgs {
+    fn input(self, path: Option<PathBuf>, tag: Option<String>) -> crate::report::Input {
+        crate::report::Input {
+            path,
+            tag,
+            choice: crate::report::load::Choice {
+                metric: self.metric,
+                goal: self.goal,
+            },
+        }
+    }
+}
+
+fn parse_goal(text: &str) -> Result<crate::metric::Goal, String> {
+    match text {
+        "minimize" | "min" => Ok(crate::metric::Goal::Minimize),
+        "maximize" | "max" => Ok(crate::metric::Goal::Maximize),
+        _ => Err("expected `minimize` or `maximize`".to_string()),
+    }
+}
+
 fn parse_tag(text: &str) -> Result<String, String> {
     match crate::config::resolve::tag_problem(text) {
         Some(why) => Err(why),
@@ -140,9 +174,10 @@ pub enum Command {
     /// file's path.
     Report {
         /// A pipeline file, a run directory `.arun/<tag>`, a target repository, or a bare
-        /// autoresearch results table (default: the current directory).
+        /// autoresearch results table (default: the current directory). Two or more make one
+        /// page comparing the runs side by side (default: `comparison.html`).
         #[arg(value_name = "PIPELINE.toml | RUN_DIR | results.tsv")]
-        input: Option<PathBuf>,
+        inputs: Vec<PathBuf>,
         /// Which run of the repository (default: the latest).
         #[arg(long, value_parser = parse_tag)]
         tag: Option<String>,
@@ -150,6 +185,8 @@ pub enum Command {
         /// table with the extension `.html`).
         #[arg(short, long, value_name = "PATH")]
         output: Option<PathBuf>,
+        #[command(flatten)]
+        table: TableArgs,
     },
     /// Show where a run stands, on one screen: its state, the experiment in progress and for how
     /// long, the best so far, the last rows. Only reads: safe beside the arun driving the run.
@@ -164,6 +201,8 @@ pub enum Command {
         /// How many of the last rows to show.
         #[arg(long, value_name = "N", default_value_t = 10)]
         rows: usize,
+        #[command(flatten)]
+        table: TableArgs,
     },
     /// Write a run's best result where it can be taken away: the best experiment's editable files
     /// as they are at its commit, `best.diff` (its change from the baseline) and `SUMMARY.md`
@@ -253,14 +292,35 @@ fn run(cli: Cli) -> Result<i32, Error> {
             println!("{}", path.display());
             Ok(exit_codes::SUCCESS)
         }
-        Command::Report { input, tag, output } => {
-            let input = crate::report::Input { path: input, tag };
-            let path = crate::report::write(&input, output.as_deref())?;
+        Command::Report {
+            inputs,
+            tag,
+            output,
+            table,
+        } => {
+            let (path, warnings) = if inputs.len() > 1 {
+                let inputs: Vec<crate::report::Input> = inputs
+                    .into_iter()
+                    .map(|path| table.clone().input(Some(path), tag.clone()))
+                    .collect();
+                crate::report::compare::write(&inputs, output.as_deref())?
+            } else {
+                let input = table.input(inputs.into_iter().next(), tag);
+                crate::report::write(&input, output.as_deref())?
+            };
+            for warning in warnings {
+                eprintln!("warning: {warning}");
+            }
             println!("{}", path.display());
             Ok(exit_codes::SUCCESS)
         }
-        Command::Status { input, tag, rows } => {
-            let input = crate::report::Input { path: input, tag };
+        Command::Status {
+            input,
+            tag,
+            rows,
+            table,
+        } => {
+            let input = table.input(input, tag);
             let text = crate::status::status(&input, rows, crate::status::terminal_width())?;
             let mut out = std::io::stdout();
             out.write_all(text.as_bytes())
@@ -268,7 +328,11 @@ fn run(cli: Cli) -> Result<i32, Error> {
             Ok(exit_codes::SUCCESS)
         }
         Command::Best { input, tag, output } => {
-            let input = crate::report::Input { path: input, tag };
+            let input = crate::report::Input {
+                path: input,
+                tag,
+                ..Default::default()
+            };
             let written = crate::best::write(&input, output.as_deref())?;
             if let Some(note) = &written.note {
                 eprintln!("note: {note}");

@@ -112,7 +112,35 @@ pub fn render(report: &Report, rows: usize, width: usize, now: f64) -> String {
             let _ = writeln!(out, "  best    no result yet");
         }
     }
+    let _ = writeln!(
+        out,
+        "  goal    {} is better: {}",
+        report.goal.better_word(),
+        report.goal_reason
+    );
+    if !report.restarts.is_empty() {
+        let _ = writeln!(
+            out,
+            "          {}",
+            report::html::restarts_sentence(&report.restarts)
+        );
+    }
     let _ = writeln!(out, "  counts  {}", summary.counts());
+    let others = report.other_statuses();
+    if !others.is_empty() {
+        let words: Vec<String> = others
+            .iter()
+            .map(|(word, count)| format!("{count} `{word}`"))
+            .collect();
+        let _ = writeln!(
+            out,
+            "  other   statuses of the table's own: {}",
+            words.join(", ")
+        );
+    }
+    for warning in &report.warnings {
+        let _ = writeln!(out, "  warning {warning}");
+    }
     if let Some(cost) = summary.cost_usd {
         let _ = writeln!(out, "  cost    ${cost:.2}");
     }
@@ -120,7 +148,7 @@ pub fn render(report: &Report, rows: usize, width: usize, now: f64) -> String {
     let recorded: Vec<&report::Row> = report.recorded().collect();
     let shown = &recorded[recorded.len().saturating_sub(rows)..];
     if shown.is_empty() {
-        return out;
+        return fit(&out, width);
     }
     let metric_width = report.metric.chars().count().max(9);
     let _ = writeln!(
@@ -148,21 +176,45 @@ pub fn render(report: &Report, rows: usize, width: usize, now: f64) -> String {
             row.memory_gb
                 .map_or_else(String::new, |m| format!("{m:.1}")),
             row.seconds.map_or_else(String::new, report::seconds_text),
-            row.status.map_or("running".to_string(), |s| s.to_string()),
+            match (&row.label, row.status) {
+                (Some(word), _) => cut(word, 7),
+                (None, Some(status)) => status.to_string(),
+                (None, None) => "running".to_string(),
+            },
             row.description,
         );
-        let _ = writeln!(out, "{}", cut(&line, width));
+        let _ = writeln!(out, "{line}");
     }
-    out
+    fit(&out, width)
 }
 
-/// `text` cut to `width` characters, the cut marked with `…`.
+/// Every line of `text` cut to `width` characters.
+fn fit(text: &str, width: usize) -> String {
+    text.lines().fold(String::new(), |mut out, line| {
+        out.push_str(&cut(line, width));
+        out.push('\n');
+        out
+    })
+}
+
+/// `text` cut to `width` terminal columns (a CJK character takes two), the cut marked with `…`.
 fn cut(text: &str, width: usize) -> String {
-    if text.chars().count() <= width || width < 2 {
+    use unicode_width::UnicodeWidthChar;
+    let columns = |c: char| c.width().unwrap_or(0);
+    if text.chars().map(columns).sum::<usize>() <= width || width < 2 {
         return text.to_string();
     }
-    let kept: String = text.chars().take(width - 1).collect();
-    format!("{kept}…")
+    let mut kept = String::new();
+    let mut used = 0;
+    for c in text.chars() {
+        if used + columns(c) > width - 1 {
+            break;
+        }
+        used += columns(c);
+        kept.push(c);
+    }
+    kept.push('…');
+    kept
 }
 
 /// The terminal's width from `COLUMNS`, else 100 (ssh sessions and pipes rarely say).
@@ -189,6 +241,7 @@ mod tests {
             fix_of: None,
             commit: format!("c{n:06}"),
             status,
+            label: None,
             metric,
             memory_gb: metric.map(|_| 44.0),
             seconds: Some(301.0),
@@ -196,6 +249,7 @@ mod tests {
             runs: 1,
             held_out: None,
             description: format!("idea number {n} with a rather long description to cut"),
+            extra: Vec::new(),
             reason: None,
             details: None,
         }
@@ -209,6 +263,10 @@ mod tests {
             source: "journal.jsonl".into(),
             metric: "val_bpb".into(),
             goal: Goal::Minimize,
+            goal_reason: "as the run's settings say".into(),
+            columns: Vec::new(),
+            restarts: Vec::new(),
+            warnings: Vec::new(),
             rows: vec![
                 row(0, None, Some(Status::Keep), Some(1.0)),
                 row(1, Some(0), Some(Status::Keep), Some(0.99)),
@@ -223,6 +281,7 @@ mod tests {
                 last_event: 2000.0,
                 active_seconds: 3600.0,
                 cost_usd: Some(1.5),
+                knob_search: false,
                 state: RunState::Running { pid: Some(42) },
                 budget: Some(Duration::from_secs(300)),
                 in_flight: vec![

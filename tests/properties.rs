@@ -331,6 +331,10 @@ const TABLE_LINES: &[&str] = &[
     "\t\t\t\t",
     "x",
     "",
+    "# a comment",
+    "commit\tval_acc\tstatus\tmfu\tdescription",
+    "h8\t0.5\tBEST\t51\tnew best",
+    "i9\tDIVERGED\tcontender\t\tz",
 ];
 
 proptest! {
@@ -354,7 +358,11 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path: PathBuf = dir.path().join("results.tsv");
         std::fs::write(&path, &bytes).unwrap();
-        let located = Located::Table { path, pipeline: None };
+        let located = Located::Table {
+            path,
+            pipeline: None,
+            choice: Default::default(),
+        };
         if let Ok(report) = arun::report::load::read(&located, true) {
             let lines = bytes.split(|&b| b == b'\n').count();
             prop_assert!(report.rows.len() < lines.max(1));
@@ -363,6 +371,101 @@ proptest! {
                 prop_assert!(row.parent.is_none_or(|p| p < row.n));
             }
         }
+    }
+}
+
+/// Metric names whose words say their direction: `true` when higher is better.
+const NAMED_METRICS: &[(&str, bool)] = &[
+    ("val_acc", true),
+    ("roc_auc", true),
+    ("aggregate_score", true),
+    ("best_r2_score", true),
+    ("val_bpb", false),
+    ("val_loss", false),
+    ("hf_wer", false),
+    ("val_fid", false),
+];
+const STATUS_WORDS: &[&str] = &[
+    "keep",
+    "discard",
+    "crash",
+    "KEEP",
+    "BEST",
+    "new_best",
+    "baseline",
+    " keep ",
+    "contender",
+    "done",
+    "",
+];
+const METRIC_CELLS: &[&str] = &["DIVERGED", "", "NaN", "-", "n/a", "inf"];
+
+/// A table row: a value (or a cell that is none), a status word and an extra cell.
+fn table_row() -> impl Strategy<Value = (Result<f64, &'static str>, &'static str, String)> {
+    (
+        prop_oneof![
+            3 => (-1000.0f64..1000.0).prop_map(Ok),
+            1 => proptest::sample::select(METRIC_CELLS).prop_map(Err),
+        ],
+        proptest::sample::select(STATUS_WORDS),
+        "[a-z ]{0,12}",
+    )
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    /// Whatever the order of the columns, the extra ones, the statuses, the cells that are no
+    /// number and the junk lines, a table whose metric's name says its direction is read that
+    /// way, and its best is the best of its keeps.
+    #[test]
+    fn a_named_metric_is_never_read_the_wrong_way(
+        (metric, higher) in proptest::sample::select(NAMED_METRICS),
+        order in Just((0..5).collect::<Vec<usize>>()).prop_shuffle(),
+        rows in proptest::collection::vec(table_row(), 0..30),
+        junk in proptest::collection::vec((any::<usize>(), "#?[ -~]{0,10}"), 0..4),
+        crlf in any::<bool>(),
+        finished in any::<bool>(),
+    ) {
+        let header = ["commit", metric, "status", "description", "mfu"];
+        let mut lines: Vec<String> = vec![order.iter().map(|&i| header[i]).collect::<Vec<_>>().join("\t")];
+        for (n, (value, status, extra)) in rows.iter().enumerate() {
+            let value = value.map_or_else(str::to_string, |v| v.to_string());
+            let cells = [format!("c{n}"), value, status.to_string(), format!("idea {n}"), extra.clone()];
+            lines.push(order.iter().map(|&i| cells[i].as_str()).collect::<Vec<_>>().join("\t"));
+        }
+        for (at, line) in &junk {
+            lines.insert(1 + at % lines.len(), line.clone());
+        }
+        let newline = if crlf { "\r\n" } else { "\n" };
+        let mut text = lines.join(newline);
+        if finished {
+            text.push_str(newline);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("results.tsv");
+        std::fs::write(&path, &text).unwrap();
+        let read = arun::report::load::read_table(&path, None, &Default::default());
+        let Ok(report) = read else {
+            // Refused only when no row was usable: no generated row can be, then.
+            prop_assert!(rows.is_empty() || (rows.len() == 1 && !finished), "{:?}", read.err());
+            return Ok(());
+        };
+        prop_assert_eq!(report.goal == arun::metric::Goal::Maximize, higher);
+        prop_assert_eq!(&report.metric, metric);
+        // The generated rows, as read (a last line without its newline may be cut short).
+        let mut best: Option<f64> = None;
+        for (value, status, _) in rows.iter().take(report.rows.len()) {
+            let word = status.trim().to_lowercase();
+            let keep = ["keep", "best", "new_best", "baseline"].contains(&word.as_str());
+            if let (true, Ok(v)) = (keep, value)
+                && best.is_none_or(|b| if higher { *v > b } else { *v < b })
+            {
+                best = Some(*v);
+            }
+        }
+        prop_assert_eq!(report.best().and_then(|r| r.metric), best);
+        prop_assert_eq!(&report.columns, &["mfu".to_string()]);
     }
 }
 

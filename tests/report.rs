@@ -283,16 +283,47 @@ fn report_and_status_say_when_there_is_no_run() {
         run.stderr()
     );
 
-    std::fs::write(
-        dir.path().join("results.tsv"),
-        "commit\tval_bpb\tmemory_gb\tstatus\tdescription\nabc\t1.0\t1.0\tkept\tx\n",
-    )
-    .unwrap();
+    // A table with nothing usable is refused, naming why; one with a row is not.
+    let table = "commit\tval_bpb\tmemory_gb\tstatus\tdescription\nabc\t1.0\n";
+    std::fs::write(dir.path().join("results.tsv"), table).unwrap();
     let run = arun(dir.path(), &["report", "results.tsv"]);
     run.assert_code(1);
     assert_eq!(
         run.stderr(),
-        "error: `results.tsv`: line 2: status `kept` is not `keep`, `discard` or `crash`\n"
+        "error: `results.tsv`: no usable row: skipped 1 row whose cells do not fit the header: \
+         line 2\n"
+    );
+    let table = format!("{table}abd\t0.9\t1.0\tkept\tx\n");
+    std::fs::write(dir.path().join("results.tsv"), &table).unwrap();
+    let run = arun(dir.path(), &["report", "results.tsv"]);
+    run.assert_code(0);
+    assert_eq!(
+        run.stderr(),
+        "warning: skipped 1 row whose cells do not fit the header: line 2\n"
+    );
+
+    // The page never goes over the table: not with `-o`, not for a table called `*.html`.
+    let run = arun(
+        dir.path(),
+        &["report", "results.tsv", "-o", "./results.tsv"],
+    );
+    run.assert_code(1);
+    assert!(
+        run.stderr().contains("would be written over the table"),
+        "{}",
+        run.stderr()
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("results.tsv")).unwrap(),
+        table
+    );
+    std::fs::write(dir.path().join("results.html"), &table).unwrap();
+    let run = arun(dir.path(), &["report", "results.html"]);
+    run.assert_code(0);
+    assert_eq!(run.stdout().trim(), "results.report.html");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("results.html")).unwrap(),
+        table
     );
 
     let target = finished_run();

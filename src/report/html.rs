@@ -22,6 +22,14 @@ struct Page {
     tree_search: bool,
     metric: String,
     better: &'static str,
+    /// Why `better`: which way the metric goes and who said so.
+    goal_reason: String,
+    /// A table's columns beyond arun's own.
+    columns: Vec<String>,
+    /// Whether some rows have a status of the table's own (a filter button for them).
+    other: bool,
+    /// What reading the input skipped or replaced.
+    warnings: Vec<String>,
     /// The held-out metric's name, when the run has one: a column beside the metric.
     held_out: Option<String>,
     rows: Vec<PageRow>,
@@ -36,7 +44,12 @@ struct Page {
 struct PageRow {
     n: u64,
     commit: String,
+    /// `keep`, `discard`, `crash`, `other` or `running`: the row's class and filter.
     status: &'static str,
+    /// The status as shown: the table's own word when it wrote one.
+    label: String,
+    /// The cells of the table's extra columns.
+    extra: Vec<String>,
     metric: String,
     delta: String,
     /// `better`, `worse` or empty: the delta's colour.
@@ -89,6 +102,10 @@ pub fn render(report: &Report, generated: &str) -> Result<String, String> {
         tree_search: report.tree.is_some(),
         metric: report.metric.clone(),
         better: report.goal.better_word(),
+        goal_reason: report.goal_reason.clone(),
+        columns: report.columns.clone(),
+        other: report.summary().other > 0,
+        warnings: report.warnings.clone(),
         held_out: report.held_out.clone(),
         rows,
         details: report.run.is_some(),
@@ -117,6 +134,9 @@ fn facts(report: &Report) -> Vec<String> {
              only known for runs made by arun",
             report.rows.len()
         ));
+        if !report.restarts.is_empty() {
+            lines.push(restarts_sentence(&report.restarts));
+        }
         return lines;
     };
     let mut first = format!(
@@ -165,6 +185,24 @@ fn facts(report: &Report) -> Vec<String> {
     lines
 }
 
+/// `the table restarts at #12, #40: ...`, naming the first few.
+pub fn restarts_sentence(restarts: &[u64]) -> String {
+    const NAMED: usize = 6;
+    let mut numbers: Vec<String> = restarts
+        .iter()
+        .take(NAMED)
+        .map(|n| format!("#{n}"))
+        .collect();
+    if restarts.len() > NAMED {
+        numbers.push(format!("{} more", restarts.len() - NAMED));
+    }
+    format!(
+        "the table restarts at {}: each a keep much worse than the best before it, which begins \
+         a new segment of the running best",
+        numbers.join(", ")
+    )
+}
+
 fn page_row(report: &Report, row: &Row, on_path: bool) -> PageRow {
     let delta = report.delta(row);
     let delta_class = match delta {
@@ -175,12 +213,19 @@ fn page_row(report: &Report, row: &Row, on_path: bool) -> PageRow {
     PageRow {
         n: row.n,
         commit: row.commit.clone(),
-        status: match row.status {
-            Some(Status::Keep) => "keep",
-            Some(Status::Discard) => "discard",
-            Some(Status::Crash) => "crash",
-            None => "running",
+        status: match (row.status, &row.label) {
+            (Some(Status::Keep), _) => "keep",
+            (Some(Status::Discard), _) => "discard",
+            (Some(Status::Crash), _) => "crash",
+            (None, Some(_)) => "other",
+            (None, None) => "running",
         },
+        label: match (&row.label, row.status) {
+            (Some(word), _) => word.clone(),
+            (None, Some(status)) => status.to_string(),
+            (None, None) => "running".to_string(),
+        },
+        extra: row.extra.clone(),
         metric: row.metric.map_or_else(String::new, |m| format!("{m:.6}")),
         delta: delta.map_or_else(String::new, |d| format!("{d:+.6}")),
         delta_class,
@@ -251,7 +296,11 @@ mod tests {
             source: "journal.jsonl".into(),
             metric: "val_loss".into(),
             goal: Goal::Minimize,
+            goal_reason: String::new(),
             rows,
+            columns: Vec::new(),
+            restarts: Vec::new(),
+            warnings: Vec::new(),
             noise: None,
             held_out: None,
             run,
@@ -267,6 +316,7 @@ mod tests {
             last_event: 0.0,
             active_seconds: 0.0,
             cost_usd: None,
+            knob_search: false,
             state: RunState::Abandoned,
             budget: None,
             in_flight: Vec::new(),

@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::direction::Direction;
 use super::{
     BandPoint, Current, Details, Excerpt, NoiseBand, Phase, Report, Row, RunFacts, RunState,
 };
@@ -38,6 +39,7 @@ pub enum Located {
     Table {
         path: PathBuf,
         pipeline: Option<Box<Pipeline>>,
+        choice: Choice,
     },
 }
 
@@ -49,6 +51,8 @@ pub struct Input {
     pub path: Option<PathBuf>,
     /// Which run of the repository; the latest when absent.
     pub tag: Option<String>,
+    /// For a results table: the metric column and its direction, when the user named them.
+    pub choice: Choice,
 }
 
 impl Located {
@@ -75,6 +79,7 @@ pub fn locate(input: &Input) -> Result<Located, Error> {
         return Ok(Located::Table {
             path,
             pipeline: None,
+            choice: input.choice.clone(),
         });
     }
     if path.join("journal.jsonl").is_file() {
@@ -142,6 +147,7 @@ fn locate_in_repo(
         return Ok(Located::Table {
             path: results,
             pipeline: pipeline.map(Box::new),
+            choice: input.choice.clone(),
         });
     }
     Err(Error::NoRun(format!(
@@ -164,7 +170,11 @@ pub fn read(located: &Located, details: bool) -> Result<Report, Error> {
             dir,
             pipeline,
         } => read_run(repo, tag, dir, pipeline.as_deref(), details),
-        Located::Table { path, pipeline } => read_table(path, pipeline.as_deref()),
+        Located::Table {
+            path,
+            pipeline,
+            choice,
+        } => read_table(path, pipeline.as_deref(), choice),
     }
 }
 
@@ -231,10 +241,10 @@ pub fn from_history(
         .iter()
         .map(|experiment| journal_row(history, experiment))
         .collect();
-    let goal = match (settings, pipeline) {
-        (Some(settings), _) => settings.goal,
-        (None, Some(p)) => p.metric.goal,
-        (None, None) => infer_goal(&rows),
+    let direction = match (settings, pipeline) {
+        (Some(settings), _) => Direction::stated(settings.goal, "as the run's settings say"),
+        (None, Some(p)) => Direction::stated(p.metric.goal, "as the pipeline says"),
+        (None, None) => Direction::of_table(None, &metric, &kept_values(&rows)),
     };
     let mut facts = run_facts(history, repo, dir);
     // The budget the run uses: its own, which a resume keeps, over the pipeline's.
@@ -251,8 +261,12 @@ pub fn from_history(
         tag: Some(history.tag.clone()),
         source: dir.join("journal.jsonl").display().to_string(),
         metric,
-        goal,
+        goal: direction.goal,
+        goal_reason: direction.reason,
         rows,
+        columns: Vec::new(),
+        restarts: Vec::new(),
+        warnings: Vec::new(),
         noise: noise_band(history),
         held_out,
         run: Some(facts),
@@ -326,6 +340,7 @@ fn journal_row(history: &History, experiment: &Experiment) -> Row {
         fix_of: experiment.fix_of,
         commit: short(experiment.commit.as_deref().unwrap_or("")),
         status,
+        label: None,
         metric: match status {
             Some(Status::Crash) | None => None,
             _ => experiment.metric(),
@@ -339,6 +354,7 @@ fn journal_row(history: &History, experiment: &Experiment) -> Row {
             _ => None,
         },
         description: crate::results::one_line(&experiment.description_text()),
+        extra: Vec::new(),
         reason: experiment.decision.as_ref().map(|d| d.reason.clone()),
         details: None,
     }
@@ -454,6 +470,10 @@ fn run_facts(history: &History, repo: &Path, dir: &Path) -> RunFacts {
         .any(|e| e.cost_usd.is_some())
         .then(|| history.cost_usd());
     RunFacts {
+        knob_search: history
+            .experiments
+            .iter()
+            .any(|e| e.details.get("knobs").is_some()),
         branch: history.branch.clone(),
         started,
         last_event,
@@ -519,92 +539,31 @@ fn current(history: &History, experiment: &Experiment, dir: &Path) -> Current {
     }
 }
 
-/// Reads a results table: `commit<TAB><metric><TAB>memory_gb<TAB>status<TAB>description`.
-/// Each experiment builds on the last kept one before it, as in autoresearch's greedy loop.
-pub fn read_table(path: &Path, pipeline: Option<&Pipeline>) -> Result<Report, Error> {
+/// Reads a results table with the tolerant reader (`super::table`). Each experiment builds on
+/// the last kept one before it, as in autoresearch's greedy loop; a restart (a keep much worse
+/// than the best before it) starts a new chain.
+pub fn read_table(
+    path: &Path,
+    pipeline: Option<&Pipeline>,
+    choice: &Choice,
+) -> Result<Report, Error> {
     let unreadable = |detail: String| Error::NoRun(format!("`{}`: {detail}", path.display()));
-    let mut reader = csv::ReaderBuilder::new()
-        .delimiter(b'\t')
-        .quoting(false)
-        .flexible(true)
-        .from_path(path)
-        .map_err(|err| unreadable(err.to_string()))?;
-    let headers = reader
-        .headers()
-        .map_err(|err| unreadable(err.to_string()))?
-        .clone();
-    if headers.len() < 5 || &headers[0] != "commit" || &headers[3] != "status" {
-        return Err(unreadable(format!(
-            "not a results table: the header is `{}`, expected \
-             `commit<TAB><metric><TAB>memory_gb<TAB>status<TAB>description`",
-            headers.iter().collect::<Vec<_>>().join("\\t")
-        )));
+    let bytes = std::fs::read(path).map_err(|err| unreadable(err.to_string()))?;
+    let parse = |metric| super::table::parse(&bytes, metric);
+    // `--metric` must name a column; the pipeline's metric is only the first guess.
+    let table = match (choice.metric.as_deref(), pipeline) {
+        (Some(metric), _) => parse(Some(metric)),
+        (None, Some(p)) => parse(Some(p.metric.name())).or_else(|_| parse(None)),
+        (None, None) => parse(None),
     }
-    let metric = headers[1].to_string();
-    let mut rows: Vec<Row> = Vec::new();
-    let mut last_keep: Option<u64> = None;
-    for (index, record) in reader.records().enumerate() {
-        let line = index + 2;
-        let record = record.map_err(|err| unreadable(err.to_string()))?;
-        if record.iter().all(|field| field.trim().is_empty()) {
-            continue;
-        }
-        let field = |i: usize| record.get(i).unwrap_or("").trim();
-        let status = match field(3).to_lowercase().as_str() {
-            "keep" => Status::Keep,
-            "discard" => Status::Discard,
-            "crash" => Status::Crash,
-            other => {
-                return Err(unreadable(format!(
-                    "line {line}: status `{other}` is not `keep`, `discard` or `crash`"
-                )));
-            }
-        };
-        let number = |i: usize, what: &str| -> Result<Option<f64>, Error> {
-            let text = field(i);
-            if text.is_empty() {
-                return Ok(None);
-            }
-            text.parse::<f64>()
-                .map(Some)
-                .map_err(|_| unreadable(format!("line {line}: {what} `{text}` is not a number")))
-        };
-        let value = number(1, &metric)?;
-        let memory = number(2, "memory_gb")?;
-        let n = rows.len() as u64;
-        let parent = if n == 0 { None } else { last_keep.or(Some(0)) };
-        let crashed = status == Status::Crash;
-        rows.push(Row {
-            n,
-            parent,
-            built_on: parent,
-            fix_of: None,
-            commit: field(0).to_string(),
-            status: Some(status),
-            metric: value.filter(|_| !crashed),
-            memory_gb: memory.filter(|_| !crashed),
-            seconds: None,
-            build_seconds: None,
-            runs: 1,
-            held_out: None,
-            description: record
-                .iter()
-                .skip(4)
-                .collect::<Vec<_>>()
-                .join(" ")
-                .trim()
-                .to_string(),
-            reason: None,
-            details: None,
-        });
-        if status == Status::Keep {
-            last_keep = Some(n);
-        }
-    }
-    let goal = match pipeline {
-        Some(p) => p.metric.goal,
-        None => infer_goal(&rows),
+    .map_err(|err| unreadable(err.0))?;
+    let mut rows: Vec<Row> = table.rows.into_iter().enumerate().map(table_row).collect();
+    let direction = match (choice.goal, pipeline) {
+        (None, Some(p)) => Direction::stated(p.metric.goal, "as the pipeline says"),
+        _ => Direction::of_table(choice.goal, &table.metric, &kept_values(&rows)),
     };
+    let restarts = restarts(&rows, direction.goal);
+    chain(&mut rows, &restarts);
     Ok(Report {
         title: pipeline.map_or_else(
             || {
@@ -615,9 +574,13 @@ pub fn read_table(path: &Path, pipeline: Option<&Pipeline>) -> Result<Report, Er
         ),
         tag: None,
         source: path.display().to_string(),
-        metric,
-        goal,
+        metric: table.metric,
+        goal: direction.goal,
+        goal_reason: direction.reason,
         rows,
+        columns: table.columns,
+        restarts,
+        warnings: table.warnings,
         noise: None,
         held_out: None,
         run: None,
@@ -625,25 +588,83 @@ pub fn read_table(path: &Path, pipeline: Option<&Pipeline>) -> Result<Report, Er
     })
 }
 
-/// The metric column's name in a results table's header.
-fn table_metric_name(path: &Path) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let header = text.lines().next()?;
-    header.split('\t').nth(1).map(str::to_string)
+/// The kept experiments' values, in order.
+fn kept_values(rows: &[Row]) -> Vec<f64> {
+    rows.iter()
+        .filter(|r| r.status == Some(Status::Keep))
+        .filter_map(|r| r.metric)
+        .collect()
 }
 
-/// Which way the metric goes, when no pipeline says: every keep improves on the one before, so
-/// the last kept value is below the first for a metric that is minimized. Ties (a baseline
-/// alone) count as minimize, autoresearch's `val_bpb` direction.
-fn infer_goal(rows: &[Row]) -> Goal {
-    let mut kept = rows
-        .iter()
-        .filter(|r| r.status == Some(Status::Keep))
-        .filter_map(|r| r.metric);
-    match (kept.next(), kept.next_back()) {
-        (Some(first), Some(last)) if last > first => Goal::Maximize,
-        _ => Goal::Minimize,
+/// What the user chose for a table: its metric column and which way it goes.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Choice {
+    pub metric: Option<String>,
+    pub goal: Option<Goal>,
+}
+
+/// The `index`th row of a table as the report's row, its parent not known yet.
+fn table_row((index, row): (usize, super::table::TableRow)) -> Row {
+    let (status, label) = super::read_status(&row.status);
+    let crashed = status == Some(Status::Crash);
+    Row {
+        n: index as u64,
+        parent: None,
+        built_on: None,
+        fix_of: None,
+        commit: row.commit,
+        status,
+        label,
+        metric: row.metric.filter(|_| !crashed),
+        memory_gb: row.memory_gb.filter(|_| !crashed),
+        seconds: None,
+        build_seconds: None,
+        runs: 1,
+        held_out: None,
+        description: row.description,
+        extra: row.extra,
+        reason: None,
+        details: None,
     }
+}
+
+/// The kept experiments that restart a table: each much worse than the best before it.
+pub fn restarts(rows: &[Row], goal: Goal) -> Vec<u64> {
+    let mut best: Option<f64> = None;
+    let mut out = Vec::new();
+    for row in rows.iter().filter(|r| r.status == Some(Status::Keep)) {
+        let Some(value) = row.metric else { continue };
+        match best {
+            Some(b) if super::direction::is_restart(goal, value, b) => {
+                out.push(row.n);
+                best = Some(value);
+            }
+            Some(b) if goal.improvement(value, b) <= 0.0 => {}
+            _ => best = Some(value),
+        }
+    }
+    out
+}
+
+/// Links each row to the last keep before it; the first row and each restart start a chain.
+fn chain(rows: &mut [Row], restarts: &[u64]) {
+    let mut last_keep: Option<u64> = None;
+    for row in rows.iter_mut() {
+        let restart = restarts.binary_search(&row.n).is_ok();
+        if row.n > 0 && !restart {
+            row.parent = last_keep.or(Some(0));
+            row.built_on = row.parent;
+        }
+        if row.status == Some(Status::Keep) {
+            last_keep = Some(row.n);
+        }
+    }
+}
+
+/// The metric column's name in a results table's header.
+fn table_metric_name(path: &Path) -> Option<String> {
+    let bytes = std::fs::read(path).ok()?;
+    super::table::parse(&bytes, None).ok().map(|t| t.metric)
 }
 
 fn short(commit: &str) -> String {
@@ -684,7 +705,7 @@ mod tests {
              d\t0.60\t1.0\tKEEP\tbetter\n\
              e\t0.55\t1.0\tdiscard\tclose\n",
         );
-        let report = read_table(&path, None).unwrap();
+        let report = read_table(&path, None, &Choice::default()).unwrap();
         assert_eq!(report.metric, "acc");
         assert_eq!(report.goal, Goal::Maximize);
         let parents: Vec<Option<u64>> = report.rows.iter().map(|r| r.parent).collect();
@@ -695,20 +716,70 @@ mod tests {
     }
 
     #[test]
-    fn a_malformed_table_names_the_line() {
+    fn a_restart_starts_a_new_chain_and_unknown_statuses_are_kept() {
         let dir = tempfile::tempdir().unwrap();
         let path = write(
             dir.path(),
-            "commit\tval_bpb\tmemory_gb\tstatus\tdescription\na\t1.0\t1.0\tkept\tx\n",
+            "commit\taggregate_score\tstatus\tdescription\n\
+             a\t0.27\tkeep\tbaseline\n\
+             b\t1.16\tkeep\tlucky\n\
+             c\t0.50\tdiscard\tworse\n\
+             d\t0.37\tkeep\thonest baseline\n\
+             e\t0.40\tcontender\tclose\n\
+             f\t0.45\tNEW_BEST\tbetter\n",
         );
-        let err = read_table(&path, None).unwrap_err().to_string();
+        let report = read_table(&path, None, &Choice::default()).unwrap();
+        assert_eq!(report.goal, Goal::Maximize);
+        assert_eq!(report.restarts, [3]);
+        let parents: Vec<Option<u64>> = report.rows.iter().map(|r| r.parent).collect();
+        assert_eq!(parents, [None, Some(0), Some(1), None, Some(3), Some(3)]);
+        assert_eq!(report.best().unwrap().n, 1);
+        assert_eq!(
+            report.running_best_segments(),
+            [
+                vec![(0, 0.27), (1, 1.16), (2, 1.16)],
+                vec![(3, 0.37), (4, 0.37), (5, 0.45)]
+            ]
+        );
+        let (e, f) = (&report.rows[4], &report.rows[5]);
+        assert_eq!((e.status, e.label.as_deref()), (None, Some("contender")));
+        assert_eq!(
+            (f.status, f.label.as_deref()),
+            (Some(Status::Keep), Some("NEW_BEST"))
+        );
+        let summary = report.summary();
+        assert_eq!(
+            (
+                summary.experiments,
+                summary.kept,
+                summary.discarded,
+                summary.other
+            ),
+            (5, 3, 1, 1)
+        );
+        assert_eq!(report.other_statuses(), [("contender".to_string(), 1)]);
+        assert_eq!(report.current(), None);
+
+        let choice = Choice {
+            metric: None,
+            goal: Some(Goal::Minimize),
+        };
+        let report = read_table(&path, None, &choice).unwrap();
+        assert_eq!((report.goal, report.best().unwrap().n), (Goal::Minimize, 0));
+        assert_eq!(report.goal_reason, "as `--goal` says");
+    }
+
+    #[test]
+    fn an_unusable_table_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = write(dir.path(), "a\tb\n");
+        let err = read_table(&path, None, &Choice::default())
+            .unwrap_err()
+            .to_string();
         assert!(
-            err.ends_with("line 2: status `kept` is not `keep`, `discard` or `crash`"),
+            err.contains("results.tsv`: the table has a header and no rows"),
             "{err}"
         );
-        let path = write(dir.path(), "a\tb\n");
-        let err = read_table(&path, None).unwrap_err().to_string();
-        assert!(err.contains("not a results table"), "{err}");
     }
 
     #[test]

@@ -2,9 +2,12 @@
 //! bare autoresearch `results.tsv`, and the summary figures both `arun report` and `arun status`
 //! show. Rendering lives in `html` (the page) and `svg` (the progress plot and the tree).
 
+pub mod compare;
+pub mod direction;
 pub mod html;
 pub mod load;
 pub mod svg;
+pub mod table;
 
 use std::path::{Path, PathBuf};
 
@@ -14,8 +17,9 @@ use crate::metric::Goal;
 
 pub use load::{Input, Located, locate};
 
-/// `arun report`: reads the run the input names and writes its page; returns where.
-pub fn write(input: &Input, output: Option<&Path>) -> Result<PathBuf, Error> {
+/// `arun report`: reads the run the input names and writes its page; returns where, and what
+/// reading skipped or replaced.
+pub fn write(input: &Input, output: Option<&Path>) -> Result<(PathBuf, Vec<String>), Error> {
     let located = locate(input)?;
     let report = load::read(&located, true)?;
     let page = html::render(&report, &local_time(crate::journal::now()))
@@ -25,18 +29,30 @@ pub fn write(input: &Input, output: Option<&Path>) -> Result<PathBuf, Error> {
         (None, Located::Run { dir, .. }) => dir.report(),
         (None, Located::Table { path, .. }) => table_report_path(path),
     };
+    if let Located::Table { path: table, .. } = &located
+        && same_file(table, &path)
+    {
+        return Err(Error::NoRun(format!(
+            "the page would be written over the table `{}`; name another file with `-o`",
+            table.display()
+        )));
+    }
     // Written aside and renamed, so that a browser reloading the page never sees half of it.
     crate::store::write_atomic(&path, page.as_bytes())
         .map_err(|err| Error::io(format!("cannot write `{}`", path.display()), err))?;
-    Ok(path)
+    Ok((path, report.warnings))
 }
 
 /// Where the page of a bare results table goes: beside it, unless the table is in a git work
 /// tree (a run may be driving it: a new file there would count against its experiment), then
 /// in that repository's run store, `.git/arun/reports/`.
 fn table_report_path(table: &Path) -> PathBuf {
-    let name = table.with_extension("html");
-    let name = name.file_name().unwrap_or_default();
+    // A table called `*.html` keeps its own name: its page is `*.report.html`.
+    let beside = match table.extension() {
+        Some(ext) if ext.eq_ignore_ascii_case("html") => table.with_extension("report.html"),
+        _ => table.with_extension("html"),
+    };
+    let name = beside.file_name().unwrap_or_default();
     let absolute = table.canonicalize().unwrap_or_else(|_| table.to_path_buf());
     let in_work_tree = absolute
         .parent()
@@ -48,8 +64,20 @@ fn table_report_path(table: &Path) -> PathBuf {
         });
     match in_work_tree {
         Some(repo) => repo.commondir().join("arun").join("reports").join(name),
-        None => table.with_extension("html"),
+        None => beside,
     }
+}
+
+/// Whether two paths name one file (the second may not exist yet).
+fn same_file(a: &Path, b: &Path) -> bool {
+    let full = |p: &Path| {
+        p.canonicalize().ok().or_else(|| {
+            let parent = p.parent().filter(|d| !d.as_os_str().is_empty());
+            let dir = parent.map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+            Some(dir.canonicalize().ok()?.join(p.file_name()?))
+        })
+    };
+    matches!((full(a), full(b)), (Some(a), Some(b)) if a == b)
 }
 
 /// Everything the report shows.
@@ -64,8 +92,17 @@ pub struct Report {
     /// The metric's name, e.g. `val_bpb`.
     pub metric: String,
     pub goal: Goal,
+    /// Why `goal`: `as the run's settings say`, `` `val_acc` names a metric that rises ``.
+    pub goal_reason: String,
     /// Every experiment in order, the baseline first.
     pub rows: Vec<Row>,
+    /// A table's columns beyond arun's own, in its order; each row's `extra` follows them.
+    pub columns: Vec<String>,
+    /// Kept experiments that start a new segment of the running best: a table that restarts
+    /// with a new baseline much worse than the best before it.
+    pub restarts: Vec<u64>,
+    /// What reading the input skipped or replaced, for the page and `arun status`.
+    pub warnings: Vec<String>,
     /// The band within which a change of the metric is noise, when the run measured one.
     pub noise: Option<NoiseBand>,
     /// The held-out metric's name, when the run has a held-out check.
@@ -158,8 +195,12 @@ pub struct Row {
     pub fix_of: Option<u64>,
     /// The commit, abbreviated to 7 characters (`baseline` in some autoresearch tables).
     pub commit: String,
-    /// `None` while the experiment is still in progress.
+    /// `None` while the experiment is still in progress, or when a table wrote a status arun
+    /// does not know (then `label` holds it).
     pub status: Option<Status>,
+    /// The status as a table wrote it, when it is not arun's own word: `BEST` and `baseline`
+    /// (read as keep), `contender`, `done`.
+    pub label: Option<String>,
     /// `None` for a crash or an experiment in progress.
     pub metric: Option<f64>,
     pub memory_gb: Option<f64>,
@@ -172,10 +213,62 @@ pub struct Row {
     /// The held-out check's value, for a new best of a run that has one.
     pub held_out: Option<f64>,
     pub description: String,
+    /// The cells of the report's `columns`.
+    pub extra: Vec<String>,
     /// Why it was kept, discarded or counted as a crash, when the journal says.
     pub reason: Option<String>,
     /// Its diff and the end of its log, when the run's files are there.
     pub details: Option<Details>,
+}
+
+/// Words tables write for a kept experiment besides `keep`: the baseline and new bests.
+const KEEP_WORDS: &[&str] = &[
+    "keep", "kept", "best", "baseline", "improved", "accept", "accepted",
+];
+const DISCARD_WORDS: &[&str] = &[
+    "discard",
+    "discarded",
+    "revert",
+    "reverted",
+    "reject",
+    "rejected",
+];
+const CRASH_WORDS: &[&str] = &["crash", "crashed"];
+
+/// A status as a table writes it, read: arun's own three words in any case, `best`, `NEW_BEST`,
+/// `baseline` and the like as keep, `revert` as discard; any other word is kept as written
+/// (`label`) with no status. The label is `None` for arun's own words.
+pub fn read_status(word: &str) -> (Option<Status>, Option<String>) {
+    let lower = word.trim().to_lowercase();
+    let own = match lower.as_str() {
+        "keep" => Some(Status::Keep),
+        "discard" => Some(Status::Discard),
+        "crash" => Some(Status::Crash),
+        _ => None,
+    };
+    if own.is_some() {
+        return (own, None);
+    }
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let says = |list: &[&str]| words.iter().any(|w| list.contains(w));
+    let status = if says(CRASH_WORDS) {
+        Some(Status::Crash)
+    } else if says(DISCARD_WORDS) {
+        Some(Status::Discard)
+    } else if says(KEEP_WORDS) {
+        Some(Status::Keep)
+    } else {
+        None
+    };
+    (status, Some(word.trim().to_string()))
+}
+
+/// Whether a table's status cell is a word `read_status` maps to keep, discard or crash.
+pub fn status_word_known(word: &str) -> bool {
+    read_status(word).0.is_some()
 }
 
 /// What a click on a table row shows.
@@ -227,6 +320,8 @@ pub struct RunFacts {
     pub active_seconds: f64,
     /// Total proposer cost; `None` when no proposal reported one.
     pub cost_usd: Option<f64>,
+    /// The proposals came from the built-in knob search, which costs nothing.
+    pub knob_search: bool,
     pub state: RunState,
     /// The experiment budget, when the pipeline could be read.
     pub budget: Option<std::time::Duration>,
@@ -345,6 +440,9 @@ pub struct Summary {
     pub kept: usize,
     pub discarded: usize,
     pub crashed: usize,
+    /// Experiments a table gave a status of its own (`contender`, `done`): neither kept,
+    /// discarded nor crashed.
+    pub other: usize,
     /// Recorded experiments (the baseline included) per hour of driving time.
     pub per_hour: Option<f64>,
     pub cost_usd: Option<f64>,
@@ -360,12 +458,17 @@ impl Summary {
     /// `12 experiments after the baseline: 3 kept, 8 discarded, 1 crashed (keep rate 25.0%)`.
     pub fn counts(&self) -> String {
         format!(
-            "{} experiment{} after the baseline: {} kept, {} discarded, {} crashed{}",
+            "{} experiment{} after the baseline: {} kept, {} discarded, {} crashed{}{}",
             self.experiments,
             if self.experiments == 1 { "" } else { "s" },
             self.kept,
             self.discarded,
             self.crashed,
+            if self.other > 0 {
+                format!(", {} other", self.other)
+            } else {
+                String::new()
+            },
             self.keep_rate()
                 .map_or_else(String::new, |r| format!(" (keep rate {:.1}%)", 100.0 * r))
         )
@@ -386,13 +489,17 @@ pub struct Figure {
 }
 
 impl Report {
+    /// The experiment numbered `n` (rows are in order of their numbers).
     pub fn row(&self, n: u64) -> Option<&Row> {
-        self.rows.iter().find(|r| r.n == n)
+        let at = self.rows.binary_search_by_key(&n, |r| r.n).ok()?;
+        self.rows.get(at)
     }
 
-    /// Rows with a decision, in order.
+    /// Rows with a decision or a status word of their own, in order.
     pub fn recorded(&self) -> impl Iterator<Item = &Row> {
-        self.rows.iter().filter(|r| r.status.is_some())
+        self.rows
+            .iter()
+            .filter(|r| r.status.is_some() || r.label.is_some())
     }
 
     pub fn baseline(&self) -> Option<&Row> {
@@ -435,29 +542,60 @@ impl Report {
 
     /// The running best after each recorded experiment: `(n, best so far)`, from the baseline on.
     pub fn running_best(&self) -> Vec<(u64, f64)> {
+        self.running_best_segments().concat()
+    }
+
+    /// The running best in segments: a restart (see `restarts`) ends one and starts the next
+    /// from its own value.
+    pub fn running_best_segments(&self) -> Vec<Vec<(u64, f64)>> {
         let mut best: Option<f64> = None;
-        let mut out = Vec::new();
+        let mut segments: Vec<Vec<(u64, f64)>> = vec![Vec::new()];
+        let mut restarts = self.restarts.iter().peekable();
         for row in self.recorded() {
-            if row.status == Some(Status::Keep)
+            if restarts.next_if(|&&n| n == row.n).is_some() {
+                best = row.metric;
+                segments.push(Vec::new());
+            } else if row.status == Some(Status::Keep)
                 && let Some(metric) = row.metric
                 && best.is_none_or(|b| self.goal.improvement(metric, b) > 0.0)
             {
                 best = Some(metric);
             }
-            if let Some(best) = best {
-                out.push((row.n, best));
+            if let (Some(best), Some(segment)) = (best, segments.last_mut()) {
+                segment.push((row.n, best));
             }
         }
-        out
+        segments.retain(|s| !s.is_empty());
+        segments
     }
 
     /// The experiment in progress, if any.
     pub fn current(&self) -> Option<&Row> {
-        self.rows.last().filter(|r| r.status.is_none())
+        self.rows
+            .last()
+            .filter(|r| r.status.is_none() && r.label.is_none())
+    }
+
+    /// Rows whose status a table wrote in a word of its own, by word, most frequent first:
+    /// `[("contender", 17), ("done", 14)]`.
+    pub fn other_statuses(&self) -> Vec<(String, usize)> {
+        let mut counts: std::collections::BTreeMap<&str, usize> = Default::default();
+        for row in self.recorded().filter(|r| r.status.is_none()) {
+            *counts
+                .entry(row.label.as_deref().unwrap_or_default())
+                .or_default() += 1;
+        }
+        let mut counts: Vec<(String, usize)> = counts
+            .into_iter()
+            .map(|(word, count)| (word.to_string(), count))
+            .collect();
+        counts.sort_by_key(|(_, count)| std::cmp::Reverse(*count));
+        counts
     }
 
     pub fn summary(&self) -> Summary {
-        let after_baseline = || self.recorded().filter(|r| r.parent.is_some());
+        let baseline_n = self.baseline().map(|r| r.n);
+        let after_baseline = || self.recorded().filter(move |r| Some(r.n) != baseline_n);
         let count = |status| {
             after_baseline()
                 .filter(|r| r.status == Some(status))
@@ -485,6 +623,7 @@ impl Report {
             kept: count(Status::Keep),
             discarded: count(Status::Discard),
             crashed: count(Status::Crash),
+            other: after_baseline().filter(|r| r.status.is_none()).count(),
             per_hour,
             cost_usd: self.run.as_ref().and_then(|run| run.cost_usd),
         }
@@ -497,7 +636,7 @@ impl Report {
         let metric = |value: f64| format!("{value:.6}");
         let no_journal = "no journal";
         let best_row = summary.best.and_then(|(n, _)| self.row(n));
-        vec![
+        let mut figures = vec![
             Figure {
                 key: "baseline",
                 label: "Baseline",
@@ -542,7 +681,12 @@ impl Report {
                 key: "kept",
                 label: "Kept",
                 value: summary.kept.to_string(),
-                note: "improvements".to_string(),
+                note: if summary.kept == 1 {
+                    "improvement"
+                } else {
+                    "improvements"
+                }
+                .to_string(),
                 tone: "",
             },
             Figure {
@@ -586,17 +730,42 @@ impl Report {
             Figure {
                 key: "cost",
                 label: "Proposer cost",
-                value: summary
-                    .cost_usd
-                    .map_or_else(missing, |cost| format!("${cost:.2}")),
+                value: match (summary.cost_usd, &self.run) {
+                    (Some(cost), _) => format!("${cost:.2}"),
+                    (None, Some(run)) if run.knob_search => "$0".to_string(),
+                    (None, _) => missing(),
+                },
                 note: match (&self.run, summary.cost_usd) {
                     (None, _) => no_journal.to_string(),
+                    (Some(run), None) if run.knob_search => "knob search: no LLM".to_string(),
                     (Some(_), None) => "not reported by the proposer".to_string(),
                     (Some(_), Some(_)) => String::new(),
                 },
                 tone: "",
             },
-        ]
+        ];
+        if summary.other > 0 {
+            let words: Vec<String> = self
+                .other_statuses()
+                .iter()
+                .map(|(word, count)| format!("{count} {word}"))
+                .collect();
+            let at = figures
+                .iter()
+                .position(|f| f.key == "crashed")
+                .map_or(0, |i| i + 1);
+            figures.insert(
+                at,
+                Figure {
+                    key: "other",
+                    label: "Other statuses",
+                    value: summary.other.to_string(),
+                    note: words.join(", "),
+                    tone: "",
+                },
+            );
+        }
+        figures
     }
 }
 
@@ -612,6 +781,7 @@ mod tests {
             fix_of: None,
             commit: format!("c{n:06}"),
             status: Some(status),
+            label: None,
             metric: (status != Status::Crash).then_some(metric),
             memory_gb: Some(1.0),
             seconds: None,
@@ -619,6 +789,7 @@ mod tests {
             runs: 1,
             held_out: None,
             description: format!("experiment {n}"),
+            extra: Vec::new(),
             reason: None,
             details: None,
         }
@@ -631,7 +802,11 @@ mod tests {
             source: "results.tsv".into(),
             metric: "loss".into(),
             goal,
+            goal_reason: String::new(),
             rows,
+            columns: Vec::new(),
+            restarts: Vec::new(),
+            warnings: Vec::new(),
             noise: None,
             held_out: None,
             run: None,
@@ -670,6 +845,50 @@ mod tests {
         assert_eq!(
             report.running_best(),
             [(0, 1.0), (1, 0.9), (2, 0.9), (3, 0.9), (4, 0.8)]
+        );
+    }
+
+    #[test]
+    fn a_knob_search_costs_nothing_and_one_keep_is_one_improvement() {
+        let mut report = report(
+            Goal::Minimize,
+            vec![
+                row(0, None, Status::Keep, 1.0),
+                row(1, Some(0), Status::Keep, 0.9),
+            ],
+        );
+        let run = RunFacts {
+            branch: "b".into(),
+            started: 0.0,
+            last_event: 0.0,
+            active_seconds: 0.0,
+            cost_usd: None,
+            knob_search: true,
+            state: RunState::Abandoned,
+            budget: None,
+            in_flight: Vec::new(),
+        };
+        report.run = Some(run.clone());
+        let figure = |report: &Report, key: &str| {
+            let figures = report.figures();
+            let figure = figures.into_iter().find(|f| f.key == key).unwrap();
+            (figure.value, figure.note)
+        };
+        assert_eq!(
+            figure(&report, "cost"),
+            ("$0".to_string(), "knob search: no LLM".to_string())
+        );
+        assert_eq!(
+            figure(&report, "kept"),
+            ("1".to_string(), "improvement".to_string())
+        );
+        report.run = Some(RunFacts {
+            knob_search: false,
+            ..run
+        });
+        assert_eq!(
+            figure(&report, "cost"),
+            ("–".to_string(), "not reported by the proposer".to_string())
         );
     }
 

@@ -43,13 +43,23 @@ impl Scale {
 /// all measured values.
 pub fn metric_range(report: &Report) -> Option<(f64, f64)> {
     let summary = report.summary();
+    if !report.restarts.is_empty() {
+        return kept_range(report);
+    }
     if let (Some(baseline), Some((_, best))) = (summary.baseline, summary.best)
         && best != baseline
     {
         let margin = (baseline - best).abs() * 0.15;
-        return Some((baseline.min(best) - margin, baseline.max(best) + margin));
+        let range = (baseline.min(best) - margin, baseline.max(best) + margin);
+        if range.0.is_finite() && range.1.is_finite() {
+            return Some(range);
+        }
     }
-    let values: Vec<f64> = report.recorded().filter_map(|r| r.metric).collect();
+    let values: Vec<f64> = report
+        .recorded()
+        .filter_map(|r| r.metric)
+        .filter(|v| v.is_finite())
+        .collect();
     let low = values.iter().copied().reduce(f64::min)?;
     let high = values.iter().copied().reduce(f64::max)?;
     let pad = if high - low > 0.0 {
@@ -57,11 +67,26 @@ pub fn metric_range(report: &Report) -> Option<(f64, f64)> {
     } else {
         (high.abs() * 0.01).max(1e-6)
     };
-    Some((low - pad, high + pad))
+    Some((low - pad, high + pad)).filter(|(l, h)| l.is_finite() && h.is_finite())
+}
+
+/// For a table that restarts: every segment's keeps, 10% of their spread either side, so each
+/// segment's running best is drawn inside the frame.
+fn kept_range(report: &Report) -> Option<(f64, f64)> {
+    let kept = report
+        .recorded()
+        .filter(|r| r.status == Some(Status::Keep))
+        .filter_map(|r| r.metric)
+        .filter(|v| v.is_finite());
+    let (low, high) = kept.fold(None, |range: Option<(f64, f64)>, v| {
+        Some(range.map_or((v, v), |(l, h)| (l.min(v), h.max(v))))
+    })?;
+    let pad = ((high - low) * 0.1).max(high.abs() * 0.01).max(1e-6);
+    Some((low - pad, high + pad)).filter(|(l, h)| l.is_finite() && h.is_finite())
 }
 
 /// Round tick values covering `low..=high`, about `count` of them.
-fn ticks(low: f64, high: f64, count: usize) -> Vec<f64> {
+pub(super) fn ticks(low: f64, high: f64, count: usize) -> Vec<f64> {
     if high <= low || !low.is_finite() || !high.is_finite() {
         return vec![low];
     }
@@ -78,7 +103,7 @@ fn ticks(low: f64, high: f64, count: usize) -> Vec<f64> {
 }
 
 /// Decimals that tell ticks `step` apart.
-fn decimals(ticks: &[f64]) -> usize {
+pub(super) fn decimals(ticks: &[f64]) -> usize {
     let step = match ticks {
         [a, b, ..] => (b - a).abs(),
         _ => return 3,
@@ -146,10 +171,10 @@ pub fn progress_plot(report: &Report) -> String {
     );
     let _ = write!(
         svg,
-        r##"<text x="{}" y="28" text-anchor="middle" font-size="18" fill="#222">Progress: {} experiments, {} kept improvements</text>"##,
+        r##"<text x="{}" y="28" text-anchor="middle" font-size="18" fill="#222">Progress: {}, {}</text>"##,
         (left + right) / 2.0,
-        summary.experiments,
-        summary.kept
+        plural(summary.experiments, "experiment", "experiments"),
+        plural(summary.kept, "kept improvement", "kept improvements"),
     );
     let Some((low, high)) = metric_range(report) else {
         let _ = write!(
@@ -181,7 +206,11 @@ pub fn progress_plot(report: &Report) -> String {
         );
     }
     let (x0, x1) = x.from;
-    for value in ticks(x0.max(0.0), x1, 10) {
+    // Experiment numbers are whole: a run of three has no tick at 1.5.
+    for value in ticks(x0.max(0.0), x1, 10)
+        .into_iter()
+        .filter(|v| v.fract() == 0.0)
+    {
         let px = x.at(value);
         let _ = write!(
             svg,
@@ -218,18 +247,12 @@ pub fn progress_plot(report: &Report) -> String {
         }
     }
 
-    // The running best, a step that changes where a keep improves.
-    let steps = report.running_best();
-    if let Some(&(first_n, first_value)) = steps.first() {
-        let mut path = format!("M{:.1} {:.1}", x.at(first_n as f64), y.at(first_value));
-        let mut previous = first_value;
-        for &(n, value) in &steps[1..] {
-            if value != previous {
-                let _ = write!(path, " H{:.1} V{:.1}", x.at(n as f64), y.at(value));
-                previous = value;
-            }
-        }
-        let _ = write!(path, " H{:.1}", x.at(last_n));
+    // The running best, a step that changes where a keep improves; a restart begins a new
+    // segment where it starts. Values off the scale run along the frame's edge.
+    let segments = report.running_best_segments();
+    let clamp_y = |value: f64| y.at(value.clamp(low, high));
+    let path = steps_path(&segments, |n| x.at(n as f64), clamp_y, x.at(last_n));
+    if !path.is_empty() {
         let _ = write!(
             svg,
             r#"<path class="running-best" d="{path}" fill="none" stroke="{RUNNING_BEST}" stroke-width="2.5" stroke-opacity="0.75"/>"#
@@ -259,7 +282,9 @@ pub fn progress_plot(report: &Report) -> String {
 
     // Discards (faint, behind), then keeps with their labels.
     let place = |value: f64| -> (f64, Option<bool>) {
-        if value > high {
+        if !value.is_finite() {
+            (f64::NAN, None)
+        } else if value > high {
             (top + 6.0, Some(true))
         } else if value < low {
             (bottom - 6.0, Some(false))
@@ -271,7 +296,9 @@ pub fn progress_plot(report: &Report) -> String {
         .recorded()
         .filter(|r| r.status == Some(Status::Discard))
     {
-        let Some(value) = row.metric else { continue };
+        let Some(value) = row.metric.filter(|v| v.is_finite()) else {
+            continue;
+        };
         let px = x.at(row.n as f64);
         let (py, outside) = place(value);
         let mark = match outside {
@@ -280,13 +307,7 @@ pub fn progress_plot(report: &Report) -> String {
             ),
             Some(above) => {
                 off_scale = true;
-                let tip = if above { py - 5.0 } else { py + 5.0 };
-                let base = if above { py + 3.0 } else { py - 3.0 };
-                format!(
-                    r##"<path d="M{px:.1} {tip:.1} L{:.1} {base:.1} L{:.1} {base:.1} Z" fill="#aaaaaa"/>"##,
-                    px - 4.5,
-                    px + 4.5
-                )
+                edge_marker(px, py, above, "#aaaaaa")
             }
         };
         let _ = write!(
@@ -296,23 +317,33 @@ pub fn progress_plot(report: &Report) -> String {
             tooltip(report, row)
         );
     }
-    let keeps: Vec<(&Row, f64, f64)> = report
+    let keeps: Vec<(&Row, f64, f64, Option<bool>)> = report
         .recorded()
         .filter(|r| r.status == Some(Status::Keep))
-        .filter_map(|row| Some((row, x.at(row.n as f64), place(row.metric?).0)))
+        .filter_map(|row| {
+            let (py, outside) = place(row.metric.filter(|v| v.is_finite())?);
+            Some((row, x.at(row.n as f64), py, outside))
+        })
         .collect();
-    let legend = legend_entries(report, !crashes.is_empty(), off_scale);
-    // The corner the progress leaves empty: the top right when the metric falls, the top left
-    // when it rises.
-    let legend_box = Rect {
-        x: match report.goal {
-            Goal::Minimize => right - LEGEND_WIDTH - 10.0,
-            Goal::Maximize => left + 10.0,
-        },
-        y: top + 10.0,
-        width: LEGEND_WIDTH,
-        height: legend.len() as f64 * 20.0 + 10.0,
+    let keeps_off_scale = keeps.iter().any(|k| k.3.is_some());
+    let legend = legend_entries(report, !crashes.is_empty(), off_scale, keeps_off_scale);
+    let frame = Rect {
+        x: left,
+        y: top,
+        width: right - left,
+        height: bottom - top,
     };
+    let mut occupied: Vec<(f64, f64)> = report
+        .recorded()
+        .filter_map(|row| Some((x.at(row.n as f64), place(row.metric?).0)))
+        .collect();
+    occupied.extend(
+        segments
+            .iter()
+            .flatten()
+            .map(|&(n, best)| (x.at(n as f64), clamp_y(best))),
+    );
+    let legend_box = legend_corner(report.goal, frame, legend.len(), &occupied);
     // The best and the baseline choose first, then the larger improvements.
     let best = report.best().map(|r| r.n);
     let priority = |row: &Row| {
@@ -327,17 +358,18 @@ pub fn progress_plot(report: &Report) -> String {
     let labels = place_labels(
         &keeps
             .iter()
-            .map(|(row, px, py)| (*px, *py, row.description.trim().to_string(), priority(row)))
+            .map(|(row, px, py, _)| (*px, *py, row.description.trim().to_string(), priority(row)))
             .collect::<Vec<_>>(),
+        // Inside the frame: never over the tick labels or past the plot's edge.
         Rect {
-            x: 4.0,
+            x: left + 2.0,
             y: top + 2.0,
-            width: WIDTH - 8.0,
+            width: right - left - 4.0,
             height: bottom - top - 4.0,
         },
         legend_box,
     );
-    for ((row, px, py), label) in keeps.iter().zip(labels) {
+    for ((row, px, py, outside), label) in keeps.iter().zip(labels) {
         let label = label.map_or_else(String::new, |label| {
             format!(
                 r#"<text x="{lx:.1}" y="{ly:.1}" transform="rotate({angle} {lx:.1} {ly:.1})"{anchor} font-size="11" fill="{LABEL}" fill-opacity="0.9">{text}</text>"#,
@@ -348,9 +380,15 @@ pub fn progress_plot(report: &Report) -> String {
                 text = escape(&label.text),
             )
         });
+        let shape = match outside {
+            None => format!(
+                r##"<circle cx="{px:.1}" cy="{py:.1}" r="6" fill="{KEEP}" stroke="#000" stroke-width="0.6"/>"##
+            ),
+            Some(above) => edge_marker(*px, *py, *above, KEEP),
+        };
         let _ = write!(
             svg,
-            r##"<a href="#e{}" class="mark keep"><title>{}</title><circle cx="{px:.1}" cy="{py:.1}" r="6" fill="{KEEP}" stroke="#000" stroke-width="0.6"/>{label}</a>"##,
+            r##"<a href="#e{}" class="mark keep"><title>{}</title>{shape}{label}</a>"##,
             row.n,
             tooltip(report, row)
         );
@@ -381,8 +419,92 @@ pub fn progress_plot(report: &Report) -> String {
 
 const LEGEND_WIDTH: f64 = 192.0;
 
+/// The SVG path of step segments `(n, value)`: each runs on to where the next begins, the last
+/// to `end_x`.
+fn steps_path(
+    segments: &[Vec<(u64, f64)>],
+    x: impl Fn(u64) -> f64,
+    y: impl Fn(f64) -> f64,
+    end_x: f64,
+) -> String {
+    let mut path = String::new();
+    for (i, steps) in segments.iter().enumerate() {
+        let Some(&(first_n, first_value)) = steps.first() else {
+            continue;
+        };
+        let _ = write!(path, "M{:.1} {:.1}", x(first_n), y(first_value));
+        let mut previous = first_value;
+        for &(n, value) in &steps[1..] {
+            if value != previous {
+                let _ = write!(path, " H{:.1} V{:.1}", x(n), y(value));
+                previous = value;
+            }
+        }
+        let end = segments
+            .get(i + 1)
+            .and_then(|next| next.first())
+            .map_or(end_x, |&(n, _)| x(n));
+        let _ = write!(path, " H{end:.1} ");
+    }
+    path.trim_end().to_string()
+}
+
+/// `1 experiment`, `3 experiments`.
+fn plural(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
+/// A triangle at the frame's edge pointing the way a value off the scale lies.
+fn edge_marker(px: f64, py: f64, above: bool, fill: &str) -> String {
+    let tip = if above { py - 5.0 } else { py + 5.0 };
+    let base = if above { py + 3.0 } else { py - 3.0 };
+    format!(
+        r##"<path d="M{px:.1} {tip:.1} L{:.1} {base:.1} L{:.1} {base:.1} Z" fill="{fill}" stroke="#000" stroke-width="0.4"/>"##,
+        px - 4.5,
+        px + 4.5
+    )
+}
+
+/// The legend's box: the corner of the frame with the fewest points and running-best steps
+/// under it; on a tie the corner the progress usually leaves empty (bottom left when the
+/// metric falls, top left when it rises).
+fn legend_corner(goal: Goal, frame: Rect, entries: usize, occupied: &[(f64, f64)]) -> Rect {
+    let (width, height) = (LEGEND_WIDTH, entries as f64 * 20.0 + 10.0);
+    let (left, right) = (frame.x + 10.0, frame.x + frame.width - width - 10.0);
+    let (top, bottom) = (frame.y + 10.0, frame.y + frame.height - height - 10.0);
+    let corners = match goal {
+        Goal::Minimize => [(left, bottom), (right, top), (left, top), (right, bottom)],
+        Goal::Maximize => [(left, top), (right, bottom), (left, bottom), (right, top)],
+    };
+    let boxes = corners.map(|(x, y)| Rect {
+        x,
+        y,
+        width,
+        height,
+    });
+    let covered = |rect: &Rect| {
+        let margin = Rect {
+            x: rect.x - 8.0,
+            y: rect.y - 8.0,
+            width: rect.width + 16.0,
+            height: rect.height + 16.0,
+        };
+        occupied.iter().filter(|&&p| margin.contains(p)).count()
+    };
+    boxes
+        .into_iter()
+        .enumerate()
+        .min_by_key(|(i, rect)| (covered(rect), *i))
+        .map_or(boxes[0], |(_, rect)| rect)
+}
+
 /// The legend's entries: a shape drawn around (10, 0) and its label.
-fn legend_entries(report: &Report, crashes: bool, off_scale: bool) -> Vec<(String, &'static str)> {
+fn legend_entries(
+    report: &Report,
+    crashes: bool,
+    off_scale: bool,
+    keeps_off_scale: bool,
+) -> Vec<(String, &'static str)> {
     let mut entries = vec![
         (
             format!(r#"<circle cx="10" cy="0" r="3.5" fill="{DISCARD}"/>"#),
@@ -411,6 +533,12 @@ fn legend_entries(report: &Report, crashes: bool, off_scale: bool) -> Vec<(Strin
         entries.push((
             r##"<path d="M10 -5 L5.5 3 L14.5 3 Z" fill="#aaaaaa"/>"##.to_string(),
             "Discarded, off the scale",
+        ));
+    }
+    if keeps_off_scale {
+        entries.push((
+            format!(r##"<path d="M10 -5 L5.5 3 L14.5 3 Z" fill="{KEEP}" stroke="#000" stroke-width="0.4"/>"##),
+            "Kept, off the scale",
         ));
     }
     if report.noise.is_some() {
@@ -482,6 +610,7 @@ fn place_labels(
     legend: Rect,
 ) -> Vec<Option<Label>> {
     let mut taken: std::collections::HashSet<(i64, i64)> = Default::default();
+    let near = Grid::of(points.iter().map(|(x, y, _, _)| (*x, *y)), POINT_ROOM);
     let cell = |(x, y): (f64, f64)| ((x / CELL).floor() as i64, (y / CELL).floor() as i64);
     let mut placed = vec![None; points.len()];
     let mut order: Vec<usize> = (0..points.len()).collect();
@@ -494,9 +623,7 @@ fn place_labels(
                 bounds.contains(point)
                     && !legend.contains(point)
                     && !(-1..=1).any(|ox| (-1..=1).any(|oy| taken.contains(&(cx + ox, cy + oy))))
-                    && points.iter().enumerate().all(|(j, (qx, qy, _, _))| {
-                        j == i || (point.0 - qx).hypot(point.1 - qy) > 9.0
-                    })
+                    && !near.any_within(point, POINT_ROOM, i)
             })
         };
         let texts = [cut(description, LABEL_CHARS), cut(description, 24)];
@@ -524,6 +651,50 @@ fn place_labels(
         placed[i] = chosen;
     }
     placed
+}
+
+/// How close (in pixels) a label may come to a kept point's centre.
+const POINT_ROOM: f64 = 9.0;
+
+/// Points filed by square cells, so that "is any point within `r` of here" looks at the nine
+/// cells around it instead of every point: label placement stays linear in the number of keeps.
+struct Grid {
+    size: f64,
+    cells: std::collections::HashMap<(i64, i64), Vec<Filed>>,
+}
+
+/// A point's index and position.
+type Filed = (usize, (f64, f64));
+
+impl Grid {
+    fn of(points: impl Iterator<Item = (f64, f64)>, size: f64) -> Grid {
+        let mut cells: std::collections::HashMap<_, Vec<_>> = Default::default();
+        for (i, point) in points.enumerate() {
+            cells
+                .entry(Grid::key(point, size))
+                .or_default()
+                .push((i, point));
+        }
+        Grid { size, cells }
+    }
+
+    fn key((x, y): (f64, f64), size: f64) -> (i64, i64) {
+        ((x / size).floor() as i64, (y / size).floor() as i64)
+    }
+
+    /// Whether a point other than the `skip`th lies within `r` (at most the cell size) of `at`.
+    fn any_within(&self, at: (f64, f64), r: f64, skip: usize) -> bool {
+        let (cx, cy) = Grid::key(at, self.size);
+        (-1..=1).any(|ox| {
+            (-1..=1).any(|oy| {
+                self.cells.get(&(cx + ox, cy + oy)).is_some_and(|points| {
+                    points.iter().any(|&(j, (x, y))| {
+                        j != skip && (at.0 - x).powi(2) + (at.1 - y).powi(2) <= r * r
+                    })
+                })
+            })
+        })
+    }
 }
 
 /// Viridis, from its dark end (worst) to its bright end (best), as five stops.
@@ -587,7 +758,13 @@ impl Ranks {
 /// share one elbow line. A tree search backtracks: experiments of one generation hang from
 /// different nodes, and shared elbows would run into each other, so each edge is a straight line
 /// from its own parent; dead ends get a dashed ring.
+/// Past this many experiments the tree draws only the kept ones (the path to the best and the
+/// keeps beside it): the page stays one a browser opens, however long the run.
+pub const TREE_ALL_ROWS: usize = 2000;
+
 pub fn tree(report: &Report) -> String {
+    let everything = report.rows.len() <= TREE_ALL_ROWS;
+    let drawn = |row: &&Row| everything || row.status == Some(Status::Keep);
     let (left, right, top) = (86.0, WIDTH - 20.0, 24.0);
     let mut depth: std::collections::BTreeMap<u64, usize> = Default::default();
     for row in &report.rows {
@@ -600,7 +777,9 @@ pub fn tree(report: &Report) -> String {
     let deepest = depth.values().copied().max().unwrap_or(0);
     // A tree's straight edges need room between generations to show their slopes.
     let tallest = if report.tree.is_some() { 56.0 } else { 26.0 };
-    let row_height = (520.0 / (deepest + 1) as f64).clamp(12.0, tallest);
+    // A huge run's tree is squeezed into a screen's height rather than grown past it.
+    let shortest = if everything { 12.0 } else { 0.0 };
+    let row_height = (520.0 / (deepest + 1) as f64).clamp(shortest, tallest);
     let bottom = top + deepest as f64 * row_height;
     let height = bottom + 64.0;
     let x = x_scale(report, left, right);
@@ -645,7 +824,7 @@ pub fn tree(report: &Report) -> String {
         let mid = cy - row_height / 2.0;
         format!("M{px:.1} {py:.1} V{mid:.1} H{cx:.1} V{cy:.1}")
     };
-    for row in &report.rows {
+    for row in report.rows.iter().filter(drawn) {
         if let Some(parent) = row.built_on
             && !(path.contains(&row.n) && path.contains(&parent))
         {
@@ -670,7 +849,7 @@ pub fn tree(report: &Report) -> String {
     }
     // Nodes.
     let mut last_label: Option<(f64, f64)> = None;
-    for row in &report.rows {
+    for row in report.rows.iter().filter(drawn) {
         let (px, py) = (x.at(row.n as f64), y(row.n));
         let on_path = path.contains(&row.n);
         let shape = match (row.status, row.metric) {
@@ -736,6 +915,14 @@ pub fn tree(report: &Report) -> String {
     // The colour key.
     let key_x = right - 260.0;
     let key_y = bottom + 34.0;
+    if !everything {
+        let _ = write!(
+            svg,
+            r##"<text class="left-out" x="{left}" y="{:.1}" font-size="11" fill="#777">{} experiments: only the kept ones are drawn</text>"##,
+            key_y + 9.0,
+            report.rows.len(),
+        );
+    }
     let _ = write!(
         svg,
         r#"<defs><linearGradient id="viridis">{}</linearGradient></defs>"#,
@@ -775,7 +962,11 @@ mod tests {
             source: "results.tsv".into(),
             metric: "val_bpb".into(),
             goal: Goal::Minimize,
+            goal_reason: String::new(),
             rows,
+            columns: Vec::new(),
+            restarts: Vec::new(),
+            warnings: Vec::new(),
             noise: None,
             held_out: None,
             run: None,
@@ -914,6 +1105,83 @@ mod tests {
         let svg = progress_plot(&report);
         assert!(!svg.contains("<script>"));
         assert!(svg.contains("&lt;script&gt;"));
+    }
+
+    #[test]
+    fn a_restart_breaks_the_running_best_and_widens_the_range() {
+        // Maximized; the run restarts at #3 from a baseline far below the first one.
+        let mut restarted = report(vec![
+            row(0, None, Status::Keep, 0.5),
+            row(1, Some(0), Status::Keep, 1.0),
+            row(2, Some(1), Status::Discard, 0.9),
+            row(3, None, Status::Keep, 0.1),
+            row(4, Some(3), Status::Keep, 0.2),
+        ]);
+        restarted.goal = Goal::Maximize;
+        restarted.restarts = vec![3];
+        let svg = progress_plot(&restarted);
+        let path = svg.split(r#"class="running-best" d=""#).nth(1).unwrap();
+        let path = path.split('"').next().unwrap();
+        assert_eq!(path.matches('M').count(), 2, "{path}");
+        // Every segment's keeps lie inside the frame.
+        let (low, high) = metric_range(&restarted).unwrap();
+        assert!(low < 0.1 && high > 1.0, "{low} {high}");
+        assert!(!svg.contains("Kept, off the scale"));
+        assert!(svg.contains("Progress: 4 experiments, 3 kept improvements"));
+    }
+
+    #[test]
+    fn a_keep_off_the_scale_is_an_edge_marker() {
+        // A keep a little worse than the baseline (no restart) lies above the range.
+        let svg = progress_plot(&report(vec![
+            row(0, None, Status::Keep, 1.0),
+            row(1, Some(0), Status::Keep, 0.99),
+            row(2, Some(1), Status::Keep, 1.005),
+        ]));
+        assert!(svg.contains("Kept, off the scale"));
+        let keeps: Vec<&str> = svg
+            .split(r#"class="mark keep""#)
+            .skip(1)
+            .map(|k| k.split("</a>").next().unwrap())
+            .collect();
+        assert_eq!(keeps.len(), 3);
+        assert!(keeps[..2].iter().all(|k| k.contains("<circle")));
+        assert!(!keeps[2].contains("<circle") && keeps[2].contains("<path"));
+    }
+
+    #[test]
+    fn ticks_labels_and_legend_keep_their_places() {
+        let mut small = report(vec![
+            row(0, None, Status::Keep, 1.0),
+            row(1, Some(0), Status::Keep, 0.9),
+            row(2, Some(1), Status::Discard, f64::NAN),
+        ]);
+        small.rows[1].description = "x".repeat(200);
+        let svg = progress_plot(&small);
+        assert!(svg.contains("Progress: 2 experiments, 1 kept improvement<"));
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        // Only whole experiment numbers on the x axis.
+        let x_labels: Vec<&str> = svg
+            .split(r##"text-anchor="middle" font-size="12" fill="#333">"##)
+            .skip(1)
+            .map(|t| t.split('<').next().unwrap())
+            .collect();
+        assert_eq!(x_labels, ["0", "1", "2"]);
+        // Labels start inside the frame (x at least its left edge, 86).
+        for label in svg.split("<text x=\"").skip(1) {
+            if label.contains("transform=\"rotate(") {
+                let x: f64 = label.split('"').next().unwrap().parse().unwrap();
+                assert!(x >= 86.0, "{label}");
+            }
+        }
+        // The metric falls: the legend takes the empty bottom-left corner.
+        let legend = svg
+            .split(r#"class="legend" transform="translate("#)
+            .nth(1)
+            .unwrap();
+        let (lx, ly) = legend.split(')').next().unwrap().split_once(' ').unwrap();
+        let (lx, ly): (f64, f64) = (lx.parse().unwrap(), ly.parse().unwrap());
+        assert!(lx < 200.0 && ly > 300.0, "legend at {lx} {ly}");
     }
 
     #[test]
