@@ -526,7 +526,9 @@ pub struct Workers {
     pub threads: Option<u32>,
     /// How many proposals may be prepared ahead of free workers, while the others train.
     /// Default: as many as there are workers with several workers; `0` with one (the proposer
-    /// sees every result before it proposes, as in autoresearch).
+    /// sees every result before it proposes, as in autoresearch) and with the knob search
+    /// (it proposes in an instant, so waiting for a free worker costs nothing and lets each
+    /// proposal see more results).
     #[serde(default)]
     pub ahead: Option<u32>,
     /// Paths of the work tree (ignored by git: data, a virtual environment) that each worker's

@@ -256,7 +256,8 @@ pub fn resolve(raw: PipelineFile, file: &Path) -> Result<Pipeline, Vec<Problem>>
     let proposer = resolve_proposer(&raw, &base, &mut problems);
     let knobs = resolve_knobs(&raw, &target, &mut problems);
     let search = resolve_search(&raw.search, &mut problems);
-    let workers = resolve_workers(&raw.workers, &mut problems);
+    let instant_proposals = raw.proposer.kind == file::ProposerKind::Knobs;
+    let workers = resolve_workers(&raw.workers, instant_proposals, &mut problems);
     let limits = resolve_limits(&raw.limits, &name, &mut problems);
 
     match (metric, proposer) {
@@ -908,7 +909,11 @@ fn resolve_search(raw: &file::Search, problems: &mut Vec<Problem>) -> SearchSpec
     }
 }
 
-fn resolve_workers(raw: &file::Workers, problems: &mut Vec<Problem>) -> WorkersSpec {
+fn resolve_workers(
+    raw: &file::Workers,
+    instant_proposals: bool,
+    problems: &mut Vec<Problem>,
+) -> WorkersSpec {
     let count = raw.count.unwrap_or(1).max(1);
     let gpus = match &raw.gpus {
         None => GpuPlan::Unset,
@@ -979,7 +984,11 @@ fn resolve_workers(raw: &file::Workers, problems: &mut Vec<Problem>) -> WorkersS
         pin_env,
         cpus: raw.cpus.clone(),
         threads: raw.threads,
-        ahead: raw.ahead.unwrap_or(if count > 1 { count } else { 0 }),
+        ahead: raw.ahead.unwrap_or(if count > 1 && !instant_proposals {
+            count
+        } else {
+            0
+        }),
         share,
     }
 }

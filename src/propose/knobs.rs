@@ -57,23 +57,24 @@ impl KnobSearch {
             };
             trials.push(Trial { values, outcome });
         }
-        // Assignments other workers are running now count as tried, at the worst loss seen
-        // (a constant liar), so that concurrent proposals never repeat them or crowd them.
-        let worst = trials
+        // Assignments other workers are running now count as tried, at the mean loss seen so
+        // far (a constant liar), so that concurrent proposals never repeat them or crowd them.
+        // The mean rather than the worst loss: see the README's "Parallel workers" for how the
+        // two compared.
+        let losses: Vec<f64> = trials
             .iter()
             .filter_map(|t| match &t.outcome {
                 Outcome::Loss(loss) => Some(*loss),
                 Outcome::Crash => None,
             })
-            .fold(None, |worst: Option<f64>, loss| {
-                Some(worst.map_or(loss, |w| w.max(loss)))
-            });
+            .collect();
+        let mean = (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64);
         for experiment in request.history.in_flight() {
             if experiment.n == request.n || experiment.details.get("knobs").is_none() {
                 continue;
             }
             if let Some(values) = self.assignment(experiment, &git)? {
-                let outcome = worst.map_or(Outcome::Crash, Outcome::Loss);
+                let outcome = mean.map_or(Outcome::Crash, Outcome::Loss);
                 trials.push(Trial { values, outcome });
             }
         }
