@@ -87,12 +87,15 @@ fn decided(target: &Target) -> BTreeMap<u64, (String, String)> {
 #[test]
 fn two_workers_run_side_by_side_in_their_own_work_trees_on_their_own_gpus() {
     let target = workers_target(serde_json::json!({}), "[workers]\ncount = 2\ngpus = [0, 1]");
-    let run = target.arun(&["--max-experiments", "5"]);
+    let run = target.arun(&["--max-experiments", "7"]);
     run.assert_code(0);
-    assert_eq!(run.exp_lines().len(), 5, "{}", run.stdout());
+    assert_eq!(run.exp_lines().len(), 7, "{}", run.stdout());
 
     let runs = noted(&target);
-    assert_eq!(runs.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    assert_eq!(
+        runs.keys().copied().collect::<Vec<_>>(),
+        [0, 1, 2, 3, 4, 5, 6]
+    );
     // Every experiment ran in one of the run's own work trees, never in the repository's.
     let work = target.run_dir().join("work");
     for (n, noted) in &runs {
@@ -133,7 +136,24 @@ fn two_workers_run_side_by_side_in_their_own_work_trees_on_their_own_gpus() {
         .map(|e| e["n"].as_u64().unwrap())
         .collect();
     assert_eq!(rows, finished);
-    assert_eq!(target.results().lines().count(), 6);
+    assert_eq!(target.results().lines().count(), 8);
+    // A proposal made while others run is told what they try, so as not to repeat it.
+    let told: Vec<u64> = target
+        .agent_calls()
+        .iter()
+        .filter(|(_, _, prompt)| prompt.contains("## Running now on other workers"))
+        .map(|(n, _, _)| *n)
+        .collect();
+    assert!(
+        !told.is_empty(),
+        "no prompt named the experiments in flight"
+    );
+    for (n, _, prompt) in target.agent_calls() {
+        assert!(
+            !prompt.contains(&format!("- #{n}: ")),
+            "#{n}'s prompt lists #{n} as running"
+        );
+    }
 
     // The repository's work tree is on the branch, clean, at the best.
     assert_eq!(target.head_branch().as_deref(), Some("autoresearch/test"));

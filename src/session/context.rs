@@ -128,6 +128,15 @@ impl Session {
                 context: read_shared(&pipeline.target.context),
             },
             learnings: crate::learnings::read(&crate::learnings::path(&self.root)),
+            running: self
+                .history
+                .in_flight()
+                .filter(|e| e.n != experiment.n && e.description.is_some())
+                .map(|e| prompt::RunningRow {
+                    n: e.n,
+                    description: crate::results::one_line(&e.description_text()),
+                })
+                .collect(),
             crash,
             tree: self.tree_info(experiment),
         })
