@@ -477,6 +477,7 @@ impl<'a> Simulation<'a> {
                 n,
                 repeat,
                 measurement,
+                worker: None,
             });
             let experiment = self.history.experiment(n).expect("started");
             let reference = decide::reference(&self.history, experiment, self.rules);

@@ -291,6 +291,7 @@ fn run_command(
             log,
             limit,
             grace,
+            cpus: None,
         },
         watch,
     )
@@ -306,7 +307,7 @@ struct ProgressWatch<'a>(&'a mut Progress);
 
 impl Watch for ProgressWatch<'_> {
     fn line(&mut self, line: &str) {
-        self.0.line(line);
+        self.0.line_output(line);
     }
     fn tick(&mut self, elapsed: Duration, _group: i32) {
         self.0.tick(elapsed);
@@ -325,7 +326,7 @@ struct BaselineWatch<'a, 's> {
 impl Watch for BaselineWatch<'_, '_> {
     fn line(&mut self, line: &str) {
         self.scanner.line(line);
-        self.progress.line(line);
+        self.progress.line_output(line);
     }
     fn tick(&mut self, elapsed: Duration, group: i32) {
         self.progress.tick(elapsed);

@@ -17,6 +17,11 @@ impl GpuMonitor {
         (devices > 0).then_some(GpuMonitor { nvml, devices })
     }
 
+    /// How many GPUs the driver sees.
+    pub fn count(&self) -> u32 {
+        self.devices
+    }
+
     /// GPU memory in bytes used now by the processes of process group `group`, summed over
     /// every GPU; `None` when none of them is on a GPU (or their PIDs are not visible, as inside
     /// some containers).

@@ -125,6 +125,9 @@ pub enum Event {
         #[serde(default)]
         repeat: u32,
         measurement: Measurement,
+        /// Which worker ran it, when the run has several (`[workers] count`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        worker: Option<u32>,
     },
     /// Keep, discard or crash, before the branch moves.
     Decided {
@@ -424,6 +427,8 @@ pub struct Experiment {
     pub held_out: Option<Result<f64, String>>,
     /// Proposal failures since this number was first started.
     pub failures: Vec<String>,
+    /// The worker of its last run, when the run has several.
+    pub worker: Option<u32>,
 }
 
 impl Experiment {
@@ -485,7 +490,11 @@ pub struct History {
     pub settings: Option<RunSettings>,
     /// Untracked files that were in the work tree when the run started (the user's).
     pub untracked: Vec<String>,
+    /// Every experiment started, in the order of their numbers.
     pub experiments: Vec<Experiment>,
+    /// Indices into `experiments` in the order their rows were written: with parallel workers,
+    /// the order experiments finished.
+    record_order: Vec<usize>,
 }
 
 impl History {
@@ -532,16 +541,12 @@ impl History {
                 expansion,
             } => {
                 // A number started again after failed proposals keeps their count and cost.
-                let (failures, cost_usd, tokens) = match self.experiments.last() {
-                    Some(last) if last.n == *n && !last.recorded => {
-                        (last.failures.clone(), last.cost_usd, last.tokens)
-                    }
+                let again = self.experiments.iter().position(|e| e.n == *n);
+                let (failures, cost_usd, tokens) = match again.map(|i| &self.experiments[i]) {
+                    Some(e) if !e.recorded => (e.failures.clone(), e.cost_usd, e.tokens),
                     _ => (Vec::new(), None, None),
                 };
-                if self.experiments.last().is_some_and(|e| e.n == *n) {
-                    self.experiments.pop();
-                }
-                self.experiments.push(Experiment {
+                let started = Experiment {
                     n: *n,
                     parent: *parent,
                     base_commit: base_commit.clone(),
@@ -553,7 +558,14 @@ impl History {
                     cost_usd,
                     tokens,
                     ..Experiment::default()
-                });
+                };
+                match again {
+                    Some(i) => {
+                        self.record_order.retain(|&r| r != i);
+                        self.experiments[i] = started;
+                    }
+                    None => self.experiments.push(started),
+                }
             }
             Event::Proposed {
                 n,
@@ -610,9 +622,11 @@ impl History {
                 n,
                 repeat,
                 measurement,
+                worker,
                 ..
             } => {
                 if let Some(e) = self.experiment_mut(*n) {
+                    e.worker = *worker;
                     // A repeat journaled again after a restart replaces the one before.
                     e.runs.truncate(*repeat as usize);
                     e.runs.push(measurement.clone());
@@ -624,8 +638,11 @@ impl History {
                 }
             }
             Event::Recorded { n, .. } => {
-                if let Some(e) = self.experiment_mut(*n) {
-                    e.recorded = true;
+                if let Some(i) = self.experiments.iter().rposition(|e| e.n == *n)
+                    && !self.experiments[i].recorded
+                {
+                    self.experiments[i].recorded = true;
+                    self.record_order.push(i);
                 }
             }
             Event::HeldOut {
@@ -650,14 +667,19 @@ impl History {
         self.experiments.iter().rev().find(|e| e.n == n)
     }
 
-    /// Experiments whose row is written, in order.
-    pub fn recorded(&self) -> impl Iterator<Item = &Experiment> {
-        self.experiments.iter().filter(|e| e.recorded)
+    /// Experiments whose row is written, in the order the rows were written.
+    pub fn recorded(&self) -> impl DoubleEndedIterator<Item = &Experiment> + Clone {
+        self.record_order.iter().map(|&i| &self.experiments[i])
     }
 
-    /// The experiment in progress: started but not recorded.
+    /// The experiment in progress: the latest started and not recorded.
     pub fn current(&self) -> Option<&Experiment> {
-        self.experiments.last().filter(|e| !e.recorded)
+        self.in_flight().next_back()
+    }
+
+    /// Every experiment in progress (started, not recorded), in the order of their numbers.
+    pub fn in_flight(&self) -> impl DoubleEndedIterator<Item = &Experiment> {
+        self.experiments.iter().filter(|e| !e.recorded)
     }
 
     /// Kept experiments in order, the baseline first.
@@ -674,10 +696,11 @@ impl History {
     /// The best once experiment `n` (decided, maybe not recorded yet) is counted too: where
     /// recording it moves the branch.
     pub fn best_with(&self, n: Option<u64>) -> Option<&Experiment> {
+        // In the order of the decisions: the greedy chain's last keep is the latest decided.
+        let deciding = n.and_then(|n| self.experiment(n)).filter(|e| !e.recorded);
         let mut kept = self
-            .experiments
-            .iter()
-            .filter(|e| e.recorded || Some(e.n) == n)
+            .recorded()
+            .chain(deciding)
             .filter(|e| e.status() == Some(Status::Keep));
         match self.search() {
             SearchSpec::Greedy => kept.next_back(),
@@ -813,6 +836,7 @@ mod tests {
                 n,
                 repeat: 0,
                 measurement: measured(metric),
+                worker: None,
             },
             Event::Decided {
                 time: 1.0,
@@ -851,6 +875,40 @@ mod tests {
         assert_eq!(history.next_number(), 4);
         assert!(history.current().is_none());
         assert_eq!(history.baseline().unwrap().description_text(), "baseline");
+    }
+
+    #[test]
+    fn rows_follow_the_order_experiments_finished_and_the_branch_the_last_keep_decided() {
+        let mut events = vec![Event::RunStarted {
+            time: 0.0,
+            tag: "t".into(),
+            branch: "autoresearch/t".into(),
+            start_commit: "c0".into(),
+            pipeline: "p.toml".into(),
+            read_only: BTreeMap::new(),
+            settings: None,
+            untracked: Vec::new(),
+        }];
+        events.extend(experiment_events(0, None, "c0", 1.0, Status::Keep));
+        // #1 and #2 in flight together; #2 finishes first, then #1 beats it.
+        let one = experiment_events(1, Some(0), "c1", 0.8, Status::Keep);
+        let two = experiment_events(2, Some(0), "c2", 0.9, Status::Keep);
+        events.push(one[0].clone());
+        events.extend(two);
+        let history = History::replay(events.clone());
+        assert_eq!(
+            history.in_flight().map(|e| e.n).collect::<Vec<_>>(),
+            [1],
+            "#1 is still in flight"
+        );
+        assert_eq!(history.branch_tip(), "c2");
+        events.extend(one[1..].iter().cloned());
+        let history = History::replay(events);
+        let rows: Vec<u64> = history.recorded().map(|e| e.n).collect();
+        assert_eq!(rows, [0, 2, 1]);
+        assert_eq!(history.best().unwrap().n, 1);
+        assert_eq!(history.branch_tip(), "c1");
+        assert_eq!(history.next_number(), 3);
     }
 
     #[test]

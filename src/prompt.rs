@@ -198,9 +198,19 @@ pub struct PromptContext {
     /// The target's `.git/arun/learnings.md` entries (one `- ` line per kept or crashed
     /// experiment of this and earlier runs), newest last; empty when there are none.
     pub learnings: String,
+    /// Experiments other workers are running now (parallel workers), with what they try:
+    /// their results are not in yet, and repeating them wastes a worker.
+    pub running: Vec<RunningRow>,
     pub crash: Option<CrashInfo>,
     /// In a tree search: where this experiment sits in the tree. `None` in the greedy chain.
     pub tree: Option<TreeInfo>,
+}
+
+/// An experiment in flight on another worker.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunningRow {
+    pub n: u64,
+    pub description: String,
 }
 
 /// Where an experiment of a tree search sits: the path to the node it builds on, what was
@@ -374,6 +384,10 @@ impl PromptContext {
                         against the best before)\n- nov21 #6 crash: double the width (crashed: \
                         out of memory (exit status 1))"
                 .to_string(),
+            running: vec![RunningRow {
+                n: 6,
+                description: "swap the MLP activation to SwiGLU".to_string(),
+            }],
             crash: Some(CrashInfo {
                 experiment: 2,
                 reason: "exit status 1".to_string(),

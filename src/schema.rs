@@ -147,6 +147,12 @@ fn type_name<'a>(root: &'a Value, property: &'a Value) -> (String, Option<(&'a V
     if reference.ends_with("/Duration") {
         return ("duration".to_string(), None);
     }
+    if reference.ends_with("/Gpus") {
+        return (
+            "`\"auto\"`, array of integers or array of arrays".to_string(),
+            None,
+        );
+    }
     if let Some(options) = node
         .get("oneOf")
         .or_else(|| node.get("enum"))

@@ -51,14 +51,12 @@ enum Untracked {
     Large(Stamp),
 }
 
-/// The work tree and refs before a proposer works.
+/// A work tree before a proposer works, with the shared baseline it was taken against.
 #[derive(Debug, Clone)]
 pub struct Snapshot {
     untracked: BTreeMap<String, Untracked>,
     ignored: BTreeMap<String, Stamp>,
-    refs: BTreeMap<String, Oid>,
-    /// `.git/info/exclude` as a blob; `None` when there was none.
-    exclude: Option<Oid>,
+    baseline: Baseline,
 }
 
 /// How to undo what a proposer did outside its files, journaled with the proposal.
@@ -92,10 +90,63 @@ pub struct Inspection {
     pub undo: Undo,
 }
 
+/// What proposers must leave as it is in the shared parts of the repository: the refs (but
+/// arun's own: the run branch and `refs/arun/`, which arun moves while proposals are in flight)
+/// and `.git/info/exclude`. Taken by the session when no proposal is in flight, and shared by the
+/// proposals that overlap, so that one proposer's stray branch is never taken for another's
+/// baseline.
+#[derive(Debug, Clone)]
+pub struct Baseline {
+    refs: BTreeMap<String, Oid>,
+    exclude: Option<Oid>,
+    /// Ref names (or prefixes ending in `/`) that are arun's, left out of the comparison.
+    own: Vec<String>,
+}
+
+impl Baseline {
+    /// The refs and exclude file now; `own` names arun's refs (exact names, or prefixes that
+    /// end with `/`).
+    pub fn of(git: &Git, own: Vec<String>) -> Result<Baseline, GitError> {
+        let exclude = match std::fs::read(exclude_path(git)) {
+            Ok(bytes) => Some(
+                git.repository()
+                    .blob(&bytes)
+                    .map_err(|err| git_error("cannot keep a copy of the exclude file", err))?,
+            ),
+            Err(_) => None,
+        };
+        let mut baseline = Baseline {
+            refs: BTreeMap::new(),
+            exclude,
+            own,
+        };
+        baseline.refs = baseline.refs_of(git)?;
+        Ok(baseline)
+    }
+
+    /// The refs of the repository that proposers must leave alone.
+    fn refs_of(&self, git: &Git) -> Result<BTreeMap<String, Oid>, GitError> {
+        Ok(refs(git)?
+            .into_iter()
+            .filter(|(name, _)| !self.is_own(name))
+            .collect())
+    }
+
+    fn is_own(&self, name: &str) -> bool {
+        self.own.iter().any(|own| {
+            if own.ends_with('/') {
+                name.starts_with(own.as_str())
+            } else {
+                name == own
+            }
+        })
+    }
+}
+
 impl Snapshot {
-    /// Takes the snapshot: untracked files (kept as blobs when small), ignored files' stamps,
-    /// every ref, the exclude file. Writes only objects (no lock, no ref, no index).
-    pub fn take(git: &Git) -> Result<Snapshot, GitError> {
+    /// Takes the snapshot of a work tree: untracked files (kept as blobs when small), ignored
+    /// files' stamps, and the shared `baseline`. Writes only objects (no lock, no ref, no index).
+    pub fn take(git: &Git, baseline: &Baseline) -> Result<Snapshot, GitError> {
         let repo = git.repository();
         let (untracked_paths, ignored_paths) = untracked_and_ignored(git)?;
         let mut untracked = BTreeMap::new();
@@ -118,18 +169,10 @@ impl Snapshot {
             .into_iter()
             .filter_map(|path| Stamp::of(&git.workdir().join(&path)).map(|s| (path, s)))
             .collect();
-        let exclude = match std::fs::read(exclude_path(git)) {
-            Ok(bytes) => Some(
-                repo.blob(&bytes)
-                    .map_err(|err| git_error("cannot keep a copy of the exclude file", err))?,
-            ),
-            Err(_) => None,
-        };
         Ok(Snapshot {
             untracked,
             ignored,
-            refs: refs(git)?,
-            exclude,
+            baseline: baseline.clone(),
         })
     }
 }
@@ -158,9 +201,9 @@ pub fn inspect(
         .map(|bytes| Oid::hash_object(git2::ObjectType::Blob, &bytes))
         .transpose()
         .map_err(|err| git_error("cannot read the exclude file", err))?;
-    if exclude_now != before.exclude {
+    if exclude_now != before.baseline.exclude {
         let undo = Undo {
-            exclude: Some(before.exclude.map(|blob| blob.to_string())),
+            exclude: Some(before.baseline.exclude.map(|blob| blob.to_string())),
             ..Undo::default()
         };
         put_back_exclude(git, &undo)?;
@@ -369,11 +412,12 @@ fn exclude_path(git: &Git) -> std::path::PathBuf {
     git.common_dir().join("info").join("exclude")
 }
 
-/// Refs created since the snapshot are deleted; moved and deleted ones put back.
+/// Refs created since the baseline are deleted; moved and deleted ones put back.
 fn inspect_refs(git: &Git, before: &Snapshot, found: &mut Inspection) -> Result<(), GitError> {
-    let now = refs(git)?;
+    let baseline = &before.baseline;
+    let now = baseline.refs_of(git)?;
     for (name, target) in &now {
-        match before.refs.get(name) {
+        match baseline.refs.get(name) {
             None => {
                 found.undo.refs.insert(name.clone(), None);
                 found.notes.push(format!("created `{name}` (deleted)"));
@@ -385,7 +429,7 @@ fn inspect_refs(git: &Git, before: &Snapshot, found: &mut Inspection) -> Result<
             Some(_) => {}
         }
     }
-    for (name, old) in &before.refs {
+    for (name, old) in &baseline.refs {
         if !now.contains_key(name) {
             found.undo.refs.insert(name.clone(), Some(old.to_string()));
             found.notes.push(format!("deleted `{name}` (restored)"));

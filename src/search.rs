@@ -66,8 +66,11 @@ fn tree_choice(history: &History, drafts: u32, patience: u32, exploration: f64) 
         .baseline()
         .filter(|b| b.status() == Some(Status::Keep))?;
     let tree = Tree::of(history);
+    // Proposals in flight (parallel workers) count as expansions already made, so that two
+    // workers take the same branch only when there is nothing else.
     let drafted = tree
         .expansions()
+        .chain(tree.pending())
         .filter(|e| e.expansion == Expansion::Draft)
         .count();
     if drafted < drafts as usize {
@@ -95,10 +98,11 @@ fn tree_choice(history: &History, drafts: u32, patience: u32, exploration: f64) 
             .map_or(0.0, |m| goal.improvement(m, base_value).max(0.0))
     };
     let top = tree.nodes().map(gain).fold(0.0, f64::max);
-    let total = tree.expansions().count() as f64;
+    let total = (tree.expansions().count() + tree.pending().count()) as f64;
     let score = |node: &Experiment| {
         let value = if top > 0.0 { gain(node) / top } else { 0.0 };
-        let children = tree.children(node.n).count() as f64;
+        let pending = tree.pending().filter(|e| e.parent == Some(node.n)).count();
+        let children = (tree.children(node.n).count() + pending) as f64;
         value + exploration * ((total + 1.0).ln() / (children + 1.0)).sqrt()
     };
     let chosen = open
@@ -137,6 +141,13 @@ impl<'h> Tree<'h> {
     pub fn expansions(&self) -> impl Iterator<Item = &'h Experiment> + '_ {
         self.history
             .recorded()
+            .filter(|e| !e.is_baseline() && e.fix_of.is_none())
+    }
+
+    /// Proposals in flight: started, not recorded yet (fix attempts left out).
+    pub fn pending(&self) -> impl Iterator<Item = &'h Experiment> + '_ {
+        self.history
+            .in_flight()
             .filter(|e| !e.is_baseline() && e.fix_of.is_none())
     }
 
@@ -260,6 +271,7 @@ mod tests {
                     seconds: 1.0,
                     fixable: true,
                 },
+                worker: None,
             });
             events.push(Event::Decided {
                 time: n as f64,
@@ -281,6 +293,50 @@ mod tests {
 
     fn choice(parent: u64, expansion: Expansion) -> Option<Choice> {
         Some(Choice { parent, expansion })
+    }
+
+    /// `history` with experiment `n` started on `parent` and still in flight.
+    fn with_pending(mut history: History, n: u64, parent: u64, expansion: Expansion) -> History {
+        history.push(Event::ExperimentStarted {
+            time: n as f64,
+            n,
+            parent: Some(parent),
+            base_commit: "c".into(),
+            fix_of: None,
+            attempt: 0,
+            expansion,
+        });
+        history
+    }
+
+    #[test]
+    fn expansions_in_flight_count_as_visits_so_workers_spread_out() {
+        let tree = SearchSpec::Tree {
+            drafts: 2,
+            patience: 3,
+            exploration: 1.0,
+        };
+        let rows = [(0, None, Improve, 1.0, Keep, None)];
+        // One draft in flight: the second worker drafts too, and a third expands the baseline
+        // only once both drafts are taken.
+        let h = with_pending(history(tree, &rows), 1, 0, Draft);
+        assert_eq!(next(&tree, &h), choice(0, Draft));
+        let h = with_pending(h, 2, 0, Draft);
+        assert_eq!(next(&tree, &h), choice(0, Improve));
+        // Two nodes of the same value: the one with an expansion in flight is left to it.
+        let rows = [
+            (0, None, Improve, 1.0, Keep, None),
+            (1, Some(0), Draft, 0.9, Keep, None),
+            (2, Some(0), Draft, 0.9, Keep, None),
+        ];
+        let h = history(tree, &rows);
+        assert_eq!(
+            next(&tree, &h),
+            choice(1, Improve),
+            "ties go to the older node"
+        );
+        let h = with_pending(h, 3, 1, Improve);
+        assert_eq!(next(&tree, &h), choice(2, Improve));
     }
 
     #[test]

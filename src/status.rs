@@ -42,7 +42,8 @@ pub fn render(report: &Report, rows: usize, width: usize, now: f64) -> String {
                     .per_hour
                     .map_or_else(String::new, |r| format!(", {r:.1} experiments/hour"))
             );
-            if let Some(current) = &run.current {
+            for (i, current) in run.in_flight.iter().enumerate() {
+                let heading = if i == 0 { "now" } else { "" };
                 let description = report
                     .row(current.n)
                     .map(|r| r.description.as_str())
@@ -70,7 +71,11 @@ pub fn render(report: &Report, rows: usize, width: usize, now: f64) -> String {
                         report::local_time(run.last_event)
                     )
                 };
-                let _ = writeln!(out, "  now     {}", cut(&line, width.saturating_sub(10)));
+                let _ = writeln!(
+                    out,
+                    "  {heading:<7} {}",
+                    cut(&line, width.saturating_sub(10))
+                );
                 if current.failures > 0 {
                     let _ = writeln!(
                         out,
@@ -279,14 +284,24 @@ mod tests {
                 knob_search: false,
                 state: RunState::Running { pid: Some(42) },
                 budget: Some(Duration::from_secs(300)),
-                current: Some(Current {
-                    n: 3,
-                    phase: Phase::Running,
-                    started: 1900.0,
-                    phase_started: 1990.0,
-                    failures: 0,
-                    last_output: Some("step 120 | loss 2.9".into()),
-                }),
+                in_flight: vec![
+                    Current {
+                        n: 3,
+                        phase: Phase::Running,
+                        started: 1900.0,
+                        phase_started: 1990.0,
+                        failures: 0,
+                        last_output: Some("step 120 | loss 2.9".into()),
+                    },
+                    Current {
+                        n: 4,
+                        phase: Phase::Proposing,
+                        started: 2000.0,
+                        phase_started: 2000.0,
+                        failures: 0,
+                        last_output: None,
+                    },
+                ],
             }),
             tree: None,
         };
@@ -301,6 +316,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("> step 120 | loss 2.9"), "{text}");
+        assert!(
+            text.contains("\n          #4 proposing for 1m2s (1m2s since it began)"),
+            "a line for each experiment in flight: {text}"
+        );
         assert!(
             text.contains(
                 "best    #1 val_bpb 0.990000 (baseline 1.000000, -0.010000, 1.00% better)"

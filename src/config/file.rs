@@ -42,6 +42,9 @@ pub struct PipelineFile {
     /// Which experiment the next one builds on: autoresearch's greedy chain, or a tree search.
     #[serde(default)]
     pub search: Search,
+    /// How many experiments run at once, each in its own git work tree on its own devices.
+    #[serde(default)]
+    pub workers: Workers,
     /// Hyperparameters of the editable file that the knob search may change, one `[[knob]]` each.
     #[serde(default)]
     pub knob: Vec<Knob>,
@@ -490,6 +493,78 @@ pub enum SearchStrategy {
     Greedy,
     /// Draft, expand the most promising node, backtrack from dead ends.
     Tree,
+}
+
+/// Parallel workers: several experiments at once, each in its own git work tree (under the run
+/// directory) on its own GPUs or CPUs, with the next proposals prepared while they run.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Workers {
+    /// How many experiments run at the same time. Default: `1`.
+    #[serde(default)]
+    #[schemars(range(min = 1, max = 256))]
+    pub count: Option<u32>,
+    /// The GPUs of the workers: `"auto"` (every GPU the NVIDIA driver sees, shared out evenly),
+    /// a list of indices (shared out evenly: one each for as many as there are workers), or one
+    /// list per worker (multi-GPU experiments). Each worker's run gets `pin-env` set to its
+    /// indices. Default: none (the environment is left as it is).
+    #[serde(default)]
+    pub gpus: Option<Gpus>,
+    /// The environment variables that pin a worker to its GPUs, each set to its indices, comma
+    /// separated. Default: `["CUDA_VISIBLE_DEVICES"]`; ROCm: `["HIP_VISIBLE_DEVICES"]`; a
+    /// Burn/wgpu trainer can read its adapter index from a variable of its own.
+    #[serde(default)]
+    pub pin_env: Option<Vec<String>>,
+    /// On a CPU-only machine: the CPUs each worker's runs may use, one list of CPU numbers per
+    /// worker (set with `sched_setaffinity`).
+    #[serde(default)]
+    pub cpus: Option<Vec<Vec<u32>>>,
+    /// Threads per worker, exported as `OMP_NUM_THREADS`, `MKL_NUM_THREADS`,
+    /// `OPENBLAS_NUM_THREADS` and `RAYON_NUM_THREADS`. Default: unset.
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub threads: Option<u32>,
+    /// How many proposals may be prepared ahead of free workers, while the others train.
+    /// Default: as many as there are workers with several workers; `0` with one (the proposer
+    /// sees every result before it proposes, as in autoresearch) and with the knob search
+    /// (it proposes in an instant, so waiting for a free worker costs nothing and lets each
+    /// proposal see more results).
+    #[serde(default)]
+    pub ahead: Option<u32>,
+    /// Paths of the work tree (ignored by git: data, a virtual environment) that each worker's
+    /// work tree links to instead of having its own.
+    #[serde(default)]
+    pub share: Vec<String>,
+}
+
+/// Which GPUs the workers use: `"auto"`, a list of indices, or one list per worker.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum Gpus {
+    /// `"auto"`: every GPU the driver sees (any other word is refused when resolving).
+    Auto(String),
+    /// Indices shared out evenly.
+    List(Vec<u32>),
+    /// One list of indices per worker.
+    PerWorker(Vec<Vec<u32>>),
+}
+
+impl JsonSchema for Gpus {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Gpus".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "`\"auto\"`, a list of GPU indices, or one list of indices per worker.",
+            "anyOf": [
+                { "const": "auto" },
+                { "type": "array", "items": { "type": "integer", "minimum": 0 } },
+                { "type": "array", "items": { "type": "array", "items": { "type": "integer", "minimum": 0 } } }
+            ],
+            "examples": ["auto", [0, 1, 2, 3], [[0, 1], [2, 3]]]
+        })
+    }
 }
 
 /// When the run stops, how it is named, where results go.

@@ -33,7 +33,54 @@ pub struct Pipeline {
     pub proposer: ProposerSpec,
     pub knobs: Vec<Knob>,
     pub search: SearchSpec,
+    pub workers: WorkersSpec,
     pub limits: LimitsSpec,
+}
+
+/// The parallel workers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkersSpec {
+    pub count: u32,
+    pub gpus: GpuPlan,
+    /// Variables set to a worker's GPU indices.
+    pub pin_env: Vec<String>,
+    /// Each worker's CPUs, one list per worker.
+    pub cpus: Option<Vec<Vec<u32>>>,
+    /// Threads per worker (the thread-count variables of common libraries).
+    pub threads: Option<u32>,
+    /// Proposals prepared ahead of free workers.
+    pub ahead: u32,
+    /// Ignored paths each worker's work tree links to, relative to the repository.
+    pub share: Vec<String>,
+}
+
+/// Which GPUs each worker gets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GpuPlan {
+    /// The environment is left as it is.
+    Unset,
+    /// Every GPU the driver sees, shared out evenly when the run starts.
+    Auto,
+    /// One list of indices per worker.
+    PerWorker(Vec<Vec<u32>>),
+}
+
+impl GpuPlan {
+    /// `gpus` shared out between `count` workers: each gets the same number, in order.
+    pub fn share(gpus: &[u32], count: u32) -> Result<Vec<Vec<u32>>, String> {
+        let count = count as usize;
+        if gpus.is_empty() || !gpus.len().is_multiple_of(count) {
+            return Err(format!(
+                "{} GPUs cannot be shared out evenly between {count} workers; give each worker \
+                 the same number, or one list per worker",
+                gpus.len()
+            ));
+        }
+        Ok(gpus
+            .chunks(gpus.len() / count)
+            .map(<[u32]>::to_vec)
+            .collect())
+    }
 }
 
 /// How the parent of each experiment is chosen (`crate::search` does the choosing). Journaled
@@ -209,6 +256,8 @@ pub fn resolve(raw: PipelineFile, file: &Path) -> Result<Pipeline, Vec<Problem>>
     let proposer = resolve_proposer(&raw, &base, &mut problems);
     let knobs = resolve_knobs(&raw, &target, &mut problems);
     let search = resolve_search(&raw.search, &mut problems);
+    let instant_proposals = raw.proposer.kind == file::ProposerKind::Knobs;
+    let workers = resolve_workers(&raw.workers, instant_proposals, &mut problems);
     let limits = resolve_limits(&raw.limits, &name, &mut problems);
 
     match (metric, proposer) {
@@ -224,6 +273,7 @@ pub fn resolve(raw: PipelineFile, file: &Path) -> Result<Pipeline, Vec<Problem>>
             proposer,
             knobs,
             search,
+            workers,
             limits,
         }),
         _ => Err(problems),
@@ -856,6 +906,90 @@ fn resolve_search(raw: &file::Search, problems: &mut Vec<Problem>) -> SearchSpec
             patience: raw.patience.unwrap_or(20),
             exploration: raw.exploration.unwrap_or(0.5),
         },
+    }
+}
+
+fn resolve_workers(
+    raw: &file::Workers,
+    instant_proposals: bool,
+    problems: &mut Vec<Problem>,
+) -> WorkersSpec {
+    let count = raw.count.unwrap_or(1).max(1);
+    let gpus = match &raw.gpus {
+        None => GpuPlan::Unset,
+        Some(file::Gpus::Auto(word)) if word == "auto" => GpuPlan::Auto,
+        Some(file::Gpus::Auto(word)) => {
+            problems.push(Problem::at(
+                "workers.gpus",
+                format!("`{word}` is not `auto`, a list of indices or one list per worker"),
+            ));
+            GpuPlan::Unset
+        }
+        Some(file::Gpus::List(list)) => match GpuPlan::share(list, count) {
+            Ok(shared) => GpuPlan::PerWorker(shared),
+            Err(message) => {
+                problems.push(Problem::at("workers.gpus", message));
+                GpuPlan::Unset
+            }
+        },
+        Some(file::Gpus::PerWorker(lists)) => {
+            if lists.len() != count as usize || lists.iter().any(Vec::is_empty) {
+                problems.push(Problem::at(
+                    "workers.gpus",
+                    format!(
+                        "{} lists of GPUs for {count} workers: give one non-empty list per worker",
+                        lists.len()
+                    ),
+                ));
+            }
+            GpuPlan::PerWorker(lists.clone())
+        }
+    };
+    if let Some(cpus) = &raw.cpus
+        && (cpus.len() != count as usize || cpus.iter().any(Vec::is_empty))
+    {
+        problems.push(Problem::at(
+            "workers.cpus",
+            format!(
+                "{} lists of CPUs for {count} workers: give one non-empty list per worker",
+                cpus.len()
+            ),
+        ));
+    }
+    let pin_env = raw
+        .pin_env
+        .clone()
+        .unwrap_or_else(|| vec!["CUDA_VISIBLE_DEVICES".to_string()]);
+    for name in &pin_env {
+        if !valid_env_name(name) {
+            problems.push(Problem::at(
+                "workers.pin-env",
+                format!("`{name}` is not a valid environment variable name"),
+            ));
+        }
+    }
+    let mut share = Vec::new();
+    for (i, path) in raw.share.iter().enumerate() {
+        match relative_path(path) {
+            Some(clean) => share.push(clean),
+            None => problems.push(Problem::at(
+                &format!("workers.share.{i}"),
+                format!("`{path}` must be a path inside the repository, relative to it"),
+            )),
+        }
+    }
+    WorkersSpec {
+        count,
+        gpus,
+        pin_env,
+        cpus: raw.cpus.clone(),
+        threads: raw.threads,
+        ahead: raw.ahead.unwrap_or(if count > 1 && !instant_proposals {
+            count
+        } else {
+            0
+        }),
+        share,
     }
 }
 

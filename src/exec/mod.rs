@@ -35,6 +35,8 @@ pub struct Spawn<'a> {
     pub limit: Duration,
     /// Time between SIGTERM and SIGKILL.
     pub grace: Duration,
+    /// The CPUs the command may run on (a worker's CPU set); `None`: any.
+    pub cpus: Option<&'a [u32]>,
 }
 
 /// Sees a running command: each output line as it is written, and a tick every poll; and
@@ -125,6 +127,7 @@ pub fn run(spawn: &Spawn, watch: &mut dyn Watch) -> io::Result<Finished> {
     if let Some(dir) = spawn.log.parent() {
         std::fs::create_dir_all(dir)?;
     }
+    let cpus: Option<Vec<u32>> = spawn.cpus.map(<[u32]>::to_vec);
     let expression = duct::cmd("sh", ["-c", spawn.command])
         .dir(spawn.dir)
         .full_env(spawn.env.vars())
@@ -133,8 +136,15 @@ pub fn run(spawn: &Spawn, watch: &mut dyn Watch) -> io::Result<Finished> {
         .stderr_to_stdout()
         .stdout_path(spawn.log)
         .unchecked()
-        .before_spawn(|command| {
+        .before_spawn(move |command| {
             command.process_group(0);
+            if let Some(cpus) = cpus.clone() {
+                // SAFETY: the closure runs in the child between fork and exec and only calls
+                // sched_setaffinity on a set built before the fork.
+                unsafe {
+                    command.pre_exec(move || pin_to(&cpus));
+                }
+            }
             Ok(())
         });
     let expression = match spawn.stdin {
@@ -187,7 +197,7 @@ struct Group {
 
 impl Group {
     fn started(id: i32) -> Group {
-        interrupt::set_running_group(id);
+        interrupt::add_running_group(id);
         orphans::started(id);
         Group { id }
     }
@@ -196,9 +206,27 @@ impl Group {
 impl Drop for Group {
     fn drop(&mut self) {
         signal_group(self.id, libc::SIGKILL);
-        interrupt::set_running_group(0);
-        orphans::finished();
+        interrupt::remove_running_group(self.id);
+        orphans::finished(self.id);
     }
+}
+
+/// Restricts the calling process (a child before exec) to `cpus`.
+fn pin_to(cpus: &[u32]) -> io::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is an empty set; CPU_SET writes inside it for numbers below
+    // CPU_SETSIZE, and sched_setaffinity reads it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            if (cpu as usize) < libc::CPU_SETSIZE as usize {
+                libc::CPU_SET(cpu as usize, &mut set);
+            }
+        }
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
 }
 
 fn exit_ending(status: std::process::ExitStatus) -> Ending {

@@ -1,51 +1,73 @@
 //! Processes a killed arun left behind. arun notes the process group of each command it runs in
-//! a file of the run; when the run starts again, a group still alive there (an agent still
-//! editing, a trainer still holding the GPU) is stopped before anything else happens.
+//! a file of the run, one per line; when the run starts again, a group still alive there (an
+//! agent still editing, a trainer still holding the GPU) is stopped before anything else happens.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 static GROUP_FILE: OnceLock<PathBuf> = OnceLock::new();
+/// The groups running now, as the file lists them.
+static GROUPS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
-/// Sets the file that records the running command's group (once per process).
+/// Sets the file that records the running commands' groups (once per process).
 pub fn record_groups_in(path: PathBuf) {
     let _ = GROUP_FILE.set(path);
 }
 
 pub(super) fn started(group: i32) {
-    if let Some(path) = GROUP_FILE.get() {
-        let _ = std::fs::write(path, format!("{group}\n"));
-    }
+    let mut groups = GROUPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    groups.insert(group);
+    write(&groups);
 }
 
-pub(super) fn finished() {
-    if let Some(path) = GROUP_FILE.get() {
-        let _ = std::fs::remove_file(path);
-    }
+pub(super) fn finished(group: i32) {
+    let mut groups = GROUPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    groups.remove(&group);
+    write(&groups);
 }
 
-/// Stops what is left of the group recorded in `file`, if its processes still work in `repo`
-/// (the check guards against a recycled process group id). Returns how many were stopped.
-pub fn stop_leftovers(file: &Path, repo: &Path, grace: Duration) -> usize {
-    let Some(group) = std::fs::read_to_string(file)
-        .ok()
-        .and_then(|text| text.trim().parse::<i32>().ok())
-    else {
-        return 0;
+fn write(groups: &BTreeSet<i32>) {
+    let Some(path) = GROUP_FILE.get() else {
+        return;
     };
-    let members = members_in(group, repo);
-    if !members.is_empty() {
-        super::signal_group(group, libc::SIGTERM);
-        let until = Instant::now() + grace;
-        while Instant::now() < until && !members_in(group, repo).is_empty() {
-            std::thread::sleep(Duration::from_millis(50));
+    if groups.is_empty() {
+        let _ = std::fs::remove_file(path);
+    } else {
+        let text: String = groups.iter().map(|g| format!("{g}\n")).collect();
+        let _ = std::fs::write(path, text);
+    }
+}
+
+/// Stops what is left of the groups recorded in `file`, if their processes still work in
+/// `repo` (the check guards against recycled process group ids). Returns how many were stopped.
+pub fn stop_leftovers(file: &Path, repo: &Path, grace: Duration) -> usize {
+    let groups: Vec<i32> = std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|line| line.trim().parse().ok())
+        .collect();
+    let mut stopped = 0;
+    for group in groups {
+        let members = members_in(group, repo);
+        if !members.is_empty() {
+            super::signal_group(group, libc::SIGTERM);
+            let until = Instant::now() + grace;
+            while Instant::now() < until && !members_in(group, repo).is_empty() {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            super::signal_group(group, libc::SIGKILL);
+            super::wait_until_gone(group, Duration::from_secs(30));
         }
-        super::signal_group(group, libc::SIGKILL);
-        super::wait_until_gone(group, Duration::from_secs(30));
+        stopped += members.len();
     }
     let _ = std::fs::remove_file(file);
-    members.len()
+    stopped
 }
 
 /// Live processes of `group` whose working directory is inside `repo`.

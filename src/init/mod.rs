@@ -242,7 +242,7 @@ struct ProgressWatch<'a>(&'a mut Progress);
 
 impl Watch for ProgressWatch<'_> {
     fn line(&mut self, line: &str) {
-        self.0.line(line);
+        self.0.line_output(line);
     }
     fn tick(&mut self, elapsed: Duration, _group: i32) {
         self.0.tick(elapsed);
@@ -267,6 +267,7 @@ fn run(
         log,
         limit,
         grace: Duration::from_secs(5),
+        cpus: None,
     };
     let finished = exec::run(&spawn, &mut ProgressWatch(progress))
         .map_err(|err| Error::io(format!("cannot run `{command}`"), err))?;

@@ -84,6 +84,7 @@ impl CommandAgent {
                 log: &request.transcript,
                 limit,
                 grace: request.pipeline.experiment.grace,
+                cpus: None,
             },
             &mut transcript,
         )

@@ -57,6 +57,27 @@ impl KnobSearch {
             };
             trials.push(Trial { values, outcome });
         }
+        // Assignments other workers are running now count as tried, at the mean loss seen so
+        // far (a constant liar), so that concurrent proposals never repeat them or crowd them.
+        // The mean rather than the worst loss: see the README's "Parallel workers" for how the
+        // two compared.
+        let losses: Vec<f64> = trials
+            .iter()
+            .filter_map(|t| match &t.outcome {
+                Outcome::Loss(loss) => Some(*loss),
+                Outcome::Crash => None,
+            })
+            .collect();
+        let mean = (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64);
+        for experiment in request.history.in_flight() {
+            if experiment.n == request.n || experiment.details.get("knobs").is_none() {
+                continue;
+            }
+            if let Some(values) = self.assignment(experiment, &git)? {
+                let outcome = mean.map_or(Outcome::Crash, Outcome::Loss);
+                trials.push(Trial { values, outcome });
+            }
+        }
         let best = match request.history.best() {
             Some(best) => self.assignment(best, &git)?,
             None => None,
@@ -195,6 +216,11 @@ impl Proposer for KnobSearch {
             cost_usd: None,
             tokens: None,
         })
+    }
+
+    /// One proposal at a time: each sees the assignments proposed before it as in flight.
+    fn concurrent(&self) -> bool {
+        false
     }
 
     fn next_ideas(&mut self, request: &Request) -> Vec<String> {

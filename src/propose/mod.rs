@@ -89,13 +89,19 @@ pub enum ProposeError {
     },
 }
 
-pub trait Proposer {
+pub trait Proposer: Send {
     /// Edits the editable files in the work tree for experiment `request.n`.
     fn propose(
         &mut self,
         request: &Request,
         watch: &mut dyn Watch,
     ) -> Result<Proposal, ProposeError>;
+
+    /// Whether several of its kind may propose at once (parallel workers): an agent or a model
+    /// may; a search that must see every assignment in flight before choosing the next may not.
+    fn concurrent(&self) -> bool {
+        true
+    }
 
     /// The most promising next experiments, for the summary printed when the run stops; empty
     /// when the proposer cannot say.

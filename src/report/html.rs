@@ -164,11 +164,15 @@ fn facts(report: &Report) -> Vec<String> {
         ));
     }
     let mut state = run.state.describe();
-    if let Some(current) = &run.current {
+    if !run.in_flight.is_empty() {
+        let doing: Vec<String> = run
+            .in_flight
+            .iter()
+            .map(|current| format!("#{} was {}", current.n, current.phase.word()))
+            .collect();
         state.push_str(&format!(
-            "; experiment #{} was {} at {}",
-            current.n,
-            current.phase.word(),
+            "; experiment {} at {}",
+            doing.join(", "),
             super::local_time(run.last_event)
         ));
     } else {
@@ -315,7 +319,7 @@ mod tests {
             knob_search: false,
             state: RunState::Abandoned,
             budget: None,
-            current: None,
+            in_flight: Vec::new(),
         };
         let page = render(&report(Vec::new(), Some(run)), "now").unwrap();
         assert!(page.contains("no measured experiment yet"));

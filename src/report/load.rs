@@ -481,7 +481,10 @@ fn run_facts(history: &History, repo: &Path, dir: &Path) -> RunFacts {
         cost_usd,
         state,
         budget: None,
-        current: history.current().map(|e| current(history, e, dir)),
+        in_flight: history
+            .in_flight()
+            .map(|e| current(history, e, dir))
+            .collect(),
     }
 }
 

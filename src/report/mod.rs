@@ -325,8 +325,9 @@ pub struct RunFacts {
     pub state: RunState,
     /// The experiment budget, when the pipeline could be read.
     pub budget: Option<std::time::Duration>,
-    /// The experiment started but not recorded yet.
-    pub current: Option<Current>,
+    /// The experiments started but not recorded yet: one, or one per worker with parallel
+    /// workers.
+    pub in_flight: Vec<Current>,
 }
 
 /// The experiment in progress (or in progress when the run stopped).
@@ -865,7 +866,7 @@ mod tests {
             knob_search: true,
             state: RunState::Abandoned,
             budget: None,
-            current: None,
+            in_flight: Vec::new(),
         };
         report.run = Some(run.clone());
         let figure = |report: &Report, key: &str| {

@@ -26,9 +26,13 @@ const DIFF_BYTES: usize = 16 * 1024;
 
 impl Session {
     /// The prompt context for proposing after `experiment`'s parent, or fixing it.
-    pub(super) fn prompt_context(&self, experiment: &Experiment) -> Result<PromptContext, Error> {
+    /// `repo` is the work tree the proposer will see, placed where it starts.
+    pub(super) fn prompt_context(
+        &self,
+        experiment: &Experiment,
+        repo: &Path,
+    ) -> Result<PromptContext, Error> {
         let pipeline = &self.pipeline;
-        let repo = self.git.workdir();
         let read = |paths: &[String], limit: usize| -> Vec<prompt::FileText> {
             paths
                 .iter()
@@ -124,6 +128,15 @@ impl Session {
                 context: read_shared(&pipeline.target.context),
             },
             learnings: crate::learnings::read(&crate::learnings::path(&self.root)),
+            running: self
+                .history
+                .in_flight()
+                .filter(|e| e.n != experiment.n && e.description.is_some())
+                .map(|e| prompt::RunningRow {
+                    n: e.n,
+                    description: crate::results::one_line(&e.description_text()),
+                })
+                .collect(),
             crash,
             tree: self.tree_info(experiment),
         })
@@ -210,8 +223,7 @@ impl Session {
         let crashed = self
             .history
             .recorded()
-            .filter(|e| e.commit.as_deref() == Some(experiment.base_commit.as_str()))
-            .last()
+            .rfind(|e| e.commit.as_deref() == Some(experiment.base_commit.as_str()))
             .ok_or_else(|| {
                 Error::RunFailed("the crashed experiment is not in the journal".to_string())
             })?;

@@ -1,5 +1,5 @@
 //! Running a measured command (an experiment run or a held-out check) and watching it:
-//! metric regexes on each line, the progress display, GPU memory.
+//! metric regexes on each line, the progress line, GPU memory.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -8,7 +8,7 @@ use crate::decide::Measurement;
 use crate::exec::{self, Environment, Spawn, Watch};
 use crate::gpu::{GpuMonitor, Peak};
 use crate::metric::Scanner;
-use crate::progress::Progress;
+use crate::progress::Line;
 
 /// `3.log` for an experiment's first run, `3.r1.log`, `3.r2.log` for its repeats.
 pub(super) fn log_file_name(n: u64, repeat: u32) -> String {
@@ -26,26 +26,24 @@ pub(super) struct Measure<'a> {
     pub(super) log: &'a Path,
     pub(super) limit: Duration,
     pub(super) grace: Duration,
-    /// Shown against the elapsed time.
-    pub(super) budget: Duration,
     pub(super) metric: &'a crate::metric::MetricSpec,
     /// The log as the user finds it, for messages.
     pub(super) log_name: &'a str,
+    /// The worker's CPUs, when it has its own.
+    pub(super) cpus: Option<&'a [u32]>,
 }
 
 /// Runs a command to its end, reading its metric from the output as it streams; `None` when
 /// the user interrupted it.
 pub(super) fn measure(
     run: Measure,
-    label: String,
-    progress: &mut Progress,
+    line: &Line,
     gpu: Option<&GpuMonitor>,
 ) -> std::io::Result<Option<Measurement>> {
-    progress.phase(label, Some(run.budget));
     let mut scanner = Scanner::new(run.metric);
     let mut watch = RunWatch {
         scanner: &mut scanner,
-        progress,
+        line,
         gpu,
         peak: Peak::default(),
         last_sample: None,
@@ -59,6 +57,7 @@ pub(super) fn measure(
             log: run.log,
             limit: run.limit,
             grace: run.grace,
+            cpus: run.cpus,
         },
         &mut watch,
     )?;
@@ -97,25 +96,22 @@ pub(super) fn measure(
     }))
 }
 
-/// Shows a command's progress.
-pub(super) struct ProgressWatch<'a>(pub(super) &'a mut Progress);
+/// Shows a command's progress on its line.
+pub(super) struct LineWatch<'a>(pub(super) &'a Line);
 
-impl Watch for ProgressWatch<'_> {
+impl Watch for LineWatch<'_> {
     fn line(&mut self, line: &str) {
-        self.0.line(line);
+        self.0.output(line);
     }
     fn tick(&mut self, elapsed: Duration, _group: i32) {
         self.0.tick(elapsed);
     }
-    fn note(&mut self, message: &str) {
-        self.0.note(message);
-    }
 }
 
 /// Watches an experiment: metric regexes on each line, progress, GPU memory once a second.
-pub(super) struct RunWatch<'a, 's> {
+struct RunWatch<'a, 's> {
     scanner: &'a mut Scanner<'s>,
-    progress: &'a mut Progress,
+    line: &'a Line,
     gpu: Option<&'a GpuMonitor>,
     peak: Peak,
     last_sample: Option<Instant>,
@@ -124,11 +120,11 @@ pub(super) struct RunWatch<'a, 's> {
 impl Watch for RunWatch<'_, '_> {
     fn line(&mut self, line: &str) {
         self.scanner.line(line);
-        self.progress.line(line);
+        self.line.output(line);
     }
 
     fn tick(&mut self, elapsed: Duration, group: i32) {
-        self.progress.tick(elapsed);
+        self.line.tick(elapsed);
         if let Some(gpu) = self.gpu
             && self
                 .last_sample

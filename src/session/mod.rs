@@ -1,39 +1,55 @@
-//! The experiment loop as one state machine:
+//! The experiment loop. Every experiment goes through one state machine:
 //!
 //! ```text
-//! Begin -> Propose -> Commit -> Build -> Run -> Decide -> Record -> Begin ... -> Stop
+//! Propose -> Commit -> Build -> Run -> Decide -> Record
+//!                                ^------'  (one more run of the same code)
 //! ```
+//!
+//! The session coordinates the experiments in flight: one at a time by default, as autoresearch
+//! does, or several with `[workers]`, each in its own git work tree, with the next proposals
+//! made while the others train. The steps that wait (a proposal, a build, a run, a held-out
+//! check) run as jobs on threads (`jobs`); everything else, every journal write and every move
+//! of the run branch, happens here, in one thread, in the order the jobs finish.
 //!
 //! Each step journals what it is about to do (or what it learned) before it takes effect, and
 //! every step is safe to redo, so a run killed at any moment continues from its journal:
-//! `resume_state` maps the last journaled event of the unfinished experiment to the step that
-//! follows it.
+//! `resume_step` maps the last journaled event of each unfinished experiment to the step that
+//! follows it, and every experiment that was in flight goes on from there.
 
 mod context;
+mod jobs;
 mod measure;
 mod setup;
+mod steps;
+mod workers;
+mod workspace;
 
 pub use setup::run_preflight;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant};
 
 use git2::Oid;
 
 use crate::config::Pipeline;
-use crate::decide::{self, Candidate, Measurement, Status, Verdict};
+use crate::decide::{Measurement, Status};
 use crate::error::Error;
-use crate::exec::{self, Environment, Spawn};
-use crate::git::{self, Git, Head};
+use crate::exec::{self, Environment};
+use crate::git::{self, Git};
 use crate::gpu::GpuMonitor;
 use crate::journal::{self, Event, Experiment, History, Journal};
 use crate::progress::Progress;
-use crate::propose::{self, ProposeError, Proposer, Request, Task};
+use crate::propose::{self, Proposer, Request, Task};
 use crate::results;
-use crate::scope::{self, Snapshot};
-use crate::search::{self, Expansion};
+use crate::scope::{self, Baseline, Snapshot};
 use crate::store::{self, RepoLock, RunDir};
-use measure::{Measure, ProgressWatch, log_file_name, measure};
+use jobs::Done;
+use measure::log_file_name;
+use workers::Worker;
+use workspace::Workspace;
 
 /// Limits and choices given on the command line.
 #[derive(Debug, Clone, Default)]
@@ -58,20 +74,36 @@ pub enum Ending {
     Interrupted,
 }
 
-/// The steps of the loop; `n` is the experiment number.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum State {
-    Begin,
-    Propose { n: u64 },
-    Commit { n: u64 },
-    Build { n: u64 },
-    Run { n: u64 },
-    Decide { n: u64 },
-    Record { n: u64 },
-    HeldOut { n: u64 },
-    Stop(Stop),
+/// Where an experiment in flight is in its state machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Propose,
+    Commit,
+    Build,
+    Run,
+    Decide,
+    Record,
 }
 
+/// An experiment in flight.
+#[derive(Debug)]
+struct Flight {
+    step: Step,
+    /// Its work tree, an index into `Session::spaces`, from its proposal to its record; `None`
+    /// until one is free (a resume with more experiments in flight than work trees).
+    space: Option<usize>,
+    /// A job works for it now.
+    busy: bool,
+    /// A failed proposal is tried again after this.
+    not_before: Option<Instant>,
+}
+
+/// A held-out check in progress.
+struct Check {
+    space: usize,
+}
+
+/// Why the run stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Stop {
     Limit(String),
@@ -82,12 +114,14 @@ enum Stop {
 pub struct Session {
     /// Held while the run is in progress: a second arun on the same repository is refused.
     _lock: RepoLock,
-    pipeline: Pipeline,
+    pipeline: Arc<Pipeline>,
     options: RunOptions,
+    /// The repository: objects, refs, the run branch.
     git: Git,
     journal: Journal,
     history: History,
-    proposer: Box<dyn Proposer>,
+    /// The proposers not working now; one that works comes back with its answer.
+    proposers: Vec<Box<dyn Proposer>>,
     /// The run store, `.git/arun`.
     root: PathBuf,
     /// The run's directory in it.
@@ -96,10 +130,22 @@ pub struct Session {
     view: PathBuf,
     started: Instant,
     progress: Progress,
-    gpu: Option<GpuMonitor>,
-    /// Where the work tree is known to be clean, to skip resets that would change nothing
-    /// (each walks the whole tree). `None` after anything ran in it.
-    clean_at: Option<(Head, Oid)>,
+    gpu: Option<Arc<GpuMonitor>>,
+    /// Work trees: the repository's own first; with parallel workers, the run's own after it.
+    spaces: Vec<Workspace>,
+    workers: Vec<Worker>,
+    flights: BTreeMap<u64, Flight>,
+    check: Option<Check>,
+    /// The refs proposers must leave alone, shared by proposals that overlap.
+    refs: Option<Baseline>,
+    done: Sender<Done>,
+    finished: Receiver<Done>,
+    /// Jobs running now.
+    jobs: usize,
+    /// Why no new experiment starts: a limit, or the proposer has nothing left.
+    limit: Option<String>,
+    /// Why the run stops as soon as the jobs running have ended; nothing new starts.
+    ending: Option<Stop>,
 }
 
 /// Runs the pipeline until a limit, an interruption or an error; prints the summary.
@@ -107,8 +153,13 @@ pub fn run(pipeline: Pipeline, options: RunOptions) -> Result<Ending, Error> {
     exec::interrupt::install()
         .map_err(|err| Error::io("cannot install the Ctrl-C handler", err))?;
     let mut session = Session::start(pipeline, options)?;
-    let stop = session.drive()?;
-    session.finish(stop)
+    match session.drive() {
+        Ok(stop) => session.finish(stop),
+        Err(err) => {
+            session.abandon();
+            Err(err)
+        }
+    }
 }
 
 impl Session {
@@ -154,7 +205,9 @@ impl Session {
         let view = git.workdir().join(&pipeline.limits.results);
 
         // Everything that can refuse the start comes before a new run's journal is created.
-        let proposer = propose::build(&pipeline).map_err(Error::Setup)?;
+        let proposers = build_proposers(&pipeline)?;
+        let gpu = GpuMonitor::connect().map(Arc::new);
+        let workers = workers::plan(&pipeline.workers, gpu.as_deref())?;
         let (history, journal) = if resuming {
             let history = setup::read_for_resume(&git, &run, &pipeline)?;
             setup::apply_settings(&mut pipeline, &history, &options, &progress)?;
@@ -172,22 +225,33 @@ impl Session {
         };
         git.exclude(&[format!("/{}", pipeline.limits.results)])?;
         setup::ensure_branch(&git, &history, &progress)?;
+        let main = Workspace::main(Git::open(git.workdir())?, history.untracked.clone());
+        let (done, finished) = mpsc::channel();
 
         let mut session = Session {
             _lock: lock,
+            pipeline: Arc::new(pipeline),
             options,
             git,
             journal,
             history,
-            proposer,
+            proposers,
             root,
             run,
             view,
             started: Instant::now(),
             progress,
-            gpu: GpuMonitor::connect(),
-            clean_at: None,
-            pipeline,
+            gpu,
+            spaces: vec![main],
+            workers,
+            flights: BTreeMap::new(),
+            check: None,
+            refs: None,
+            done,
+            finished,
+            jobs: 0,
+            limit: None,
+            ending: None,
         };
         if resuming {
             setup::set_aside_leftovers(
@@ -196,9 +260,17 @@ impl Session {
                 &session.run,
                 &session.progress,
             )?;
-            let at = match session.history.current() {
-                Some(e) => format!("at experiment {}", e.n),
-                None => format!("after {} experiments", session.history.recorded().count()),
+            let in_flight: Vec<u64> = session.history.in_flight().map(|e| e.n).collect();
+            let at = match in_flight.as_slice() {
+                [] => format!("after {} experiments", session.history.recorded().count()),
+                [n] => format!("at experiment {n}"),
+                many => format!(
+                    "with experiments {} in flight",
+                    many.iter()
+                        .map(|n| format!("#{n}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
             };
             session.record_event(Event::Resumed {
                 time: journal::now(),
@@ -214,8 +286,22 @@ impl Session {
             ));
         }
         let (head, tip) = setup::head_on_branch(&session.history)?;
-        if session.history.current().is_none() {
-            session.clean(head, tip)?;
+        if session.history.current().is_none() || session.parallel() {
+            session.spaces[0].clean(head, tip)?;
+        }
+        if session.parallel() {
+            session.add_work_trees(tip)?;
+        }
+        for experiment in session.history.in_flight() {
+            session.flights.insert(
+                experiment.n,
+                Flight {
+                    step: resume_step(experiment),
+                    space: None,
+                    busy: false,
+                    not_before: None,
+                },
+            );
         }
         setup::show_table(
             &session.root,
@@ -228,735 +314,111 @@ impl Session {
         Ok(session)
     }
 
-    /// Steps until a stop.
+    /// Whether experiments run in work trees of their own (several workers, or proposals made
+    /// ahead); otherwise everything happens in the repository's work tree, as in autoresearch.
+    fn parallel(&self) -> bool {
+        self.pipeline.workers.count > 1 || self.pipeline.workers.ahead > 0
+    }
+
+    /// How many experiments may be in flight at once: one per worker and the proposals ahead.
+    fn capacity(&self) -> usize {
+        (self.pipeline.workers.count + self.pipeline.workers.ahead) as usize
+    }
+
+    /// The run's own work trees, one per experiment in flight and one for held-out checks.
+    fn add_work_trees(&mut self, at: Oid) -> Result<(), Error> {
+        let mut wanted = self.capacity();
+        if self.pipeline.decision.held_out.is_some() {
+            wanted += 1;
+        }
+        for i in 0..wanted {
+            let space =
+                Workspace::linked(&self.git, &self.run, i, &self.pipeline.workers.share, at)?;
+            self.spaces.push(space);
+        }
+        Ok(())
+    }
+
+    /// The work trees experiments may use.
+    fn flight_spaces(&self) -> std::ops::Range<usize> {
+        if self.parallel() {
+            1..self.spaces.len()
+        } else {
+            0..1
+        }
+    }
+
+    /// A work tree no experiment and no check holds.
+    fn free_space(&self) -> Option<usize> {
+        self.flight_spaces().find(|&i| {
+            self.flights.values().all(|f| f.space != Some(i))
+                && self.check.as_ref().is_none_or(|c| c.space != i)
+        })
+    }
+
+    fn free_worker(&self) -> Option<usize> {
+        self.workers.iter().position(|w| w.busy.is_none())
+    }
+
+    /// Steps until a stop: starts whatever can start, then waits for a job to finish.
     fn drive(&mut self) -> Result<Stop, Error> {
-        let mut state = State::Begin;
         loop {
-            state = match state {
-                State::Stop(stop) => return Ok(stop),
-                state => self.step(state)?,
-            };
-        }
-    }
-
-    fn step(&mut self, state: State) -> Result<State, Error> {
-        match state {
-            State::Begin => self.begin(),
-            State::Propose { n } => self.propose(n),
-            State::Commit { n } => self.commit(n),
-            State::Build { n } => self.build(n),
-            State::Run { n } => self.run_experiment(n),
-            State::Decide { n } => self.decide(n),
-            State::Record { n } => self.record(n),
-            State::HeldOut { n } => self.held_out(n),
-            State::Stop(stop) => Ok(State::Stop(stop)),
-        }
-    }
-
-    /// Picks up an unfinished experiment, or checks the limits and starts the next one: the
-    /// baseline, a fix attempt for a crash, or a new proposal on top of the best.
-    fn begin(&mut self) -> Result<State, Error> {
-        if let Some(current) = self.history.current() {
-            return Ok(resume_state(current));
-        }
-        if let Some(last) = self.history.recorded().last()
-            && self.history.best().is_some_and(|best| best.n == last.n)
-            && last.held_out.is_none()
-            && self.pipeline.decision.held_out.is_some()
-        {
-            return Ok(State::HeldOut { n: last.n });
-        }
-        if exec::interrupt::requested() {
-            return Ok(State::Stop(Stop::Interrupted));
-        }
-        let done = self.history.recorded().count() as u64;
-        let max_experiments = self
-            .options
-            .max_experiments
-            .or(self.pipeline.limits.max_experiments);
-        if let Some(max) = max_experiments
-            && done >= u64::from(max)
-        {
-            return Ok(State::Stop(Stop::Limit(format!(
-                "reached the limit of {max} experiments"
-            ))));
-        }
-        let max_time = self.options.max_time.or(self.pipeline.limits.max_time);
-        if let Some(max) = max_time
-            && self.started.elapsed() >= max
-        {
-            return Ok(State::Stop(Stop::Limit(format!(
-                "reached the time limit of {}",
-                crate::config::HumanDuration(max)
-            ))));
-        }
-
-        let cost = self.history.cost_usd();
-        if let Some(max) = self.pipeline.limits.max_cost_usd
-            && cost >= max
-        {
-            return Ok(State::Stop(Stop::Limit(format!(
-                "reached the cost limit of ${max:.2} (${cost:.2} spent)"
-            ))));
-        }
-        let tokens = self.history.tokens().total();
-        if let Some(max) = self.pipeline.limits.max_tokens
-            && tokens >= max
-        {
-            return Ok(State::Stop(Stop::Limit(format!(
-                "reached the limit of {max} tokens ({tokens} used)"
-            ))));
-        }
-
-        let n = self.history.next_number();
-        let event = match self.history.recorded().last() {
-            None => Event::ExperimentStarted {
-                time: journal::now(),
-                n,
-                parent: None,
-                base_commit: self.history.start_commit.clone(),
-                fix_of: None,
-                attempt: 0,
-                expansion: Expansion::Improve,
-            },
-            Some(last) if self.wants_fix(last) => Event::ExperimentStarted {
-                time: journal::now(),
-                n,
-                parent: last.parent,
-                base_commit: last.commit.clone().unwrap_or_default(),
-                fix_of: Some(last.fix_of.unwrap_or(last.n)),
-                attempt: last.attempt + 1,
-                expansion: last.expansion,
-            },
-            Some(_) => {
-                let choice =
-                    search::next(&self.history.search(), &self.history).ok_or_else(|| {
-                        Error::RunFailed("the search found no experiment to build on".to_string())
-                    })?;
-                let parent = self.experiment(choice.parent)?;
-                Event::ExperimentStarted {
-                    time: journal::now(),
-                    n,
-                    parent: Some(parent.n),
-                    base_commit: parent
-                        .commit
-                        .clone()
-                        .unwrap_or_else(|| self.history.start_commit.clone()),
-                    fix_of: None,
-                    attempt: 0,
-                    expansion: choice.expansion,
+            if exec::interrupt::requested() && self.ending.is_none() {
+                self.ending = Some(Stop::Interrupted);
+            }
+            self.advance()?;
+            if self.jobs == 0 {
+                if let Some(stop) = self.ending.clone() {
+                    return Ok(stop);
+                }
+                if self.flights.is_empty() && self.check.is_none() {
+                    return match self.limit.clone() {
+                        Some(reason) => Ok(Stop::Limit(reason)),
+                        None => Err(Error::RunFailed(
+                            "the search found no experiment to build on".to_string(),
+                        )),
+                    };
                 }
             }
-        };
-        self.record_event(event)?;
-        Ok(State::Propose { n })
-    }
-
-    /// Whether a crashed experiment gets another try from the proposer.
-    fn wants_fix(&self, last: &Experiment) -> bool {
-        last.status() == Some(Status::Crash)
-            && !last.is_baseline()
-            && last.fixable()
-            && last.attempt < self.pipeline.decision.fix_attempts
-    }
-
-    /// Where HEAD stands while the proposer works on `experiment`: on the run branch when it
-    /// builds on the branch's tip, else detached at the commit it builds on (a fix attempt at
-    /// the crashed commit, a tree expansion of a node that is not the best).
-    fn proposer_head(&self, experiment: &Experiment) -> Result<(Head, Oid), Error> {
-        let base = oid(&experiment.base_commit)?;
-        let on_tip =
-            experiment.fix_of.is_none() && experiment.base_commit == self.history.branch_tip();
-        let head = if on_tip {
-            Head::Branch(self.history.branch.clone())
-        } else {
-            Head::Detached(base)
-        };
-        Ok((head, base))
-    }
-
-    fn propose(&mut self, n: u64) -> Result<State, Error> {
-        let experiment = self.experiment(n)?.clone();
-        if experiment.is_baseline() {
-            return Ok(State::Commit { n });
-        }
-        let (head, base) = self.proposer_head(&experiment)?;
-        self.place(head.clone(), base)?;
-        let before = Snapshot::take(&self.git)?;
-        let task = if experiment.fix_of.is_some() {
-            Task::FixCrash
-        } else {
-            Task::Propose
-        };
-        let context = self.prompt_context(&experiment)?;
-        let label = match task {
-            Task::Propose => format!("{} #{n} proposing", self.history.tag),
-            Task::FixCrash => format!(
-                "{} #{n} fixing the crash (attempt {} of {})",
-                self.history.tag, experiment.attempt, self.pipeline.decision.fix_attempts
-            ),
-        };
-        self.progress.phase(label, None);
-        let scratch = self.run.agent_scratch();
-        std::fs::create_dir_all(&scratch)
-            .map_err(|err| Error::io(format!("cannot create `{}`", scratch.display()), err))?;
-        let request = Request {
-            n,
-            task,
-            pipeline: &self.pipeline,
-            history: &self.history,
-            context: &context,
-            repo: self.git.workdir(),
-            prompt_file: self.run.prompts().join(format!("{n}.md")),
-            transcript: self.run.agents().join(format!("{n}.log")),
-            run_dir: &scratch,
-        };
-        self.clean_at = None;
-        let mut watch = ProgressWatch(&mut self.progress);
-        let outcome = self.proposer.propose(&request, &mut watch);
-        // The answer is paid for. Until it is journaled nothing here takes a git lock or
-        // changes the work tree, so a kill loses at most this one call, never a proposal that
-        // was already journaled.
-        let tampered = self.restore_run_files()?;
-        let proposal = match outcome {
-            Ok(proposal) => proposal,
-            Err(ProposeError::Rejected {
-                description,
-                reason,
-                cost_usd,
-                tokens,
-            }) => {
-                // An answer that could not be used: recorded as a crash, unrun.
-                let found = scope::inspect(&self.git, &head, base, &before, &[])?;
-                self.progress.note(&format!("arun: #{n}: {reason}"));
-                self.record_event(Event::Proposed {
-                    time: journal::now(),
-                    n,
-                    description,
-                    violations: tampered,
-                    details: serde_json::Value::Null,
-                    cost_usd,
-                    tokens,
-                    rejected: Some(reason),
-                    files: None,
-                    undone: Vec::new(),
-                    undo: Some(found.undo),
-                })?;
-                return Ok(State::Commit { n });
-            }
-            Err(err) => {
-                // Nothing of a proposal that failed may stay, its edits included.
-                scope::undo_all(&self.git, &head, base, &before)?;
-                return match err {
-                    ProposeError::Interrupted => Ok(State::Stop(Stop::Interrupted)),
-                    ProposeError::Exhausted(reason) => Ok(State::Stop(Stop::Limit(reason))),
-                    ProposeError::Failed(reason) => self.proposal_failed(n, reason, None, None),
-                    ProposeError::PaidFailure {
-                        reason,
-                        cost_usd,
-                        tokens,
-                    } => self.proposal_failed(n, reason, cost_usd, tokens),
-                    ProposeError::Rejected { .. } => unreachable!("handled above"),
-                };
-            }
-        };
-
-        let editable = &self.pipeline.target.editable;
-        let found = scope::inspect(&self.git, &head, base, &before, editable)?;
-        let mut violations = found.violations;
-        violations.extend(tampered);
-        if found.edited.is_empty() && violations.is_empty() {
-            scope::carry_out(&self.git, &head, base, &found.undo)?;
-            return self.proposal_failed(
-                n,
-                "the proposer changed nothing".to_string(),
-                proposal.cost_usd,
-                proposal.tokens,
-            );
-        }
-        if !found.notes.is_empty() {
-            self.progress.note(&format!(
-                "arun: #{n}: undoing what the proposer did besides its edit: {}",
-                found.notes.join("; ")
-            ));
-        }
-        // The edit goes into the object database (objects only: no lock) before the journal
-        // names it: from here on a restart commits it instead of asking for it again.
-        let files = self.git.write_blobs(editable)?;
-        let description = proposal
-            .description
-            .unwrap_or_else(|| format!("edit {}", found.edited.join(", ")));
-        self.record_event(Event::Proposed {
-            time: journal::now(),
-            n,
-            description,
-            violations,
-            details: proposal.details,
-            cost_usd: proposal.cost_usd,
-            tokens: proposal.tokens,
-            rejected: None,
-            files: Some(files),
-            undone: found.notes,
-            undo: Some(found.undo),
-        })?;
-        Ok(State::Commit { n })
-    }
-
-    /// Puts arun's own files back when something changed them (a proposer, a build or a run):
-    /// the journal from memory, the results tables from the journal. Returns the changes that
-    /// count against the experiment: the journal's (a results table is only a view).
-    fn restore_run_files(&mut self) -> Result<Vec<String>, Error> {
-        let mut tampered = Vec::new();
-        if !self.journal.holds(&self.history.events) {
-            self.progress.note(&format!(
-                "arun: `{}` was changed behind arun's back; writing it again from memory",
-                self.journal.path().display()
-            ));
-            self.journal
-                .rewrite(&self.history.events)
-                .map_err(|err| Error::io("cannot rewrite the journal", err))?;
-            tampered.push("the run's journal".to_string());
-        }
-        let text = results::text(self.pipeline.metric.name(), &self.history);
-        for path in [self.run.results(), self.view.clone()] {
-            if std::fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
-                results::rewrite(&path, self.pipeline.metric.name(), &self.history).map_err(
-                    |err| Error::io(format!("cannot rewrite `{}`", path.display()), err),
-                )?;
-            }
-        }
-        Ok(tampered)
-    }
-
-    fn proposal_failed(
-        &mut self,
-        n: u64,
-        reason: String,
-        cost_usd: Option<f64>,
-        tokens: Option<propose::Tokens>,
-    ) -> Result<State, Error> {
-        self.progress.note(&format!("arun: #{n}: {reason}"));
-        self.record_event(Event::ProposalFailed {
-            time: journal::now(),
-            n,
-            reason: reason.clone(),
-            cost_usd,
-            tokens,
-        })?;
-        let failures = self.experiment(n)?.failures.len() as u32;
-        let max = self.pipeline.proposer.max_failures;
-        if failures >= max {
-            return Ok(State::Stop(Stop::Failed(format!(
-                "the proposer failed {failures} times in a row; the last time: {reason}"
-            ))));
-        }
-        let wait = self.pipeline.proposer.retry_wait * 2u32.saturating_pow(failures - 1);
-        self.progress.note(&format!(
-            "arun: trying again in {} ({failures} of {max} failures)",
-            crate::progress::clock(wait)
-        ));
-        if sleep_unless_interrupted(wait) {
-            return Ok(State::Stop(Stop::Interrupted));
-        }
-        Ok(State::Propose { n })
-    }
-
-    /// Commits the proposal (from the blobs journaled with it, whatever the work tree holds
-    /// now) and keeps the commit under `refs/arun/<tag>/<n>`.
-    fn commit(&mut self, n: u64) -> Result<State, Error> {
-        let experiment = self.experiment(n)?.clone();
-        let (commit, lines) = if experiment.is_baseline() {
-            (oid(&experiment.base_commit)?, (0, 0))
-        } else {
-            let (head, base) = self.proposer_head(&experiment)?;
-            if let Some(undo) = &experiment.undo {
-                scope::carry_out(&self.git, &head, base, undo)?;
-                self.clean_at = None;
-            }
-            let message = format!(
-                "{}: {}",
-                self.history.tag,
-                results::one_line(&experiment.description_text())
-            );
-            let commit = match (&experiment.files, &experiment.rejected) {
-                (Some(files), _) => self.git.commit_files(base, files, &message)?,
-                // An answer that never applied: its commit changes nothing.
-                (None, Some(_)) => self.git.commit_files(base, &Default::default(), &message)?,
-                // A journal of an older version: the edit is in the work tree.
-                (None, None) => {
-                    self.git
-                        .commit_paths(base, &self.pipeline.target.editable, &message)?
+            match self.finished.recv_timeout(Duration::from_millis(100)) {
+                Ok(done) => {
+                    self.jobs -= 1;
+                    self.handle(done)?;
                 }
-            };
-            self.clean_at = None;
-            let parent_commit = match experiment.parent.and_then(|p| self.history.experiment(p)) {
-                Some(parent) => oid(parent.commit.as_deref().unwrap_or(&experiment.base_commit))?,
-                None => base,
-            };
-            (commit, self.git.diff_stat(parent_commit, commit)?)
-        };
-        self.git.set_ref(
-            &format!("refs/arun/{}/{n}", self.history.tag),
-            commit,
-            "arun: experiment",
-        )?;
-        self.record_event(Event::Committed {
-            time: journal::now(),
-            n,
-            commit: commit.to_string(),
-            lines_added: lines.0,
-            lines_removed: lines.1,
-        })?;
-        Ok(State::Build { n })
-    }
-
-    /// Checks the tree it is about to run, then builds (outside the budget).
-    fn build(&mut self, n: u64) -> Result<State, Error> {
-        let experiment = self.experiment(n)?.clone();
-        if let Some(reason) = &experiment.rejected {
-            return self.measured(n, 0, failure(reason.clone(), false));
-        }
-        if !experiment.violations.is_empty() {
-            return self.measured(
-                n,
-                0,
-                failure(
-                    format!(
-                        "changed files outside the edit target: {} (reverted)",
-                        experiment.violations.join(", ")
-                    ),
-                    false,
-                ),
-            );
-        }
-        let commit = oid(experiment.commit.as_deref().unwrap_or_default())?;
-        self.place(self.experiment_head(&experiment, commit), commit)?;
-        for (path, pinned) in &self.history.read_only {
-            let now = git::hash_file(&self.git.workdir().join(path));
-            if now.as_deref() != Some(pinned.as_str()) {
-                return Ok(State::Stop(Stop::Failed(format!(
-                    "read-only file `{path}` changed since the run started and arun cannot \
-                     restore it; restore it and resume, or start a new run"
-                ))));
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => unreachable!("the session holds a sender"),
             }
         }
-        let Some(command) = self.pipeline.experiment.build.clone() else {
-            return Ok(State::Run { n });
-        };
-        self.clean_at = None;
-        self.progress
-            .phase(format!("{} #{n} building", self.history.tag), None);
-        let log = self.log_path(n, "build.log");
-        let env = self.experiment_env(n);
-        let mut watch = ProgressWatch(&mut self.progress);
-        let finished = exec::run(
-            &Spawn {
-                command: &command,
-                dir: self.git.workdir(),
-                env: &env,
-                stdin: None,
-                log: &log,
-                limit: self.pipeline.experiment.build_timeout,
-                grace: self.pipeline.experiment.grace,
-            },
-            &mut watch,
-        )
-        .map_err(|err| Error::io(format!("cannot run the build `{command}`"), err))?;
-        if finished.ending == exec::Ending::Interrupted {
-            return Ok(State::Stop(Stop::Interrupted));
-        }
-        let seconds = finished.elapsed.as_secs_f64();
-        self.progress.note(&format!(
-            "arun: #{n}: built in {}",
-            crate::report::seconds_text(seconds)
-        ));
-        self.record_event(Event::Built {
-            time: journal::now(),
-            n,
-            seconds,
-        })?;
-        let problem = if finished.ending.success() {
-            self.changed_by("the build")?
-        } else {
-            Some(format!(
-                "build failed ({})",
-                finished
-                    .ending
-                    .describe(self.pipeline.experiment.build_timeout)
-            ))
-        };
-        match problem {
-            None => Ok(State::Run { n }),
-            Some(reason) => self.measured(n, 0, failure(reason, true)),
-        }
     }
 
-    /// What a build or a run changed that it must not: a read-only file (its content decides
-    /// the metric), arun's journal. Both are put back; the experiment is a crash with the
-    /// reason returned.
-    fn changed_by(&mut self, who: &str) -> Result<Option<String>, Error> {
-        let mut changed: Vec<String> = self
-            .history
-            .read_only
-            .iter()
-            .filter(|(path, pinned)| {
-                git::hash_file(&self.git.workdir().join(path)).as_deref() != Some(pinned.as_str())
-            })
-            .map(|(path, _)| format!("read-only file `{path}`"))
-            .collect();
-        changed.extend(self.restore_run_files()?);
-        if changed.is_empty() {
-            return Ok(None);
-        }
-        // The reset at the end of the experiment restores tracked files.
-        self.clean_at = None;
-        Ok(Some(format!(
-            "{who} changed {}, which only arun may change",
-            changed.join(", ")
-        )))
-    }
-
-    /// Runs the experiment once more under its hard limit, reading the metric as the output
-    /// streams. Repeats of the same code (baseline runs, confirmations) get their own seed.
-    fn run_experiment(&mut self, n: u64) -> Result<State, Error> {
-        let experiment = self.experiment(n)?.clone();
-        let repeat = experiment.runs.len() as u32;
-        let commit = oid(experiment.commit.as_deref().unwrap_or_default())?;
-        self.place(self.experiment_head(&experiment, commit), commit)?;
-        let mut env = self.experiment_env(n);
-        if let Some(name) = &self.pipeline.decision.noise.seed_env {
-            env.set(name.clone(), repeat.to_string());
-        }
-        let label = match repeat {
-            0 => format!("{} #{n} running", self.history.tag),
-            r => format!("{} #{n} running again ({})", self.history.tag, r + 1),
-        };
-        let spec = &self.pipeline.experiment;
-        self.clean_at = None;
-        let log = self.run_log(n, repeat);
-        let measured = measure(
-            Measure {
-                command: &spec.run,
-                dir: self.git.workdir(),
-                env: &env,
-                log: &log,
-                limit: spec.hard_limit,
-                grace: spec.grace,
-                budget: spec.budget,
-                metric: &self.pipeline.metric,
-                log_name: &self.shown(&log),
-            },
-            label,
-            &mut self.progress,
-            self.gpu.as_ref(),
-        )
-        .map_err(|err| Error::io(format!("cannot run `{}`", spec.run), err))?;
-        let Some(mut measurement) = measured else {
-            return Ok(State::Stop(Stop::Interrupted));
-        };
-        if let Some(reason) = self.changed_by("the run")? {
-            measurement.failure = Some(reason);
-            measurement.metric = None;
-        }
-        self.measured(n, repeat, measurement)
-    }
-
-    fn measured(&mut self, n: u64, repeat: u32, measurement: Measurement) -> Result<State, Error> {
-        self.record_event(Event::Measured {
-            time: journal::now(),
-            n,
-            repeat,
-            measurement,
-        })?;
-        Ok(State::Decide { n })
-    }
-
-    /// Judges the runs so far: a decision, or one more run of the same code.
-    fn decide(&mut self, n: u64) -> Result<State, Error> {
-        let experiment = self.experiment(n)?;
-        let rules = &self.pipeline.decision;
-        let reference = decide::reference(&self.history, experiment, rules);
-        let verdict = decide::judge(
-            Candidate {
-                runs: &experiment.runs,
-                lines: experiment.lines,
-            },
-            reference,
-            rules,
-            self.pipeline.metric.goal,
-        );
-        let decision = match verdict {
-            Verdict::RunAgain(why) => {
-                self.progress.note(&format!("arun: #{n}: {why}"));
-                return Ok(State::Run { n });
+    /// Takes every step that can be taken now: checks, experiments in flight, new ones.
+    fn advance(&mut self) -> Result<(), Error> {
+        loop {
+            let mut moved = self.start_check()?;
+            let waiting: Vec<u64> = self.flights.keys().copied().collect();
+            for n in waiting {
+                moved |= self.step(n)?;
             }
-            Verdict::Decided(decision) => decision,
-        };
-        if experiment.is_baseline()
-            && decision.status == Status::Keep
-            && let Some(sigma) = reference.sigma
-        {
-            let runs = experiment.runs.len();
-            self.progress.note(&format!(
-                "arun: noise σ = {sigma:.6} from {runs} baseline runs; a keep must improve by \
-                 more than {:.6}",
-                (rules.noise.sigmas * sigma).max(rules.min_improvement)
-            ));
-        }
-        self.record_event(Event::Decided {
-            time: journal::now(),
-            n,
-            decision,
-        })?;
-        Ok(State::Record { n })
-    }
-
-    /// Runs the held-out check on the new best `n`, whose code is on the branch.
-    fn held_out(&mut self, n: u64) -> Result<State, Error> {
-        let Some(check) = self.pipeline.decision.held_out.clone() else {
-            return Ok(State::Begin);
-        };
-        let tip = oid(self.history.branch_tip())?;
-        self.place(Head::Branch(self.history.branch.clone()), tip)?;
-        let env = self.experiment_env(n);
-        let spec = crate::metric::MetricSpec {
-            primary: check.capture.clone(),
-            goal: self.pipeline.metric.goal,
-            extra: Vec::new(),
-            memory: None,
-        };
-        let log = self.log_path(n, "held-out.log");
-        self.clean_at = None;
-        let limit = check.timeout.unwrap_or(self.pipeline.experiment.hard_limit);
-        let measured = measure(
-            Measure {
-                command: &check.run,
-                dir: self.git.workdir(),
-                env: &env,
-                log: &log,
-                limit,
-                grace: self.pipeline.experiment.grace,
-                budget: limit,
-                metric: &spec,
-                log_name: &self.shown(&log),
-            },
-            format!("{} #{n} held-out check", self.history.tag),
-            &mut self.progress,
-            None,
-        )
-        .map_err(|err| Error::io(format!("cannot run `{}`", check.run), err))?;
-        let Some(measurement) = measured else {
-            return Ok(State::Stop(Stop::Interrupted));
-        };
-        let (value, failure) = match (measurement.failure, measurement.metric) {
-            (None, Some(value)) if value.is_finite() => (Some(value), None),
-            (None, Some(value)) => (None, Some(format!("held-out metric is {value}"))),
-            (Some(failure), _) => (None, Some(failure)),
-            (None, None) => (None, Some("no held-out metric in the output".to_string())),
-        };
-        match (&value, &failure) {
-            (Some(v), _) => self.progress.note(&format!(
-                "arun: #{n}: held-out {} = {v:.6}",
-                check.capture.name
-            )),
-            (_, Some(f)) => self
-                .progress
-                .note(&format!("arun: #{n}: held-out check failed: {f}")),
-            _ => {}
-        }
-        self.record_event(Event::HeldOut {
-            time: journal::now(),
-            n,
-            name: check.capture.name.clone(),
-            value,
-            failure,
-        })?;
-        Ok(State::Begin)
-    }
-
-    /// Moves the branch as decided, writes the results row, prints the `[EXP]` line.
-    fn record(&mut self, n: u64) -> Result<State, Error> {
-        let experiment = self.experiment(n)?.clone();
-        let branch = Head::Branch(self.history.branch.clone());
-        let status = experiment.status().unwrap_or(Status::Crash);
-        // The branch points at the best: a keep of the greedy chain, the best node of a tree.
-        let best = self.history.best_with(Some(n));
-        let tip = oid(best
-            .and_then(|b| b.commit.as_deref())
-            .unwrap_or(&self.history.start_commit))?;
-        self.clean(branch, tip)?;
-        for table in [self.run.results(), self.view.clone()] {
-            results::append(&table, self.pipeline.metric.name(), &experiment)
-                .map_err(|err| Error::io(format!("cannot write `{}`", table.display()), err))?;
-        }
-        self.learn(&experiment, status);
-        if status == Status::Crash
-            && let Some(decision) = &experiment.decision
-        {
-            self.progress
-                .note(&format!("arun: #{n} crashed: {}", decision.reason));
-        }
-        self.record_event(Event::Recorded {
-            time: journal::now(),
-            n,
-        })?;
-        self.progress.data(&exp_line(
-            &self.history.tag,
-            &experiment,
-            self.pipeline.metric.name(),
-        ));
-        if experiment.is_baseline() && status == Status::Crash {
-            let reason = experiment.decision.map(|d| d.reason).unwrap_or_default();
-            return Ok(State::Stop(Stop::Failed(format!(
-                "the baseline crashed ({reason}); fix the target and start a new run. The end of \
-                 its output:\n{}",
-                self.log_tail(n)
-            ))));
-        }
-        Ok(State::Begin)
-    }
-
-    /// Adds what a keep or a crash taught to the target's learnings file. Losing a line is not
-    /// worth stopping the run for, so a write error is only reported.
-    fn learn(&self, experiment: &Experiment, status: Status) {
-        if experiment.is_baseline() || status == Status::Discard {
-            return;
-        }
-        let metric = self.pipeline.metric.name();
-        let description = results::one_line(&experiment.description_text());
-        let text = match status {
-            Status::Keep => {
-                let value = experiment.metric().unwrap_or(0.0);
-                let before = self.history.best().and_then(Experiment::metric);
-                let delta = before
-                    .map(|b| format!(", {:+.6} against the best before", value - b))
-                    .unwrap_or_default();
-                format!("{description} ({metric} {value:.6}{delta})")
+            moved |= self.begin()?;
+            if !moved {
+                return Ok(());
             }
-            _ => {
-                let reason = experiment
-                    .decision
-                    .as_ref()
-                    .map(|d| d.reason.clone())
-                    .unwrap_or_default();
-                format!("{description} (crashed: {reason})")
-            }
-        };
-        // The commit tells apart a run that reuses the tag of an earlier, deleted one.
-        let key = format!(
-            "{} #{} {status} {}",
-            self.history.tag,
-            experiment.n,
-            short_commit(experiment)
-        );
-        let file = crate::learnings::path(&self.root);
-        if let Err(err) = crate::learnings::append(&file, &key, &text) {
-            self.progress
-                .note(&format!("arun: cannot write `{}`: {err}", file.display()));
         }
     }
 
-    /// Journals the stop, leaves the branch on the last keep, prints the summary.
+    /// Stops the jobs running after an error, so that none outlives the session.
+    fn abandon(&mut self) {
+        exec::interrupt::request();
+        while self.jobs > 0 {
+            if self.finished.recv().is_err() {
+                break;
+            }
+            self.jobs -= 1;
+        }
+        self.progress.clear();
+    }
+
+    /// Journals the stop, leaves the branch on the best, prints the summary.
     fn finish(&mut self, stop: Stop) -> Result<Ending, Error> {
         self.progress.clear();
         let event = match &stop {
@@ -971,7 +433,7 @@ impl Session {
         };
         self.record_event(event)?;
         let (head, tip) = setup::head_on_branch(&self.history)?;
-        self.clean(head, tip)?;
+        self.spaces[0].clean(head, tip)?;
 
         let why = match &stop {
             Stop::Interrupted => "interrupted".to_string(),
@@ -1009,7 +471,11 @@ impl Session {
         let Some(best) = self.history.best().cloned() else {
             return Vec::new();
         };
-        let Ok(context) = self.prompt_context(&best) else {
+        let repo = self.git.workdir().to_path_buf();
+        let Ok(context) = self.prompt_context(&best, &repo) else {
+            return Vec::new();
+        };
+        let Some(mut proposer) = self.proposers.pop() else {
             return Vec::new();
         };
         let scratch = self.run.agent_scratch();
@@ -1020,18 +486,22 @@ impl Session {
             pipeline: &self.pipeline,
             history: &self.history,
             context: &context,
-            repo: self.git.workdir(),
+            repo: &repo,
             prompt_file: self.run.prompts().join("summary.md"),
             transcript: self.run.agents().join("summary.log"),
             run_dir: &scratch,
         };
-        let Ok((head, tip)) = setup::head_on_branch(&self.history) else {
+        let (Ok((head, tip)), Ok(baseline)) = (
+            setup::head_on_branch(&self.history),
+            Baseline::of(&self.git, self.own_refs()),
+        ) else {
             return Vec::new();
         };
-        let Ok(before) = Snapshot::take(&self.git) else {
+        let Ok(before) = Snapshot::take(&self.git, &baseline) else {
             return Vec::new();
         };
-        let ideas = self.proposer.next_ideas(&request);
+        let ideas = proposer.next_ideas(&request);
+        self.proposers.push(proposer);
         // Whatever the proposer touched while thinking is not part of the run.
         let _ = self.restore_run_files();
         if let Err(err) = scope::undo_all(&self.git, &head, tip, &before) {
@@ -1042,22 +512,44 @@ impl Session {
         ideas
     }
 
-    /// Puts HEAD and the work tree at `commit`, unless they are known to be there already.
-    fn place(&mut self, head: Head, commit: Oid) -> Result<(), Error> {
-        if self.clean_at.as_ref() != Some(&(head.clone(), commit)) {
-            self.clean(head, commit)?;
+    /// Refs that are arun's to move while proposals are in flight: the run branch and the
+    /// experiments' commits.
+    /// (With one experiment at a time nothing moves them during a proposal, and a proposer that
+    /// moves them is caught like one that moves any other ref.)
+    fn own_refs(&self) -> Vec<String> {
+        if !self.parallel() {
+            return Vec::new();
         }
-        Ok(())
+        vec![
+            format!("refs/heads/{}", self.history.branch),
+            "refs/arun/".to_string(),
+        ]
     }
 
-    /// Puts HEAD and the work tree at `commit`: tracked files as committed, untracked files
-    /// that were not there when the run started removed (what a build or a run left). Ignored
-    /// files stay: caches, build output, data.
-    fn clean(&mut self, head: Head, commit: Oid) -> Result<(), Error> {
-        self.git.reset_hard(&head, commit)?;
-        scope::remove_untracked_except(&self.git, &self.history.untracked)?;
-        self.clean_at = Some((head, commit));
-        Ok(())
+    /// Puts arun's own files back when something changed them (a proposer, a build or a run):
+    /// the journal from memory, the results tables from the journal. Returns the changes that
+    /// count against the experiment: the journal's (a results table is only a view).
+    fn restore_run_files(&mut self) -> Result<Vec<String>, Error> {
+        let mut tampered = Vec::new();
+        if !self.journal.holds(&self.history.events) {
+            self.progress.note(&format!(
+                "arun: `{}` was changed behind arun's back; writing it again from memory",
+                self.journal.path().display()
+            ));
+            self.journal
+                .rewrite(&self.history.events)
+                .map_err(|err| Error::io("cannot rewrite the journal", err))?;
+            tampered.push("the run's journal".to_string());
+        }
+        let text = results::text(self.pipeline.metric.name(), &self.history);
+        for path in [self.run.results(), self.view.clone()] {
+            if std::fs::read(&path).ok().as_deref() != Some(text.as_bytes()) {
+                results::rewrite(&path, self.pipeline.metric.name(), &self.history).map_err(
+                    |err| Error::io(format!("cannot rewrite `{}`", path.display()), err),
+                )?;
+            }
+        }
+        Ok(tampered)
     }
 
     fn record_event(&mut self, event: Event) -> Result<(), Error> {
@@ -1075,16 +567,6 @@ impl Session {
         self.history
             .experiment(n)
             .ok_or_else(|| Error::RunFailed(format!("the journal has no experiment {n}")))
-    }
-
-    /// Where HEAD is while an experiment builds and runs: the baseline on the branch, every
-    /// other experiment detached at its commit (the branch only ever points at keeps).
-    fn experiment_head(&self, experiment: &Experiment, commit: Oid) -> Head {
-        if experiment.is_baseline() {
-            Head::Branch(self.history.branch.clone())
-        } else {
-            Head::Detached(commit)
-        }
     }
 
     fn log_path(&self, n: u64, extension: &str) -> PathBuf {
@@ -1121,33 +603,48 @@ impl Session {
     }
 
     /// What builds and runs see: arun's environment without secrets, the pipeline's variables,
-    /// and the budget.
-    fn experiment_env(&self, n: u64) -> Environment {
+    /// the budget, and the worker's devices.
+    fn experiment_env(&self, n: u64, worker: usize) -> Environment {
         let spec = &self.pipeline.experiment;
         let mut env = Environment::inherit_scrubbed(&spec.scrub_env);
         env.extend(&spec.env)
             .set("ARUN_BUDGET_SECONDS", spec.budget.as_secs().to_string())
             .set("ARUN_EXPERIMENT", n.to_string())
             .set("ARUN_TAG", &self.history.tag);
+        self.workers[worker].pin(&mut env);
         env
     }
+}
+
+/// One proposer, or as many as experiments may be in flight when they can work side by side.
+fn build_proposers(pipeline: &Pipeline) -> Result<Vec<Box<dyn Proposer>>, Error> {
+    let first = propose::build(pipeline).map_err(Error::Setup)?;
+    let wanted = if first.concurrent() {
+        (pipeline.workers.count + pipeline.workers.ahead).max(1) as usize
+    } else {
+        1
+    };
+    let mut proposers = vec![first];
+    while proposers.len() < wanted {
+        proposers.push(propose::build(pipeline).map_err(Error::Setup)?);
+    }
+    Ok(proposers)
 }
 
 /// The step that follows the last journaled event of an unfinished experiment. A proposal
 /// already journaled is committed, never asked for again (it was paid for); only a journal of
 /// an older version, which did not keep the edit, proposes again.
-fn resume_state(experiment: &Experiment) -> State {
-    let n = experiment.n;
+fn resume_step(experiment: &Experiment) -> Step {
     if experiment.decision.is_some() {
-        State::Record { n }
+        Step::Record
     } else if !experiment.runs.is_empty() {
-        State::Decide { n }
+        Step::Decide
     } else if experiment.commit.is_some() {
-        State::Build { n }
+        Step::Build
     } else if experiment.files.is_some() || experiment.rejected.is_some() {
-        State::Commit { n }
+        Step::Commit
     } else {
-        State::Propose { n }
+        Step::Propose
     }
 }
 
@@ -1174,6 +671,14 @@ fn short_commit(experiment: &Experiment) -> String {
         .unwrap_or_default()
 }
 
+/// Whether `experiment` is a crash the proposer gets to fix (`attempts` tries at most).
+fn wants_fix(experiment: &Experiment, attempts: u32) -> bool {
+    experiment.status() == Some(Status::Crash)
+        && !experiment.is_baseline()
+        && experiment.fixable()
+        && experiment.attempt < attempts
+}
+
 /// `[EXP] <tag> <n> | commit:<hash> | <metric>:<value> | mem:<gb>GB | status:<status> | <description>`
 pub fn exp_line(tag: &str, experiment: &Experiment, metric: &str) -> String {
     let row = results::row(experiment);
@@ -1182,16 +687,4 @@ pub fn exp_line(tag: &str, experiment: &Experiment, metric: &str) -> String {
         "[EXP] {tag} {} | commit:{} | {metric}:{} | mem:{}GB | status:{} | {}",
         experiment.n, fields[0], fields[1], fields[2], fields[3], fields[4]
     )
-}
-
-/// Sleeps, waking early on Ctrl-C; true when interrupted.
-fn sleep_unless_interrupted(duration: Duration) -> bool {
-    let until = Instant::now() + duration;
-    while Instant::now() < until {
-        if exec::interrupt::requested() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100).min(until - Instant::now()));
-    }
-    exec::interrupt::requested()
 }

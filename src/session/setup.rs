@@ -203,6 +203,7 @@ pub fn run_preflight(pipeline: &Pipeline, repo: &Path, progress: &Progress) -> R
                 log: &log,
                 limit: check.timeout,
                 grace: Duration::from_secs(2),
+                cpus: None,
             },
             &mut exec::Ignore,
         )

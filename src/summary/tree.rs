@@ -481,6 +481,7 @@ mod tests {
                     seconds: 1.0,
                     fixable: true,
                 },
+                worker: None,
             });
             events.push(Event::Decided {
                 time,
