@@ -450,3 +450,31 @@ fn the_example_pipeline_with_two_workers_improves_as_the_sequential_loop_does() 
     assert!(sequential < 1.05, "{outcomes:?}");
     assert!(parallel < 1.2, "{outcomes:?}");
 }
+
+#[test]
+fn each_worker_runs_on_its_own_cpus_with_its_thread_count() {
+    let last = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    let target = Target::new(Setup {
+        run: "echo $ARUN_EXPERIMENT $ARUN_WORKER $OMP_NUM_THREADS \
+              $(grep Cpus_allowed_list /proc/self/status | cut -f2) >> $PIDFILE.cpus; \
+              python3 train.py",
+        extra: &format!("[workers]\ncount = 2\ncpus = [[0], [{last}]]\nthreads = 1\n"),
+        ..Setup::default()
+    });
+    target.arun(&["--max-experiments", "4"]).assert_code(0);
+    let text = std::fs::read_to_string(target.path("pids.cpus")).unwrap();
+    let mut workers = BTreeSet::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (worker, threads, cpus) = (fields[1], fields[2], fields[3]);
+        let expected = if worker == "0" {
+            "0".to_string()
+        } else {
+            last.to_string()
+        };
+        assert_eq!(cpus, expected, "{line}");
+        assert_eq!(threads, "1", "{line}");
+        workers.insert(worker.to_string());
+    }
+    assert_eq!(workers.len(), 2, "{text}");
+}
