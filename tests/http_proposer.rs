@@ -629,3 +629,28 @@ fn the_api_key_does_not_reach_preflight_checks() {
     assert!(env.contains("PATH="), "{env}");
     assert!(!env.contains(KEY), "a preflight check saw the API key");
 }
+
+#[test]
+fn with_two_workers_the_model_gets_two_requests_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // Each answer waits until both requests are at the server (or 10 s): two proposals made
+    // side by side meet there; made one after the other, each waits alone.
+    let answers = json!([
+        {"text": format!("DESCRIPTION: lower LR to 0.05\n\n{}", block("LR = 0.1", "LR = 0.05")), "together": 2},
+        {"text": format!("DESCRIPTION: lower LR to 0.04\n\n{}", block("LR = 0.1", "LR = 0.04")), "together": 2},
+    ]);
+    let server = ChatServer::start(
+        dir.path(),
+        json!({"model": "test-model", "api_key": KEY, "answers": answers, "default": "- ideas"}),
+    );
+    let target = http_target(&server, "python3 train.py", "[workers]\ncount = 2\n");
+    arun(&target, 3).assert_code(0);
+    let together = std::fs::read_to_string(dir.path().join("chat-script.json.together")).unwrap();
+    assert_eq!(together, "met\nmet\n");
+    let decided = target
+        .journal()
+        .iter()
+        .filter(|e| e["event"] == "decided")
+        .count();
+    assert_eq!(decided, 3);
+}

@@ -124,19 +124,34 @@ fn two_workers_run_side_by_side_in_their_own_work_trees_on_their_own_gpus() {
         .filter_map(|e| e["worker"].as_u64())
         .collect();
     assert_eq!(workers_journaled, BTreeSet::from([0, 1]));
-    let finished: Vec<u64> = {
-        let mut ends: Vec<(f64, u64)> = runs.iter().map(|(n, r)| (r.end.unwrap(), *n)).collect();
-        ends.sort_by(|a, b| a.0.total_cmp(&b.0));
-        ends.into_iter().map(|(_, n)| n).collect()
-    };
     let rows: Vec<u64> = target
         .journal()
         .iter()
         .filter(|e| e["event"] == "recorded")
         .map(|e| e["n"].as_u64().unwrap())
         .collect();
-    assert_eq!(rows, finished);
-    assert_eq!(target.results().lines().count(), 8);
+    // A run that ended clearly earlier (runs that end within a moment of each other may be
+    // seen in either order) has its row first.
+    let position = |n: &u64| rows.iter().position(|r| r == n).unwrap();
+    for (a, x) in &runs {
+        for (b, y) in &runs {
+            if x.end.unwrap() + 0.3 < y.end.unwrap() {
+                assert!(
+                    position(a) < position(b),
+                    "#{a} ended before #{b}: {rows:?}"
+                );
+            }
+        }
+    }
+    // results.tsv has its rows in that order too.
+    let commits: Vec<String> = target
+        .results()
+        .lines()
+        .skip(1)
+        .map(|line| line.split('\t').next().unwrap().to_string())
+        .collect();
+    let expected: Vec<String> = rows.iter().map(|n| target.ref_short(*n)).collect();
+    assert_eq!(commits, expected);
     // A proposal made while others run is told what they try, so as not to repeat it.
     let told: Vec<u64> = target
         .agent_calls()
@@ -429,8 +444,37 @@ fn the_example_pipeline_with_two_workers_improves_as_the_sequential_loop_does() 
     let (sequential, rows_sequential) = outcomes[0];
     let (parallel, rows_parallel) = outcomes[1];
     assert_eq!((rows_sequential, rows_parallel), (20, 20));
-    // The baseline's val_loss is 2.27. Both get close to the optimum (about 1.0); with two
-    // workers each proposal sees fewer results, so a little behind is allowed.
-    assert!(sequential < 1.05 && parallel < 1.05, "{outcomes:?}");
-    assert!(parallel - sequential < 0.05, "{outcomes:?}");
+    // The baseline's val_loss is 2.27 and the optimum about 1.0. The sequential search is
+    // deterministic (1.0025). With two workers each proposal sees fewer results, and which ones
+    // depends on timing: 1.00–1.08 over seeds and machine load (README, "Parallel workers").
+    assert!(sequential < 1.05, "{outcomes:?}");
+    assert!(parallel < 1.2, "{outcomes:?}");
+}
+
+#[test]
+fn each_worker_runs_on_its_own_cpus_with_its_thread_count() {
+    let last = std::thread::available_parallelism().map_or(1, |n| n.get()) - 1;
+    let target = Target::new(Setup {
+        run: "echo $ARUN_EXPERIMENT $ARUN_WORKER $OMP_NUM_THREADS \
+              $(grep Cpus_allowed_list /proc/self/status | cut -f2) >> $PIDFILE.cpus; \
+              python3 train.py",
+        extra: &format!("[workers]\ncount = 2\ncpus = [[0], [{last}]]\nthreads = 1\n"),
+        ..Setup::default()
+    });
+    target.arun(&["--max-experiments", "4"]).assert_code(0);
+    let text = std::fs::read_to_string(target.path("pids.cpus")).unwrap();
+    let mut workers = BTreeSet::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (worker, threads, cpus) = (fields[1], fields[2], fields[3]);
+        let expected = if worker == "0" {
+            "0".to_string()
+        } else {
+            last.to_string()
+        };
+        assert_eq!(cpus, expected, "{line}");
+        assert_eq!(threads, "1", "{line}");
+        workers.insert(worker.to_string());
+    }
+    assert_eq!(workers.len(), 2, "{text}");
 }

@@ -59,6 +59,28 @@ pub(super) enum Outcome {
     HeldOut {
         measured: std::io::Result<Option<Measurement>>,
     },
+    /// The job panicked (a bug): the run stops, and a resume goes on from the journal.
+    Panicked(String),
+}
+
+/// Runs `work` on a thread of its own. A job that panics still reports, as
+/// `Outcome::Panicked`, so that the session never waits for it forever.
+pub(super) fn spawn(n: u64, done: Sender<Done>, work: impl FnOnce(Sender<Done>) + Send + 'static) {
+    std::thread::spawn(move || {
+        let reply = done.clone();
+        let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || work(reply)));
+        if let Err(panic) = ran {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|text| (*text).to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic".to_string());
+            let _ = done.send(Done {
+                n,
+                what: Outcome::Panicked(message),
+            });
+        }
+    });
 }
 
 /// A proposal for experiment `n`, in the work tree at `path`, HEAD at `head`/`base`.
@@ -274,5 +296,21 @@ impl CommandJob {
             &self.line,
             gpu,
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_job_that_panics_still_reports() {
+        let (done, finished) = std::sync::mpsc::channel();
+        spawn(7, done, |_| panic!("boom"));
+        let report = finished
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the job reports");
+        assert_eq!(report.n, 7);
+        assert!(matches!(report.what, Outcome::Panicked(ref m) if m == "boom"));
     }
 }

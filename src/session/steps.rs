@@ -280,8 +280,7 @@ impl Session {
             label,
         };
         self.started_job(n, None);
-        let done = self.done.clone();
-        std::thread::spawn(move || job.run(done));
+        super::jobs::spawn(n, self.done.clone(), move |done| job.run(done));
         Ok(true)
     }
 
@@ -327,6 +326,13 @@ impl Session {
             } => {
                 self.release(n);
                 self.ran(n, repeat, worker, measured, read_only_changed)
+            }
+            Outcome::Panicked(message) => {
+                self.release(n);
+                Err(Error::RunFailed(format!(
+                    "arun's job for experiment {n} failed: {message}. This is a bug in arun; \
+                     `--resume` goes on from the journal"
+                )))
             }
             Outcome::HeldOut { measured, .. } => {
                 self.release(n);
@@ -599,8 +605,7 @@ impl Session {
             label: self.label(n, "building", worker),
         };
         self.started_job(n, Some(worker));
-        let done = self.done.clone();
-        std::thread::spawn(move || job.build(done));
+        super::jobs::spawn(n, self.done.clone(), move |done| job.build(done));
         Ok(true)
     }
 
@@ -713,10 +718,9 @@ impl Session {
             label: self.label(n, &doing, worker),
         };
         self.started_job(n, Some(worker));
-        let done = self.done.clone();
         let pipeline = Arc::clone(&self.pipeline);
         let gpu = self.gpu.clone();
-        std::thread::spawn(move || {
+        super::jobs::spawn(n, self.done.clone(), move |done| {
             job.run(repeat, worker, &pipeline.metric, gpu.as_deref(), done);
         });
         Ok(true)
@@ -944,8 +948,7 @@ impl Session {
         };
         self.check = Some(Check { space });
         self.started_job(n, Some(worker));
-        let done = self.done.clone();
-        std::thread::spawn(move || job.held_out(&spec, done));
+        super::jobs::spawn(n, self.done.clone(), move |done| job.held_out(&spec, done));
         Ok(true)
     }
 

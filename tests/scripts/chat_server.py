@@ -12,6 +12,9 @@ problem is logged. Answers come from the script in order:
 
 After the scripted answers, `default` is repeated (or, without one, each request gets 500).
 An answer may also be an object: `{"text": TEXT, "delay": SECONDS}` answers late;
+`{"text": TEXT, "together": N}` answers once N such requests have arrived (or after 10
+seconds), and appends `met` or `alone` to SCRIPT.json.together: a client that sends them one
+after the other leaves the first one waiting alone;
 `{"status": 401, "error": TEXT, "echo_authorization": true}` answers with that HTTP status and
 an error body whose message ends with the request's Authorization header (as some servers
 echo the key they were sent); `{"text": TEXT, "usage": USAGE}` reports USAGE instead of the
@@ -77,6 +80,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     script_path = ""
     lock = threading.Lock()
     served = 0
+    waiting = threading.Condition()
+    waiters = 0
 
     def log_message(self, *args):
         pass
@@ -95,6 +100,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.reply(200, {"object": "list", "data": [{"id": model, "object": "model"}]})
         else:
             self.reply(404, {"error": {"message": f"no route {self.path}"}})
+
+    def wait_together(self, count):
+        """Holds this request until `count` have arrived (at most 10 s), and notes which."""
+        with Handler.waiting:
+            Handler.waiters += 1
+            Handler.waiting.notify_all()
+            met = Handler.waiting.wait_for(lambda: Handler.waiters >= count, timeout=10)
+        with self.lock:
+            with open(self.script_path + ".together", "a") as f:
+                f.write("met\n" if met else "alone\n")
 
     def do_POST(self):
         length = int(self.headers.get("Content-Length") or 0)
@@ -138,6 +153,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         usage = self.script.get("usage", usage)
         if isinstance(answer, dict):
             time.sleep(answer.get("delay", 0))
+            if "together" in answer:
+                self.wait_together(answer["together"])
             if "status" in answer:
                 message = answer.get("error", "scripted error")
                 if answer.get("echo_authorization"):
