@@ -462,6 +462,25 @@ impl<'a> Search<'a> {
 
 type Key = Vec<u64>;
 
+/// The history a proposal sees while `pending` assignments are still running (other workers, or
+/// the earlier proposals of a batch): each counts as tried, at the mean loss seen so far (a
+/// constant liar), so that the next proposal neither repeats nor crowds it. Without any loss yet
+/// they count as crashes, which the model keeps apart from the losses.
+pub fn with_pending(trials: &[Trial], pending: &[Vec<Value>]) -> Vec<Trial> {
+    let losses: Vec<f64> = trials.iter().filter_map(Trial::loss).collect();
+    let outcome = if losses.is_empty() {
+        Outcome::Crash
+    } else {
+        Outcome::Loss(losses.iter().sum::<f64>() / losses.len() as f64)
+    };
+    let mut all = trials.to_vec();
+    all.extend(pending.iter().map(|values| Trial {
+        values: values.clone(),
+        outcome,
+    }));
+    all
+}
+
 /// The results the model is fitted to: all of them up to `MAX_FITTED`; beyond that the best half
 /// and the most recent half, which keeps a proposal within seconds in a run of thousands.
 fn fitted(trials: &[Trial]) -> Vec<Trial> {
