@@ -274,6 +274,30 @@ fn split_suffix(literal: &str) -> (&str, &str) {
     (literal, "")
 }
 
+/// Writes `value` in the style of the literal it replaces, and of `first`, the knob's literal
+/// before the search changed it: digits grouped with underscores there (`1_000`) stay grouped
+/// even after a value too small to group (`425`) has been written in between.
+pub fn format_like(domain: &Domain, value: Value, old: &Site, first: &str) -> String {
+    let (first_body, _) = split_suffix(first);
+    let (body, _) = split_suffix(&old.literal);
+    if first_body.trim_end_matches('_').contains('_') && !body.trim_end_matches('_').contains('_') {
+        let text = format(domain, value, old);
+        let (digits, rest) = split_suffix(&text);
+        let plain = digits.trim_end_matches('_');
+        let is_integer = !plain.is_empty()
+            && plain
+                .trim_start_matches('-')
+                .chars()
+                .all(|c| c.is_ascii_digit());
+        if is_integer {
+            let tail = &digits[plain.len()..];
+            return format!("{}{tail}{rest}", group_thousands(plain));
+        }
+        return text;
+    }
+    format(domain, value, old)
+}
+
 /// Writes `value` in the style of the literal it replaces.
 pub fn format(domain: &Domain, value: Value, old: &Site) -> String {
     let number = match (domain, value) {
@@ -597,6 +621,27 @@ const WEIGHT_DECAY: f64 = 0.0; // decoupled weight decay of the matrices
         assert_eq!(
             parse(&flag, "None").unwrap_err(),
             "`None` is not one of the choices `True`, `False`"
+        );
+    }
+
+    #[test]
+    fn digit_groups_survive_a_value_too_small_to_group() {
+        let domain = Domain::Int { min: 0, max: 5000 };
+        let first = "WARMUP_STEPS = 1_000\n";
+        let site = locate(first, "WARMUP_STEPS").unwrap();
+        let small = format_like(&domain, Value::Number(425.0), &site, &site.literal);
+        assert_eq!(small, "425");
+        let text = rewrite(first, &site, &small);
+        let now = locate(&text, "WARMUP_STEPS").unwrap();
+        assert_eq!(
+            format_like(&domain, Value::Number(1500.0), &now, "1_000"),
+            "1_500"
+        );
+        let rust = "const WARMUP_STEPS: usize = 425_usize;\n";
+        let site = locate(rust, "WARMUP_STEPS").unwrap();
+        assert_eq!(
+            format_like(&domain, Value::Number(12000.0), &site, "1_000_usize"),
+            "12_000_usize"
         );
     }
 }

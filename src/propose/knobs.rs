@@ -122,6 +122,16 @@ impl KnobSearch {
         Ok(Some(values))
     }
 
+    /// The knob's literal as the run's first experiment (the baseline) has it, whose style (digit
+    /// groups) every value written keeps; `None` when it cannot be read.
+    fn first_literal(&self, request: &Request, knob: &Knob) -> Option<String> {
+        let first = request.history.recorded().next()?;
+        let commit = first.commit.as_deref().and_then(git::parse_oid)?;
+        let git = Git::open(request.repo).ok()?;
+        let text = git.file_at(commit, &knob.file).ok()??;
+        Some(edit::locate(&text, &knob.name).ok()?.literal)
+    }
+
     /// The knob values in the work tree as it is.
     fn read_work_tree(&self, request: &Request) -> Result<Vec<Value>, ProposeError> {
         self.knobs
@@ -145,7 +155,13 @@ impl KnobSearch {
             };
             let site = edit::locate(&text, &knob.name)
                 .map_err(|err| ProposeError::Failed(err.describe(&knob.name, &knob.file)))?;
-            let literal = edit::format(&knob.domain, *value, &site);
+            let first = self.first_literal(request, knob);
+            let literal = edit::format_like(
+                &knob.domain,
+                *value,
+                &site,
+                first.as_deref().unwrap_or(&site.literal),
+            );
             files.insert(&knob.file, edit::rewrite(&text, &site, &literal));
         }
         for (file, text) in files {
