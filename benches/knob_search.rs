@@ -1,5 +1,5 @@
-//! Knob-search efficiency: arun's strategy against Optuna's samplers (TPE, multivariate TPE, GP,
-//! random), on objectives that look like training (`benches/knob_search/objectives.py`, shared by
+//! Knob-search efficiency: arun's strategy against Optuna's samplers (TPE, which Optuna 5 makes
+//! multivariate by default, independent TPE, GP, random), on objectives that look like training (`benches/knob_search/objectives.py`, shared by
 //! every method). The objectives come in two sets, each with its own table: the tuning set the
 //! search's defaults were chosen on, and a held-out set written before any retuning and never
 //! used to choose them.
@@ -18,7 +18,8 @@
 //!
 //! Run with `cargo bench --bench knob_search` (25 seeds, 60 trials; `ARUN_BENCH_SEEDS=5` for a
 //! quick look; `ARUN_BENCH_OPTUNA_JSON=file` reuses a saved output of `optuna_baselines.py`;
-//! `ARUN_BENCH_BATCHES=0` leaves the batches out).
+//! `ARUN_BENCH_BATCHES=0` leaves the batches out; `ARUN_BENCH_ONLY=branin,categorical` runs only
+//! those objectives).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -38,7 +39,7 @@ const BATCH_SIZES: [usize; 3] = [2, 4, 8];
 /// Optuna's samplers as `optuna_baselines.py` names them, and as the tables do.
 const OPTUNA: [(&str, &str); 4] = [
     ("tpe", "TPE"),
-    ("tpe_mv", "TPE mv"),
+    ("tpe_indep", "TPE indep"),
     ("gp", "GP"),
     ("random", "random"),
 ];
@@ -59,7 +60,10 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(25);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/knob_search");
-    let objectives = describe(&dir);
+    let mut objectives = describe(&dir);
+    if let Ok(only) = std::env::var("ARUN_BENCH_ONLY") {
+        objectives.retain(|o| only.split(',').any(|name| name == o.name));
+    }
 
     // Optuna runs in its own process while arun's strategy runs here: two cores, both busy.
     let optuna = match std::env::var("ARUN_BENCH_OPTUNA_JSON") {

@@ -1,4 +1,8 @@
-"""Optuna's samplers (TPE, multivariate TPE, GP, random) on the knob-search benchmark's objectives.
+"""Optuna's samplers (TPE, independent TPE, GP, random) on the knob-search benchmark's objectives.
+
+`tpe` is Optuna's default TPESampler, which since Optuna 5.0 is the multivariate TPE for a single
+objective (`multivariate=True`); `tpe_indep` is the independent (univariate) TPE of earlier
+versions.
 
 Run by `cargo bench --bench knob_search` with the Python of benches/.venv (made by setup-venv.sh,
 Optuna from PyPI); prints one JSON object: for each objective, method and seed, the regret after
@@ -63,8 +67,8 @@ def run(name, method, seed, trials, checkpoints):
     knobs = objective["knobs"]
     if method == "tpe":
         sampler = optuna.samplers.TPESampler(seed=seed)
-    elif method == "tpe_mv":
-        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True)
+    elif method == "tpe_indep":
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=False)
     elif method == "gp":
         sampler = optuna.samplers.GPSampler(seed=seed)
     else:
@@ -93,7 +97,7 @@ def main():
     parser.add_argument("--seeds", type=int, default=25)
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--checkpoints", default="15,30,60")
-    parser.add_argument("--methods", default="tpe,tpe_mv,gp,random")
+    parser.add_argument("--methods", default="tpe,tpe_indep,gp,random")
     parser.add_argument("--objectives", default=",".join(objectives.OBJECTIVES))
     args = parser.parse_args()
     methods = args.methods.split(",")
