@@ -1,4 +1,8 @@
-"""Optuna's TPE and random search on the knob-search benchmark's objectives.
+"""Optuna's samplers (TPE, independent TPE, GP, random) on the knob-search benchmark's objectives.
+
+`tpe` is Optuna's default TPESampler, which since Optuna 5.0 is the multivariate TPE for a single
+objective (`multivariate=True`); `tpe_indep` is the independent (univariate) TPE of earlier
+versions.
 
 Run by `cargo bench --bench knob_search` with the Python of benches/.venv (made by setup-venv.sh,
 Optuna from PyPI); prints one JSON object: for each objective, method and seed, the regret after
@@ -7,18 +11,23 @@ the knobs as the pipeline declares them (a `pow2` knob is its exponent, as one w
 Optuna), and gets the same first trial as arun: the starting assignment (the baseline).
 
     python optuna_baselines.py --seeds 25 --trials 60 --checkpoints 15,30,60
+
+GPSampler needs PyTorch and SciPy in the venv; without them the `gp` method is left out (its
+column reads n/a).
 """
 
 import argparse
 import json
 import math
 import sys
+import warnings
 
 import optuna
 
 import objectives
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def distributions(knobs):
@@ -58,6 +67,10 @@ def run(name, method, seed, trials, checkpoints):
     knobs = objective["knobs"]
     if method == "tpe":
         sampler = optuna.samplers.TPESampler(seed=seed)
+    elif method == "tpe_indep":
+        sampler = optuna.samplers.TPESampler(seed=seed, multivariate=False)
+    elif method == "gp":
+        sampler = optuna.samplers.GPSampler(seed=seed)
     else:
         sampler = optuna.samplers.RandomSampler(seed=seed)
     study = optuna.create_study(sampler=sampler, direction="minimize")
@@ -84,12 +97,21 @@ def main():
     parser.add_argument("--seeds", type=int, default=25)
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--checkpoints", default="15,30,60")
-    parser.add_argument("--methods", default="tpe,random")
+    parser.add_argument("--methods", default="tpe,tpe_indep,gp,random")
+    parser.add_argument("--objectives", default=",".join(objectives.OBJECTIVES))
     args = parser.parse_args()
+    methods = args.methods.split(",")
+    try:
+        import scipy  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError:
+        if "gp" in methods:
+            print("optuna: no torch/scipy, GPSampler left out", file=sys.stderr, flush=True)
+            methods.remove("gp")
     checkpoints = [int(c) for c in args.checkpoints.split(",")]
     out = {"optuna": optuna.__version__, "results": {}}
-    for name in objectives.OBJECTIVES:
-        for method in args.methods.split(","):
+    for name in args.objectives.split(","):
+        for method in methods:
             runs = [run(name, method, s, args.trials, checkpoints) for s in range(args.seeds)]
             out["results"].setdefault(name, {})[method] = runs
             print(f"optuna: {name} {method} done", file=sys.stderr, flush=True)

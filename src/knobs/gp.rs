@@ -44,6 +44,8 @@ pub struct Gp {
     chol: Vec<f64>,
     /// `K^-1 y`.
     alpha: Vec<f64>,
+    /// `K^-1 1`, for predictions under another constant prior mean.
+    ones: Vec<f64>,
 }
 
 impl Gp {
@@ -79,11 +81,14 @@ impl Gp {
             };
             factor(&points, y, &safe).expect("a noisy kernel matrix is positive definite")
         });
+        let n = points.len();
+        let ones = backward(&chol, n, &forward(&chol, n, &vec![1.0; n]));
         Gp {
             points,
             hyper,
             chol,
             alpha,
+            ones,
         }
     }
 
@@ -101,6 +106,28 @@ impl Gp {
         let v = forward(&self.chol, n, &k);
         let var = signal - v.iter().map(|x| x * x).sum::<f64>();
         (mean, var.max(1e-12).sqrt())
+    }
+
+    /// Posterior mean and standard deviation at `p` under a constant prior mean of `prior`
+    /// rather than 0 (the observations' scale): what the process expects of a point it knows
+    /// little about, were the unknown as good as `prior`.
+    pub fn predict_with_prior(&self, p: &Point, prior: f64) -> (f64, f64) {
+        let (mean, sd) = self.predict(p);
+        let signal = self.hyper.signal.exp();
+        let scales = self.scales();
+        let k_ones: f64 = self
+            .points
+            .iter()
+            .zip(&self.ones)
+            .map(|(q, o)| signal * matern(distance2(p, q, &scales).sqrt()) * o)
+            .sum();
+        (mean + prior * (1.0 - k_ones), sd)
+    }
+
+    /// Distance between two points in the fitted length scales (a different choice adds its
+    /// own scaled distance).
+    pub fn scaled_distance(&self, a: &Point, b: &Point) -> f64 {
+        distance2(a, b, &self.scales()).sqrt()
     }
 
     /// The fitted noise standard deviation (standardized units).

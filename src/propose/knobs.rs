@@ -15,7 +15,7 @@ use crate::decide::Status;
 use crate::exec::Watch;
 use crate::git::{self, Git};
 use crate::journal::Experiment;
-use crate::knobs::strategy::{Outcome, Search, Trial};
+use crate::knobs::strategy::{self, Outcome, Search, Trial};
 use crate::knobs::{Domain, Knob, Value, edit};
 use crate::metric::Goal;
 
@@ -61,23 +61,16 @@ impl KnobSearch {
         // far (a constant liar), so that concurrent proposals never repeat them or crowd them.
         // The mean rather than the worst loss: see the README's "Parallel workers" for how the
         // two compared.
-        let losses: Vec<f64> = trials
-            .iter()
-            .filter_map(|t| match &t.outcome {
-                Outcome::Loss(loss) => Some(*loss),
-                Outcome::Crash => None,
-            })
-            .collect();
-        let mean = (!losses.is_empty()).then(|| losses.iter().sum::<f64>() / losses.len() as f64);
+        let mut pending = Vec::new();
         for experiment in request.history.in_flight() {
             if experiment.n == request.n || experiment.details.get("knobs").is_none() {
                 continue;
             }
             if let Some(values) = self.assignment(experiment, &git)? {
-                let outcome = mean.map_or(Outcome::Crash, Outcome::Loss);
-                trials.push(Trial { values, outcome });
+                pending.push(values);
             }
         }
+        let trials = strategy::with_pending(&trials, &pending);
         let best = match request.history.best() {
             Some(best) => self.assignment(best, &git)?,
             None => None,
