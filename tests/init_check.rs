@@ -274,7 +274,7 @@ fn init_refuses_a_metric_the_program_does_not_print() {
 fn init_reads_a_log_instead_of_probing() {
     let dir = tempfile::tempdir().unwrap();
     repository(dir.path(), "nanogpt");
-    let log = projects().join("stand-in/logs/nanogpt.log");
+    let log = projects().join("stand-in/output/nanogpt.txt");
     let init = arun(
         dir.path(),
         &[

@@ -17,7 +17,7 @@ const FIXTURES: &[(&str, &str, bool)] = &[
     ("autoloop.tsv", "train_score", true),
     ("autoresearch-moe.tsv", "val_bpb", false),
     ("autoresearch-stt.tsv", "hf_wer", false),
-    ("blitzo-autoresearch-results.tsv", "val_bpb", false),
+    ("blitzo-autoresearch.tsv", "val_bpb", false),
     ("credit-risk-ml.tsv", "roc_auc", true),
     ("llamacpp-autotune.tsv", "tg_tok_s", true),
     ("mamba-auto-full.tsv", "val_bpb", false),
