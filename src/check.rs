@@ -252,7 +252,7 @@ fn build_ok(
         log,
         spec.build_timeout,
         spec.grace,
-        &mut ProgressWatch(progress),
+        &mut progress.main_line(),
     )?;
     progress.clear();
     if finished.ending.success() {
@@ -302,21 +302,10 @@ fn run_command(
     Ok(finished)
 }
 
-/// Shows a command's progress.
-struct ProgressWatch<'a>(&'a mut Progress);
-
-impl Watch for ProgressWatch<'_> {
-    fn line(&mut self, line: &str) {
-        self.0.line_output(line);
-    }
-    fn tick(&mut self, elapsed: Duration, _group: i32) {
-        self.0.tick(elapsed);
-    }
-}
-
 /// Watches the baseline: the metric regexes on each line, progress, GPU memory once a second.
 struct BaselineWatch<'a, 's> {
     scanner: Scanner<'s>,
+    line: crate::progress::Line,
     progress: &'a mut Progress,
     gpu: Option<GpuMonitor>,
     peak: Peak,
@@ -326,10 +315,10 @@ struct BaselineWatch<'a, 's> {
 impl Watch for BaselineWatch<'_, '_> {
     fn line(&mut self, line: &str) {
         self.scanner.line(line);
-        self.progress.line_output(line);
+        self.line.output(line);
     }
     fn tick(&mut self, elapsed: Duration, group: i32) {
-        self.progress.tick(elapsed);
+        self.line.tick(elapsed);
         self.ticks += 1;
         if let Some(gpu) = &self.gpu
             && self.ticks % 10 == 1
@@ -354,6 +343,7 @@ fn run_baseline(
     );
     let mut watch = BaselineWatch {
         scanner: Scanner::new(&pipeline.metric),
+        line: progress.main_line(),
         progress,
         gpu: GpuMonitor::connect(),
         peak: Peak::default(),

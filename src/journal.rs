@@ -807,6 +807,19 @@ mod tests {
         }
     }
 
+    fn run_started() -> Event {
+        Event::RunStarted {
+            time: 0.0,
+            tag: "t".into(),
+            branch: "autoresearch/t".into(),
+            start_commit: "c0".into(),
+            pipeline: "p.toml".into(),
+            read_only: BTreeMap::new(),
+            settings: None,
+            untracked: Vec::new(),
+        }
+    }
+
     fn experiment_events(
         n: u64,
         parent: Option<u64>,
@@ -854,16 +867,7 @@ mod tests {
 
     #[test]
     fn replay_tracks_best_tip_and_streaks() {
-        let mut events = vec![Event::RunStarted {
-            time: 0.0,
-            tag: "t".into(),
-            branch: "autoresearch/t".into(),
-            start_commit: "c0".into(),
-            pipeline: "p.toml".into(),
-            read_only: BTreeMap::new(),
-            settings: None,
-            untracked: Vec::new(),
-        }];
+        let mut events = vec![run_started()];
         events.extend(experiment_events(0, None, "c0", 1.0, Status::Keep));
         events.extend(experiment_events(1, Some(0), "c1", 0.9, Status::Keep));
         events.extend(experiment_events(2, Some(1), "c2", 0.95, Status::Discard));
@@ -879,16 +883,7 @@ mod tests {
 
     #[test]
     fn rows_follow_the_order_experiments_finished_and_the_branch_the_last_keep_decided() {
-        let mut events = vec![Event::RunStarted {
-            time: 0.0,
-            tag: "t".into(),
-            branch: "autoresearch/t".into(),
-            start_commit: "c0".into(),
-            pipeline: "p.toml".into(),
-            read_only: BTreeMap::new(),
-            settings: None,
-            untracked: Vec::new(),
-        }];
+        let mut events = vec![run_started()];
         events.extend(experiment_events(0, None, "c0", 1.0, Status::Keep));
         // #1 and #2 in flight together; #2 finishes first, then #1 beats it.
         let one = experiment_events(1, Some(0), "c1", 0.8, Status::Keep);

@@ -53,14 +53,9 @@ impl Progress {
         self.main.phase(label, budget);
     }
 
-    /// Called every poll while a command of the coordinator runs.
-    pub fn tick(&mut self, elapsed: Duration) {
-        self.main.tick(elapsed);
-    }
-
-    /// The latest output line of the coordinator's command.
-    pub fn line_output(&mut self, line: &str) {
-        self.main.output(line);
+    /// The coordinator's own line, to watch a command it runs itself (`exec::Watch`).
+    pub fn main_line(&self) -> Line {
+        self.main.clone()
     }
 
     /// A message of its own on stderr, above the live lines. Secrets are redacted; a stderr
@@ -194,5 +189,15 @@ fn cut(text: &str, width: usize) -> String {
     match text.char_indices().nth(width) {
         Some((at, _)) => text[..at].to_string(),
         None => text.to_string(),
+    }
+}
+
+/// A command's output and ticks shown on its line.
+impl crate::exec::Watch for Line {
+    fn line(&mut self, line: &str) {
+        self.output(line);
+    }
+    fn tick(&mut self, elapsed: Duration, _group: i32) {
+        Line::tick(self, elapsed);
     }
 }

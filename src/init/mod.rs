@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use crate::config::HumanDuration;
 use crate::error::Error;
-use crate::exec::{self, Environment, Spawn, Watch};
+use crate::exec::{self, Environment, Spawn};
 use crate::progress::Progress;
 use crate::scratch::Scratch;
 use project::{Guess, Project};
@@ -238,17 +238,6 @@ fn probe(repo: &Path, project: &Project, options: &Options) -> Result<Probe, Err
     })
 }
 
-struct ProgressWatch<'a>(&'a mut Progress);
-
-impl Watch for ProgressWatch<'_> {
-    fn line(&mut self, line: &str) {
-        self.0.line_output(line);
-    }
-    fn tick(&mut self, elapsed: Duration, _group: i32) {
-        self.0.tick(elapsed);
-    }
-}
-
 fn run(
     command: &str,
     dir: &Path,
@@ -269,7 +258,7 @@ fn run(
         grace: Duration::from_secs(5),
         cpus: None,
     };
-    let finished = exec::run(&spawn, &mut ProgressWatch(progress))
+    let finished = exec::run(&spawn, &mut progress.main_line())
         .map_err(|err| Error::io(format!("cannot run `{command}`"), err))?;
     if finished.ending == exec::Ending::Interrupted {
         return Err(Error::Setup("interrupted; nothing written".to_string()));

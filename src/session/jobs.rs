@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use git2::Oid;
 
-use super::measure::{LineWatch, Measure, measure};
+use super::measure::{Measure, measure};
 use crate::config::Pipeline;
 use crate::decide::Measurement;
 use crate::exec::{self, Environment, Spawn};
@@ -131,7 +131,7 @@ impl ProposeJob {
             transcript: self.transcript.clone(),
             run_dir: &self.scratch,
         };
-        let mut watch = LineWatch(&self.line);
+        let mut watch = self.line.clone();
         let outcome = self.proposer.propose(&request, &mut watch);
         let editable = &self.pipeline.target.editable;
         let (found, files) = match &outcome {
@@ -217,7 +217,7 @@ impl CommandJob {
     /// Builds (outside the budget).
     pub(super) fn build(self, done: Sender<Done>) {
         self.line.phase(self.label.clone(), None);
-        let mut watch = LineWatch(&self.line);
+        let mut watch = self.line.clone();
         let finished = exec::run(
             &Spawn {
                 command: &self.command,

@@ -96,18 +96,6 @@ pub(super) fn measure(
     }))
 }
 
-/// Shows a command's progress on its line.
-pub(super) struct LineWatch<'a>(pub(super) &'a Line);
-
-impl Watch for LineWatch<'_> {
-    fn line(&mut self, line: &str) {
-        self.0.output(line);
-    }
-    fn tick(&mut self, elapsed: Duration, _group: i32) {
-        self.0.tick(elapsed);
-    }
-}
-
 /// Watches an experiment: metric regexes on each line, progress, GPU memory once a second.
 struct RunWatch<'a, 's> {
     scanner: &'a mut Scanner<'s>,
