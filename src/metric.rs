@@ -145,6 +145,11 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// Forgets every line seen (the command starts over).
+    pub fn restart(&mut self) {
+        *self = Scanner::new(self.spec);
+    }
+
     pub fn line(&mut self, line: &str) {
         if let Some(found) = self.spec.primary.find(line) {
             self.primary = Some(found.to_string());

@@ -161,6 +161,14 @@ impl Line {
         bar.tick();
     }
 
+    /// Waiting in a scheduler's queue: `nov22 #3 running: queued 1m05s (Resources)`.
+    pub fn queued(&self, waited: Duration, reason: &str) {
+        let Some(bar) = &self.bar else { return };
+        let state = self.state();
+        bar.set_message(format!("{}: queued {} ({reason})", state.label, clock(waited)));
+        bar.tick();
+    }
+
     /// The latest non-empty output line, shown on the live line.
     pub fn output(&self, line: &str) {
         if self.bar.is_some() {
@@ -199,5 +207,8 @@ impl crate::exec::Watch for Line {
     }
     fn tick(&mut self, elapsed: Duration, _group: i32) {
         Line::tick(self, elapsed);
+    }
+    fn queued(&mut self, waited: Duration, reason: &str) {
+        Line::queued(self, waited, reason);
     }
 }

@@ -45,6 +45,9 @@ pub struct PipelineFile {
     /// How many experiments run at once, each in its own git work tree on its own devices.
     #[serde(default)]
     pub workers: Workers,
+    /// Where builds and runs happen: on this machine (the default) or as Slurm jobs.
+    #[serde(default)]
+    pub executor: Executor,
     /// Hyperparameters of the editable file that the knob search may change, one `[[knob]]` each.
     #[serde(default)]
     pub knob: Vec<Knob>,
@@ -565,6 +568,80 @@ impl JsonSchema for Gpus {
             "examples": ["auto", [0, 1, 2, 3], [[0, 1], [2, 3]]]
         })
     }
+}
+
+/// Where each experiment's run happens: on this machine, or as a job of a Slurm cluster.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Executor {
+    /// `"local"`: runs are processes of this machine. `"slurm"`: each run is a batch job
+    /// submitted with `sbatch` (arun stays on the login node); `[workers] count` is then the
+    /// number of jobs in flight. Default: `"local"`.
+    #[serde(default)]
+    pub kind: ExecutorKind,
+    /// The Slurm jobs' settings (with `kind = "slurm"`).
+    #[serde(default)]
+    pub slurm: Option<Slurm>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExecutorKind {
+    /// Processes of this machine.
+    #[default]
+    Local,
+    /// Batch jobs of a Slurm cluster.
+    Slurm,
+}
+
+/// How each run is submitted to Slurm. The repository (with the run's work trees and logs
+/// under `.git/arun`) must be on a file system the compute nodes share.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Slurm {
+    /// `sbatch --partition`. Default: the cluster's default partition.
+    #[serde(default)]
+    pub partition: Option<String>,
+    /// `sbatch --account`. Default: the user's default account.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// `sbatch --qos`. Default: the account's default.
+    #[serde(default)]
+    pub qos: Option<String>,
+    /// `sbatch --gres`, the generic resources of each job, e.g. `"gpu:1"` or `"gpu:h100:2"`.
+    /// Slurm sets `CUDA_VISIBLE_DEVICES` in the job. Default: none.
+    #[serde(default)]
+    pub gres: Option<String>,
+    /// `sbatch --cpus-per-task`. Default: the cluster's (usually 1).
+    #[serde(default)]
+    #[schemars(range(min = 1))]
+    pub cpus_per_task: Option<u32>,
+    /// `sbatch --mem`, memory per node, e.g. `"64G"`. Default: the cluster's.
+    #[serde(default)]
+    pub mem: Option<String>,
+    /// `sbatch --time`, rounded up to whole minutes. It must cover the experiment's hard limit
+    /// (arun stops a run at its hard limit itself, from the moment the job starts). Default: the
+    /// job's own limit (the hard limit for a run, the build timeout for a build) plus the grace
+    /// plus 5 minutes.
+    #[serde(default)]
+    pub time_limit: Option<HumanDuration>,
+    /// More `sbatch` arguments, e.g. `["--constraint=h100", "--exclusive"]`. arun sets the job
+    /// name, comment, output, working directory and `--parsable` itself.
+    #[serde(default)]
+    pub sbatch_args: Vec<String>,
+    /// Shell lines (bash) run in the job before the command, e.g. `"module load cuda/12.4"` or
+    /// `"source .venv/bin/activate"`. A line that fails fails the job.
+    #[serde(default)]
+    pub setup: Vec<String>,
+    /// How long a job may wait in the queue before arun gives up: it cancels the job and stops
+    /// the run with Slurm's reason (a resume submits it again). Time in the queue is never
+    /// charged to the experiment's budget. Default: `"1h"`.
+    #[serde(default)]
+    pub start_timeout: Option<HumanDuration>,
+    /// Build in a job too (`true`), or on this machine (`false`, the default: a build usually
+    /// needs no GPU, and the work tree is shared).
+    #[serde(default)]
+    pub build_in_job: Option<bool>,
 }
 
 /// When the run stops, how it is named, where results go.

@@ -6,6 +6,7 @@ use std::path::{Component, Path, PathBuf};
 use std::time::Duration;
 
 use super::diagnostic::{Problem, size};
+use super::duration::HumanDuration;
 use super::file::{self, PipelineFile, ProposerKind};
 use crate::knobs::{Domain, Knob, edit};
 use crate::metric::{Capture, MetricSpec};
@@ -34,7 +35,45 @@ pub struct Pipeline {
     pub knobs: Vec<Knob>,
     pub search: SearchSpec,
     pub workers: WorkersSpec,
+    pub executor: ExecutorSpec,
     pub limits: LimitsSpec,
+}
+
+/// Where builds and runs happen.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExecutorSpec {
+    Local,
+    Slurm(SlurmSpec),
+}
+
+/// How runs are submitted to Slurm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SlurmSpec {
+    pub partition: Option<String>,
+    pub account: Option<String>,
+    pub qos: Option<String>,
+    pub gres: Option<String>,
+    pub cpus_per_task: Option<u32>,
+    pub mem: Option<String>,
+    /// `--time`; `None`: each job's own limit plus the grace plus `TIME_MARGIN`.
+    pub time_limit: Option<Duration>,
+    pub sbatch_args: Vec<String>,
+    pub setup: Vec<String>,
+    pub start_timeout: Duration,
+    pub build_in_job: bool,
+}
+
+impl SlurmSpec {
+    /// Added to a job's own limit and grace for its default `--time`.
+    pub const TIME_MARGIN: Duration = Duration::from_secs(5 * 60);
+
+    /// The `--time` of a job that arun stops after `limit` and `grace`: whole minutes.
+    pub fn time_for(&self, limit: Duration, grace: Duration) -> Duration {
+        let time = self
+            .time_limit
+            .unwrap_or(limit + grace + SlurmSpec::TIME_MARGIN);
+        Duration::from_secs(time.as_secs().div_ceil(60).max(1) * 60)
+    }
 }
 
 /// The parallel workers.
@@ -258,6 +297,7 @@ pub fn resolve(raw: PipelineFile, file: &Path) -> Result<Pipeline, Vec<Problem>>
     let search = resolve_search(&raw.search, &mut problems);
     let instant_proposals = raw.proposer.kind == file::ProposerKind::Knobs;
     let workers = resolve_workers(&raw.workers, instant_proposals, &mut problems);
+    let executor = resolve_executor(&raw, &experiment, &mut problems);
     let limits = resolve_limits(&raw.limits, &name, &mut problems);
 
     match (metric, proposer) {
@@ -274,6 +314,7 @@ pub fn resolve(raw: PipelineFile, file: &Path) -> Result<Pipeline, Vec<Problem>>
             knobs,
             search,
             workers,
+            executor,
             limits,
         }),
         _ => Err(problems),
@@ -991,6 +1032,111 @@ fn resolve_workers(
         }),
         share,
     }
+}
+
+/// `sbatch` arguments arun sets itself, which `sbatch-args` may not set.
+const SBATCH_OWN_ARGS: [&str; 10] = [
+    "--job-name",
+    "-J",
+    "--comment",
+    "--output",
+    "-o",
+    "--error",
+    "-e",
+    "--chdir",
+    "-D",
+    "--parsable",
+];
+
+fn resolve_executor(
+    raw: &PipelineFile,
+    experiment: &ExperimentSpec,
+    problems: &mut Vec<Problem>,
+) -> ExecutorSpec {
+    let slurm = match (raw.executor.kind, &raw.executor.slurm) {
+        (file::ExecutorKind::Local, None) => return ExecutorSpec::Local,
+        (file::ExecutorKind::Local, Some(_)) => {
+            problems.push(Problem::at(
+                "executor.slurm",
+                "is set but `executor.kind` is `local`; set `kind = \"slurm\"` to run on the \
+                 cluster, or remove `[executor.slurm]`",
+            ));
+            return ExecutorSpec::Local;
+        }
+        (file::ExecutorKind::Slurm, slurm) => slurm.clone().unwrap_or_default(),
+    };
+    if raw.workers.gpus.is_some() {
+        problems.push(Problem::at(
+            "workers.gpus",
+            "Slurm hands out the GPUs of each job; ask for them with `executor.slurm.gres` \
+             (e.g. \"gpu:1\") instead",
+        ));
+    }
+    if raw.workers.cpus.is_some() {
+        problems.push(Problem::at(
+            "workers.cpus",
+            "Slurm hands out the CPUs of each job; ask for them with \
+             `executor.slurm.cpus-per-task` instead",
+        ));
+    }
+    for (i, arg) in slurm.sbatch_args.iter().enumerate() {
+        let name = arg.split('=').next().unwrap_or(arg);
+        let own = SBATCH_OWN_ARGS
+            .iter()
+            .any(|own| name == *own || (own.len() == 2 && name.starts_with(own)));
+        if own {
+            problems.push(Problem::at(
+                &format!("executor.slurm.sbatch-args.{i}"),
+                format!(
+                    "`{arg}`: arun sets the job name, comment, output, working directory and \
+                     `--parsable` itself"
+                ),
+            ));
+        }
+    }
+    if let Some(mem) = &slurm.mem {
+        let digits = mem.trim_end_matches(['K', 'M', 'G', 'T']);
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            problems.push(Problem::at(
+                "executor.slurm.mem",
+                format!("`{mem}` is not a memory size such as \"64G\" or \"16000M\""),
+            ));
+        }
+    }
+    let build_in_job = slurm.build_in_job.unwrap_or(false);
+    if let Some(time) = slurm.time_limit {
+        let mut needed = experiment.hard_limit;
+        if build_in_job && experiment.build.is_some() {
+            needed = needed.max(experiment.build_timeout);
+        }
+        if time.0 < needed {
+            problems.push(Problem::at(
+                "executor.slurm.time-limit",
+                format!(
+                    "{} is shorter than the {} a job may need (the experiment's hard limit{}); \
+                     Slurm would end the job before arun's own limit",
+                    HumanDuration(time.0),
+                    HumanDuration(needed),
+                    if build_in_job { " or the build timeout" } else { "" }
+                ),
+            ));
+        }
+    }
+    ExecutorSpec::Slurm(SlurmSpec {
+        partition: slurm.partition,
+        account: slurm.account,
+        qos: slurm.qos,
+        gres: slurm.gres,
+        cpus_per_task: slurm.cpus_per_task,
+        mem: slurm.mem,
+        time_limit: slurm.time_limit.map(|d| d.0),
+        sbatch_args: slurm.sbatch_args,
+        setup: slurm.setup,
+        start_timeout: slurm
+            .start_timeout
+            .map_or(Duration::from_secs(3600), |d| d.0),
+        build_in_job,
+    })
 }
 
 fn resolve_limits(raw: &file::Limits, name: &str, problems: &mut Vec<Problem>) -> LimitsSpec {

@@ -8,11 +8,13 @@
 pub mod env;
 pub mod interrupt;
 pub mod orphans;
+pub mod slurm;
 pub mod tail;
 
 use std::io;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use env::Environment;
@@ -44,6 +46,10 @@ pub struct Spawn<'a> {
 pub trait Watch {
     fn line(&mut self, _line: &str) {}
     fn tick(&mut self, _elapsed: Duration, _group: i32) {}
+    /// The command waits in a scheduler's queue (not charged to its budget), and why.
+    fn queued(&mut self, _waited: Duration, _reason: &str) {}
+    /// The command starts over (a Slurm job lost with its node): forget its output so far.
+    fn restart(&mut self) {}
     /// A message for the person watching the run (a warning).
     fn note(&mut self, message: &str) {
         use std::io::Write;
@@ -70,6 +76,8 @@ pub enum Ending {
     TimedOut,
     /// arun stopped it because the user interrupted the run.
     Interrupted,
+    /// The Slurm scheduler ended it.
+    Slurm(slurm::SlurmEnd),
 }
 
 impl Ending {
@@ -82,7 +90,7 @@ impl Ending {
         match self {
             Ending::Exited(code) => Some(code),
             Ending::Signaled(signal) => Some(128 + signal),
-            Ending::TimedOut | Ending::Interrupted => None,
+            Ending::TimedOut | Ending::Interrupted | Ending::Slurm(_) => None,
         }
     }
 
@@ -98,6 +106,7 @@ impl Ending {
                 crate::config::HumanDuration(limit)
             ),
             Ending::Interrupted => "interrupted".to_string(),
+            Ending::Slurm(end) => end.describe().to_string(),
         }
     }
 }
@@ -120,6 +129,26 @@ fn signal_name(signal: i32) -> &'static str {
 pub struct Finished {
     pub ending: Ending,
     pub elapsed: Duration,
+}
+
+/// Where a build or a run happens: a process group here, or a Slurm job.
+#[derive(Debug, Clone)]
+pub enum Executor {
+    Local,
+    Slurm {
+        spec: Arc<crate::config::resolve::SlurmSpec>,
+        job: slurm::Job,
+    },
+}
+
+impl Executor {
+    /// Runs `spawn` to its end where this executor runs things.
+    pub fn run(&self, spawn: &Spawn, watch: &mut dyn Watch) -> io::Result<Finished> {
+        match self {
+            Executor::Local => run(spawn, watch),
+            Executor::Slurm { spec, job } => slurm::run(spec, job, spawn, watch),
+        }
+    }
 }
 
 /// Runs `spawn` to its end, feeding its output lines to `watch`.

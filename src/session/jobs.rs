@@ -14,7 +14,7 @@ use git2::Oid;
 use super::measure::{Measure, measure};
 use crate::config::Pipeline;
 use crate::decide::Measurement;
-use crate::exec::{self, Environment, Spawn};
+use crate::exec::{self, Environment, Executor, Spawn};
 use crate::git::{self, Git, GitError, Head};
 use crate::gpu::GpuMonitor;
 use crate::journal::History;
@@ -197,6 +197,8 @@ pub(super) struct CommandJob {
     pub(super) grace: Duration,
     pub(super) budget: Duration,
     pub(super) cpus: Option<Vec<u32>>,
+    /// Here, or a Slurm job.
+    pub(super) executor: Executor,
     /// Read-only files and their pinned hashes, checked after the command.
     pub(super) read_only: BTreeMap<String, String>,
     pub(super) line: Line,
@@ -218,7 +220,7 @@ impl CommandJob {
     pub(super) fn build(self, done: Sender<Done>) {
         self.line.phase(self.label.clone(), None);
         let mut watch = self.line.clone();
-        let finished = exec::run(
+        let finished = self.executor.run(
             &Spawn {
                 command: &self.command,
                 dir: &self.path,
@@ -292,6 +294,7 @@ impl CommandJob {
                 metric,
                 log_name: &self.log_name,
                 cpus: self.cpus.as_deref(),
+                executor: &self.executor,
             },
             &self.line,
             gpu,

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::decide::Measurement;
-use crate::exec::{self, Environment, Spawn, Watch};
+use crate::exec::{self, Environment, Executor, Spawn, Watch};
 use crate::gpu::{GpuMonitor, Peak};
 use crate::metric::Scanner;
 use crate::progress::Line;
@@ -31,6 +31,7 @@ pub(super) struct Measure<'a> {
     pub(super) log_name: &'a str,
     /// The worker's CPUs, when it has its own.
     pub(super) cpus: Option<&'a [u32]>,
+    pub(super) executor: &'a Executor,
 }
 
 /// Runs a command to its end, reading its metric from the output as it streams; `None` when
@@ -48,7 +49,7 @@ pub(super) fn measure(
         peak: Peak::default(),
         last_sample: None,
     };
-    let finished = exec::run(
+    let finished = run.executor.run(
         &Spawn {
             command: run.command,
             dir: run.dir,
@@ -113,7 +114,8 @@ impl Watch for RunWatch<'_, '_> {
 
     fn tick(&mut self, elapsed: Duration, group: i32) {
         self.line.tick(elapsed);
-        if let Some(gpu) = self.gpu
+        if group > 0
+            && let Some(gpu) = self.gpu
             && self
                 .last_sample
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
@@ -121,5 +123,14 @@ impl Watch for RunWatch<'_, '_> {
             self.peak.observe(gpu.group_memory(group));
             self.last_sample = Some(Instant::now());
         }
+    }
+
+    fn queued(&mut self, waited: Duration, reason: &str) {
+        self.line.queued(waited, reason);
+    }
+
+    fn restart(&mut self) {
+        self.scanner.restart();
+        self.peak = Peak::default();
     }
 }

@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use git2::Oid;
 
 use crate::config::Pipeline;
+use crate::config::resolve::ExecutorSpec;
 use crate::decide::{Measurement, Status};
 use crate::error::Error;
 use crate::exec::{self, Environment};
@@ -208,6 +209,9 @@ impl Session {
         let proposers = build_proposers(&pipeline)?;
         let gpu = GpuMonitor::connect().map(Arc::new);
         let workers = workers::plan(&pipeline.workers, gpu.as_deref())?;
+        if let ExecutorSpec::Slurm(_) = &pipeline.executor {
+            exec::slurm::check_tools().map_err(Error::Setup)?;
+        }
         let (history, journal) = if resuming {
             let history = setup::read_for_resume(&git, &run, &pipeline)?;
             setup::apply_settings(&mut pipeline, &history, &options, &progress)?;
@@ -613,6 +617,35 @@ impl Session {
             .set("ARUN_TAG", &self.history.tag);
         self.workers[worker].pin(&mut env);
         env
+    }
+
+    /// Where a command of experiment `n` runs: here, or as the Slurm job
+    /// `arun-<tag>-<n>-<what>` (`what`: the run's repeat, `build` or `check`).
+    fn executor(&self, n: u64, what: &str) -> exec::Executor {
+        let ExecutorSpec::Slurm(spec) = &self.pipeline.executor else {
+            return exec::Executor::Local;
+        };
+        if what == "build" && !spec.build_in_job {
+            return exec::Executor::Local;
+        }
+        // The run's directory and start time: another run, even of the same tag, never
+        // mistakes this run's jobs for its own.
+        let started = self.history.events.first().map_or(0.0, Event::time);
+        exec::Executor::Slurm {
+            spec: Arc::new(spec.clone()),
+            job: exec::slurm::Job {
+                name: format!("arun-{}-{n}-{what}", self.history.tag),
+                comment: format!("arun {} {started:.3}", self.run.path().display()),
+            },
+        }
+    }
+
+    /// The GPU monitor for a run on this machine (NVML cannot see a Slurm job's node).
+    fn local_gpu(&self) -> Option<Arc<GpuMonitor>> {
+        match self.pipeline.executor {
+            ExecutorSpec::Local => self.gpu.clone(),
+            ExecutorSpec::Slurm(_) => None,
+        }
     }
 }
 

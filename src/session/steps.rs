@@ -600,6 +600,7 @@ impl Session {
             grace: self.pipeline.experiment.grace,
             budget: self.pipeline.experiment.build_timeout,
             cpus: self.workers[worker].cpus.clone(),
+            executor: self.executor(n, "build"),
             read_only: self.history.read_only.clone(),
             line: self.progress.line(),
             label: self.label(n, "building", worker),
@@ -713,13 +714,14 @@ impl Session {
             grace: spec.grace,
             budget: spec.budget,
             cpus: self.workers[worker].cpus.clone(),
+            executor: self.executor(n, &repeat.to_string()),
             read_only: self.history.read_only.clone(),
             line: self.progress.line(),
             label: self.label(n, &doing, worker),
         };
         self.started_job(n, Some(worker));
         let pipeline = Arc::clone(&self.pipeline);
-        let gpu = self.gpu.clone();
+        let gpu = self.local_gpu();
         super::jobs::spawn(n, self.done.clone(), move |done| {
             job.run(repeat, worker, &pipeline.metric, gpu.as_deref(), done);
         });
@@ -936,6 +938,7 @@ impl Session {
             grace: self.pipeline.experiment.grace,
             budget: limit,
             cpus: self.workers[worker].cpus.clone(),
+            executor: self.executor(n, "check"),
             read_only: Default::default(),
             line: self.progress.line(),
             label: self.label(n, "held-out check", worker),

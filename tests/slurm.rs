@@ -1,0 +1,449 @@
+//! The Slurm executor end to end, against a real one-node Slurm cluster
+//! (`tests/scripts/slurm-cluster.sh start`, which `.ci/run` runs): runs as jobs side by side,
+//! the hard limit and Slurm's own time limit, Ctrl-C, arun killed and resumed while its jobs
+//! run, a job that never starts and one sbatch refuses.
+//!
+//! Outside CI the tests are skipped when no cluster answers; under `CI=true` that fails them.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{Setup, Target};
+
+/// Notes each run's experiment, Slurm job and GPUs, then trains.
+const NOTED_RUN: &str = "echo job $ARUN_EXPERIMENT ${SLURM_JOB_ID:-none} \
+${CUDA_VISIBLE_DEVICES:-none} $(date +%s.%N) >> $PIDFILE.jobs; python3 train.py; sleep 1; \
+echo end $ARUN_EXPERIMENT $(date +%s.%N) >> $PIDFILE.jobs";
+
+/// Whether a cluster answers; `false` after saying why the test is skipped (outside CI only).
+fn cluster_up() -> bool {
+    let up = Command::new("scontrol")
+        .arg("ping")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("is UP"));
+    if !up {
+        assert!(
+            !common::in_ci(),
+            "no Slurm cluster answers `scontrol ping`; .ci/run starts one with \
+             tests/scripts/slurm-cluster.sh start"
+        );
+        eprintln!("skipped: no Slurm cluster (run tests/scripts/slurm-cluster.sh start as root)");
+    }
+    up
+}
+
+/// A pipeline whose runs are Slurm jobs; `slurm` goes in `[executor.slurm]` (and may open
+/// further tables).
+fn slurm_target(plan: serde_json::Value, experiment: &str, slurm: &str) -> Target {
+    slurm_target_running(NOTED_RUN, plan, experiment, slurm)
+}
+
+fn slurm_target_running(
+    run: &str,
+    plan: serde_json::Value,
+    experiment: &str,
+    slurm: &str,
+) -> Target {
+    Target::new(Setup {
+        plan,
+        run,
+        experiment,
+        extra: &format!("[executor]\nkind = \"slurm\"\n\n[executor.slurm]\n{slurm}"),
+        ..Setup::default()
+    })
+}
+
+/// The baseline runs once (its repeats are tested by the first test).
+const ONE_BASELINE_RUN: &str = "\n[decision.noise]\nbaseline-runs = 1\n";
+
+/// A job of the test's run as Slurm knows it.
+#[derive(Debug, Clone)]
+struct SlurmJob {
+    id: u64,
+    name: String,
+    state: String,
+}
+
+/// Every job of this target's run, queued, running or ended, oldest first.
+fn jobs_of(target: &Target) -> Vec<SlurmJob> {
+    let out = Command::new("squeue")
+        .args(["--noheader", "--me", "--states=all", "--format=%i|%j|%T|%k"])
+        .output()
+        .unwrap();
+    let run_dir = target.run_dir().display().to_string();
+    let mut jobs: Vec<SlurmJob> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.splitn(4, '|').collect();
+            (fields.len() == 4 && fields[3].contains(&run_dir)).then(|| SlurmJob {
+                id: fields[0].trim().parse().unwrap(),
+                name: fields[1].to_string(),
+                state: fields[2].to_string(),
+            })
+        })
+        .collect();
+    jobs.sort_by_key(|job| job.id);
+    jobs
+}
+
+fn active(jobs: &[SlurmJob]) -> Vec<SlurmJob> {
+    jobs.iter()
+        .filter(|job| matches!(job.state.as_str(), "PENDING" | "RUNNING" | "COMPLETING"))
+        .cloned()
+        .collect()
+}
+
+/// The runs the jobs noted: experiment -> (Slurm job id, GPUs, start, end).
+fn noted(target: &Target) -> BTreeMap<u64, (String, String, f64, Option<f64>)> {
+    let text = std::fs::read_to_string(target.path("pids.jobs")).unwrap_or_default();
+    let mut runs = BTreeMap::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let n: u64 = fields[1].parse().unwrap();
+        if fields[0] == "job" {
+            runs.insert(
+                n,
+                (
+                    fields[2].to_string(),
+                    fields[3].to_string(),
+                    fields[4].parse().unwrap(),
+                    None,
+                ),
+            );
+        } else if let Some(run) = runs.get_mut(&n) {
+            run.3 = Some(fields[2].parse().unwrap());
+        }
+    }
+    runs
+}
+
+/// arun started by a test, killed if the test fails before it ends.
+struct Spawned(std::process::Child);
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The experiments whose first run hung (see the Ctrl-C test).
+fn hung(target: &Target) -> Vec<u64> {
+    (1..10)
+        .filter(|n| target.path(&format!("pids.hung{n}")).exists())
+        .collect()
+}
+
+fn wait_until(target: &Target, what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let until = Instant::now() + limit;
+    while !done() {
+        assert!(
+            Instant::now() < until,
+            "timed out waiting for {what}; jobs: {:?}; noted: {:?}",
+            jobs_of(target),
+            std::fs::read_to_string(target.path("pids.jobs"))
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn runs_are_slurm_jobs_side_by_side_on_the_gpus_slurm_hands_out() {
+    if !cluster_up() {
+        return;
+    }
+    let target = slurm_target(
+        serde_json::json!({}),
+        "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
+        "gres = \"gpu:1\"\n\n[workers]\ncount = 2",
+    );
+    let run = target.arun(&["--max-experiments", "5"]);
+    run.assert_code(0);
+    assert_eq!(run.exp_lines().len(), 5, "{}", run.stdout());
+
+    // Every run was a Slurm job of its own, named after the run and the experiment, and saw
+    // the one GPU Slurm gave it.
+    let runs = noted(&target);
+    assert_eq!(runs.keys().copied().collect::<Vec<_>>(), [0, 1, 2, 3, 4]);
+    let jobs = jobs_of(&target);
+    let names: Vec<&str> = jobs.iter().map(|job| job.name.as_str()).collect();
+    for n in 0..5 {
+        let (job_id, gpus, _, _) = &runs[&n];
+        let job = jobs
+            .iter()
+            .find(|job| job.id.to_string() == *job_id)
+            .unwrap_or_else(|| panic!("#{n} ran in job {job_id}, not one of the run's: {jobs:?}"));
+        assert!(job.name.starts_with(&format!("arun-test-{n}-")), "{job:?}");
+        assert_eq!(job.state, "COMPLETED");
+        assert!(gpus == "0" || gpus == "1", "#{n} saw GPUs {gpus}");
+    }
+    // One job per run (the baseline's repeats included), each named after its run.
+    let mut expected: Vec<String> = target
+        .journal()
+        .iter()
+        .filter(|e| e["event"] == "measured")
+        .map(|e| format!("arun-test-{}-{}", e["n"], e["repeat"]))
+        .collect();
+    expected.sort();
+    let mut names: Vec<&str> = names;
+    names.sort();
+    assert_eq!(names, expected);
+    // Two jobs ran at the same time.
+    let overlapping = runs.iter().any(|(a, x)| {
+        runs.iter()
+            .any(|(b, y)| a < b && x.2 < y.3.unwrap() && y.2 < x.3.unwrap())
+    });
+    assert!(overlapping, "no two jobs overlapped: {runs:?}");
+    // The metric was read from the job's log, as for a local run.
+    let results = target.results();
+    assert!(results.contains("\tkeep\tbaseline\n"), "{results}");
+    assert!(run.stderr().contains("submitted as Slurm job"), "{}", run.stderr());
+}
+
+#[test]
+fn a_job_past_its_hard_limit_is_cancelled_and_counted_as_a_crash() {
+    if !cluster_up() {
+        return;
+    }
+    let target = slurm_target(
+        serde_json::json!({"1": {"MODE": "hang"}}),
+        "budget = \"3s\"\nhard-limit = \"5s\"\ngrace = \"1s\"",
+        ONE_BASELINE_RUN,
+    );
+    let run = target.arun(&["--max-experiments", "2"]);
+    run.assert_code(0);
+    let results = target.results();
+    assert!(
+        results.ends_with("\tcrash\tset MODE hang\n"),
+        "{results}\n{}",
+        run.stderr()
+    );
+    let decided = target
+        .journal()
+        .into_iter()
+        .find(|e| e["event"] == "measured" && e["n"] == 1)
+        .unwrap();
+    assert_eq!(
+        decided["measurement"]["failure"],
+        "timed out: still running at the hard limit of 5s"
+    );
+    // The job is gone: cancelled by arun, nothing of it still running.
+    let jobs = jobs_of(&target);
+    assert!(active(&jobs).is_empty(), "{jobs:?}");
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+}
+
+#[test]
+fn slurms_own_time_limit_is_a_crash_with_that_reason() {
+    if !cluster_up() {
+        return;
+    }
+    // The hard limit is longer than the job's `--time` of one minute: Slurm ends it first.
+    let target = slurm_target(
+        serde_json::json!({"1": {"MODE": "hang"}}),
+        "budget = \"10s\"\nhard-limit = \"5m\"\ngrace = \"1s\"",
+        "",
+    );
+    // A time limit shorter than the hard limit is refused...
+    std::fs::write(
+        &target.pipeline,
+        std::fs::read_to_string(&target.pipeline)
+            .unwrap()
+            .replace("[executor.slurm]\n", "[executor.slurm]\ntime-limit = \"1m\"\n"),
+    )
+    .unwrap();
+    let refused = target.arun(&["--max-experiments", "2"]);
+    refused.assert_code(3);
+    assert!(
+        refused
+            .stderr()
+            .contains("1m is shorter than the 5m a job may need"),
+        "{}",
+        refused.stderr()
+    );
+    // ...so this test gives the job its minute through sbatch's own arguments.
+    let text = std::fs::read_to_string(&target.pipeline)
+        .unwrap()
+        .replace("time-limit = \"1m\"\n", "sbatch-args = [\"--time=1\"]\n");
+    std::fs::write(&target.pipeline, text).unwrap();
+    let run = target.arun(&["--max-experiments", "2"]);
+    run.assert_code(0);
+    let measured = target
+        .journal()
+        .into_iter()
+        .find(|e| e["event"] == "measured" && e["n"] == 1)
+        .unwrap();
+    assert_eq!(
+        measured["measurement"]["failure"],
+        "Slurm ended the job at its time limit (TIMEOUT)",
+        "{}",
+        run.stderr()
+    );
+    let jobs = jobs_of(&target);
+    assert_eq!(jobs.last().unwrap().state, "TIMEOUT", "{jobs:?}");
+}
+
+#[test]
+fn ctrl_c_cancels_the_jobs_in_flight_and_a_resume_runs_them_again() {
+    if !cluster_up() {
+        return;
+    }
+    // Every experiment after the baseline hangs the first time it runs, until the resume.
+    let run = format!(
+        "if [ $ARUN_EXPERIMENT -gt 0 ] && [ ! -e $PIDFILE.hung$ARUN_EXPERIMENT ] && \
+         [ ! -e $PIDFILE.resumed ]; then \
+         touch $PIDFILE.hung$ARUN_EXPERIMENT; echo job $ARUN_EXPERIMENT $SLURM_JOB_ID none \
+         $(date +%s.%N) >> $PIDFILE.jobs; sleep 3600; fi; {NOTED_RUN}"
+    );
+    let target = slurm_target_running(
+        &run,
+        serde_json::json!({}),
+        "budget = \"3s\"\nhard-limit = \"60s\"\ngrace = \"2s\"",
+        &format!("\n[workers]\ncount = 2\n{ONE_BASELINE_RUN}"),
+    );
+    let mut child = Spawned(target.spawn(&["--max-experiments", "4"]));
+    // Both hanging experiments run as jobs.
+    wait_until(&target, "two running jobs", Duration::from_secs(60), || {
+        active(&jobs_of(&target))
+            .iter()
+            .filter(|job| job.state == "RUNNING")
+            .count()
+            == 2
+            && hung(&target).len() == 2
+    });
+    common::signal(child.0.id(), libc::SIGINT);
+    let status = child.0.wait().unwrap();
+    let mut stderr = String::new();
+    child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    // Nothing of the run is left on the cluster.
+    let jobs = jobs_of(&target);
+    assert!(active(&jobs).is_empty(), "{jobs:?}");
+
+    // A resume submits the interrupted runs again (they gave no result) and finishes the run.
+    std::fs::write(target.path("pids.resumed"), "").unwrap();
+    let run = target.arun(&["--resume", "--max-experiments", "4"]);
+    run.assert_code(0);
+    let results = target.results();
+    assert_eq!(results.lines().count(), 5, "{results}");
+    let failures: Vec<serde_json::Value> = target
+        .journal()
+        .into_iter()
+        .filter(|e| e["event"] == "measured" && !e["measurement"]["failure"].is_null())
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "{results}\n{failures:?}\n{}\nhung: {:?}\n{:?}\n{:?}",
+        run.stderr(),
+        hung(&target),
+        std::fs::read_to_string(target.path("pids.jobs")),
+        jobs_of(&target)
+    );
+    let interrupted = hung(&target);
+    assert_eq!(interrupted.len(), 2, "{interrupted:?}");
+    for n in interrupted {
+        let again: Vec<SlurmJob> = jobs_of(&target)
+            .into_iter()
+            .filter(|job| job.name == format!("arun-test-{n}-0"))
+            .collect();
+        assert_eq!(again.len(), 2, "{again:?}");
+        assert_eq!(again[1].state, "COMPLETED", "{again:?}");
+    }
+}
+
+#[test]
+fn arun_killed_while_its_jobs_run_follows_them_again_and_runs_nothing_twice() {
+    if !cluster_up() {
+        return;
+    }
+    // Each run takes a few seconds, so arun is killed with jobs queued or running.
+    let target = slurm_target(
+        serde_json::json!({}),
+        "budget = \"3s\"\nhard-limit = \"60s\"\ngrace = \"1s\"",
+        &format!("\n[workers]\ncount = 2\n{ONE_BASELINE_RUN}"),
+    );
+    std::fs::write(
+        &target.pipeline,
+        std::fs::read_to_string(&target.pipeline)
+            .unwrap()
+            .replace("python3 train.py; sleep 1", "python3 train.py; sleep 4"),
+    )
+    .unwrap();
+    let mut child = Spawned(target.spawn(&["--max-experiments", "5"]));
+    wait_until(&target, "two jobs after the baseline", Duration::from_secs(60), || {
+        active(&jobs_of(&target))
+            .iter()
+            .filter(|job| job.name != "arun-test-0-0")
+            .count()
+            == 2
+    });
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let in_flight = active(&jobs_of(&target));
+    assert_eq!(in_flight.len(), 2, "the jobs go on without arun: {in_flight:?}");
+
+    let run = target.arun(&["--resume", "--max-experiments", "5"]);
+    run.assert_code(0);
+    assert!(
+        run.stderr().contains("following Slurm job"),
+        "{}",
+        run.stderr()
+    );
+    let results = target.results();
+    assert_eq!(results.lines().count(), 6, "{results}");
+    // One job per run, the ones in flight at the kill included.
+    let jobs = jobs_of(&target);
+    let mut names: Vec<&str> = jobs.iter().map(|job| job.name.as_str()).collect();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), jobs.len(), "a run was submitted twice: {jobs:?}");
+    assert_eq!(jobs.len(), 5, "{jobs:?}");
+    for job in &in_flight {
+        assert!(jobs.iter().any(|j| j.id == job.id && j.state == "COMPLETED"));
+    }
+}
+
+#[test]
+fn a_job_that_never_starts_stops_the_run_with_slurms_reason() {
+    if !cluster_up() {
+        return;
+    }
+    let target = slurm_target(
+        serde_json::json!({}),
+        "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
+        "sbatch-args = [\"--begin=now+1hour\"]\nstart-timeout = \"3s\"",
+    );
+    let run = target.arun(&["--max-experiments", "2"]);
+    assert_ne!(run.code(), Some(0));
+    let stderr = run.stderr();
+    assert!(stderr.contains("did not start within 3s"), "{stderr}");
+    assert!(stderr.contains("BeginTime"), "{stderr}");
+    let jobs = jobs_of(&target);
+    assert!(active(&jobs).is_empty(), "{jobs:?}");
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert!(noted(&target).is_empty(), "nothing ran");
+}
+
+#[test]
+fn a_job_sbatch_refuses_stops_the_run_with_sbatchs_words() {
+    if !cluster_up() {
+        return;
+    }
+    let target = slurm_target(
+        serde_json::json!({}),
+        "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
+        "gres = \"gpu:64\"",
+    );
+    let run = target.arun(&["--max-experiments", "2"]);
+    assert_ne!(run.code(), Some(0));
+    let stderr = run.stderr();
+    assert!(stderr.contains("sbatch refused the job arun-test-0-0"), "{stderr}");
+    assert!(
+        stderr.contains("Requested node configuration is not available"),
+        "{stderr}"
+    );
+}
