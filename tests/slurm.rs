@@ -10,6 +10,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::process::Command;
+use std::sync::{RwLock, RwLockReadGuard};
 use std::time::{Duration, Instant};
 
 use common::{Setup, Target};
@@ -18,6 +19,14 @@ use common::{Setup, Target};
 const NOTED_RUN: &str = "echo job $ARUN_EXPERIMENT ${SLURM_JOB_ID:-none} \
 ${CUDA_VISIBLE_DEVICES:-none} $(date +%s.%N) >> $PIDFILE.jobs; python3 train.py; sleep 1; \
 echo end $ARUN_EXPERIMENT $(date +%s.%N) >> $PIDFILE.jobs";
+
+/// Tests share the cluster; the one that takes its node down has it to itself.
+static CLUSTER: RwLock<()> = RwLock::new(());
+
+/// The cluster, shared with the other tests; `None` after saying why the test is skipped.
+fn shared_cluster() -> Option<RwLockReadGuard<'static, ()>> {
+    cluster_up().then(|| CLUSTER.read().unwrap_or_else(|e| e.into_inner()))
+}
 
 /// Whether a cluster answers; `false` after saying why the test is skipped (outside CI only).
 fn cluster_up() -> bool {
@@ -124,6 +133,22 @@ fn noted(target: &Target) -> BTreeMap<u64, (String, String, f64, Option<f64>)> {
 /// arun started by a test, killed if the test fails before it ends.
 struct Spawned(std::process::Child);
 
+/// How a spawned arun ended.
+struct Ended {
+    status: std::process::ExitStatus,
+    stderr: String,
+}
+
+impl Spawned {
+    /// Waits for arun's end; its stdout is not read (it is short).
+    fn wait(mut self) -> Ended {
+        let status = self.0.wait().unwrap();
+        let mut stderr = String::new();
+        self.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        Ended { status, stderr }
+    }
+}
+
 impl Drop for Spawned {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -153,9 +178,9 @@ fn wait_until(target: &Target, what: &str, limit: Duration, mut done: impl FnMut
 
 #[test]
 fn runs_are_slurm_jobs_side_by_side_on_the_gpus_slurm_hands_out() {
-    if !cluster_up() {
+    let Some(_cluster) = shared_cluster() else {
         return;
-    }
+    };
     let target = slurm_target(
         serde_json::json!({}),
         "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
@@ -206,9 +231,9 @@ fn runs_are_slurm_jobs_side_by_side_on_the_gpus_slurm_hands_out() {
 
 #[test]
 fn a_job_past_its_hard_limit_is_cancelled_and_counted_as_a_crash() {
-    if !cluster_up() {
+    let Some(_cluster) = shared_cluster() else {
         return;
-    }
+    };
     let target = slurm_target(
         serde_json::json!({"1": {"MODE": "hang"}}),
         "budget = \"3s\"\nhard-limit = \"5s\"\ngrace = \"1s\"",
@@ -239,9 +264,9 @@ fn a_job_past_its_hard_limit_is_cancelled_and_counted_as_a_crash() {
 
 #[test]
 fn slurms_own_time_limit_is_a_crash_with_that_reason() {
-    if !cluster_up() {
+    let Some(_cluster) = shared_cluster() else {
         return;
-    }
+    };
     // The hard limit is longer than the job's `--time` of one minute: Slurm ends it first.
     let target = slurm_target(
         serde_json::json!({"1": {"MODE": "hang"}}),
@@ -289,9 +314,9 @@ fn slurms_own_time_limit_is_a_crash_with_that_reason() {
 
 #[test]
 fn ctrl_c_cancels_the_jobs_in_flight_and_a_resume_runs_them_again() {
-    if !cluster_up() {
+    let Some(_cluster) = shared_cluster() else {
         return;
-    }
+    };
     // Every experiment after the baseline hangs the first time it runs, until the resume.
     let run = format!(
         "if [ $ARUN_EXPERIMENT -gt 0 ] && [ ! -e $PIDFILE.hung$ARUN_EXPERIMENT ] && \
@@ -316,10 +341,8 @@ fn ctrl_c_cancels_the_jobs_in_flight_and_a_resume_runs_them_again() {
             && hung(&target).len() == 2
     });
     common::signal(child.0.id(), libc::SIGINT);
-    let status = child.0.wait().unwrap();
-    let mut stderr = String::new();
-    child.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    let out = child.wait();
+    assert_eq!(out.status.code(), Some(130), "{}", out.stderr);
     // Nothing of the run is left on the cluster.
     let jobs = jobs_of(&target);
     assert!(active(&jobs).is_empty(), "{jobs:?}");
@@ -357,9 +380,9 @@ fn ctrl_c_cancels_the_jobs_in_flight_and_a_resume_runs_them_again() {
 
 #[test]
 fn arun_killed_while_its_jobs_run_follows_them_again_and_runs_nothing_twice() {
-    if !cluster_up() {
+    let Some(_cluster) = shared_cluster() else {
         return;
-    }
+    };
     // Each run takes a few seconds, so arun is killed with jobs queued or running.
     let target = slurm_target(
         serde_json::json!({}),
@@ -409,9 +432,9 @@ fn arun_killed_while_its_jobs_run_follows_them_again_and_runs_nothing_twice() {
 
 #[test]
 fn a_job_that_never_starts_stops_the_run_with_slurms_reason() {
-    if !cluster_up() {
+    let Some(_cluster) = shared_cluster() else {
         return;
-    }
+    };
     let target = slurm_target(
         serde_json::json!({}),
         "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
@@ -430,9 +453,9 @@ fn a_job_that_never_starts_stops_the_run_with_slurms_reason() {
 
 #[test]
 fn a_job_sbatch_refuses_stops_the_run_with_sbatchs_words() {
-    if !cluster_up() {
+    let Some(_cluster) = shared_cluster() else {
         return;
-    }
+    };
     let target = slurm_target(
         serde_json::json!({}),
         "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
@@ -446,4 +469,63 @@ fn a_job_sbatch_refuses_stops_the_run_with_sbatchs_words() {
         stderr.contains("Requested node configuration is not available"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_job_lost_with_its_node_is_submitted_again_without_counting_as_a_crash() {
+    if !cluster_up() {
+        return;
+    }
+    let _alone = CLUSTER.write().unwrap_or_else(|e| e.into_inner());
+    // Experiment 1's first job waits long enough for the node to fail under it.
+    let run = format!(
+        "if [ $ARUN_EXPERIMENT -eq 1 ] && [ ! -e $PIDFILE.slow ]; then touch $PIDFILE.slow; \
+         sleep 30; fi; {NOTED_RUN}"
+    );
+    let target = slurm_target_running(
+        &run,
+        serde_json::json!({}),
+        "budget = \"3s\"\nhard-limit = \"60s\"\ngrace = \"1s\"",
+        ONE_BASELINE_RUN,
+    );
+    let child = Spawned(target.spawn(&["--max-experiments", "2"]));
+    wait_until(&target, "experiment 1's job", Duration::from_secs(60), || {
+        target.path("pids.slow").exists()
+    });
+    let node = String::from_utf8(
+        Command::new("hostname")
+            .arg("-s")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let node = node.trim();
+    let down = Command::new("scontrol")
+        .args(["update", &format!("nodename={node}"), "state=down", "reason=arun-test"])
+        .output()
+        .unwrap();
+    assert!(down.status.success(), "{down:?}");
+    // The node comes back by itself when slurmd next registers (ReturnToService=2); a resume
+    // asks for it sooner, and is refused when it is back already.
+    std::thread::sleep(Duration::from_secs(1));
+    let _ = Command::new("scontrol")
+        .args(["update", &format!("nodename={node}"), "state=resume"])
+        .output();
+    let out = child.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("was lost with its node or preempted; submitting it again"),
+        "{}",
+        out.stderr
+    );
+    let results = target.results();
+    assert_eq!(results.lines().count(), 3, "{results}");
+    assert!(!results.contains("crash"), "{results}");
+    let attempts: Vec<SlurmJob> = jobs_of(&target)
+        .into_iter()
+        .filter(|job| job.name == "arun-test-1-0")
+        .collect();
+    let states: Vec<&str> = attempts.iter().map(|job| job.state.as_str()).collect();
+    assert_eq!(states, ["NODE_FAIL", "COMPLETED"]);
 }

@@ -1035,8 +1035,10 @@ fn resolve_workers(
 }
 
 /// `sbatch` arguments arun sets itself, which `sbatch-args` may not set.
-const SBATCH_OWN_ARGS: [&str; 10] = [
+const SBATCH_OWN_ARGS: [&str; 12] = [
     "--job-name",
+    "--open-mode",
+    "--wrap",
     "-J",
     "--comment",
     "--output",
@@ -1088,8 +1090,8 @@ fn resolve_executor(
             problems.push(Problem::at(
                 &format!("executor.slurm.sbatch-args.{i}"),
                 format!(
-                    "`{arg}`: arun sets the job name, comment, output, working directory and \
-                     `--parsable` itself"
+                    "`{arg}`: arun sets this itself (the job's name, comment, output file, \
+                     working directory, `--parsable` and the batch script)"
                 ),
             ));
         }

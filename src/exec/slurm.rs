@@ -254,6 +254,9 @@ fn submit(spec: &SlurmSpec, job: &Job, spawn: &Spawn, files: &Files) -> io::Resu
         format!("--comment={}", job.comment),
         format!("--output={}", spawn.log.display()),
         "--open-mode=append".into(),
+        // A job whose node fails is submitted again by arun, which counts the attempts and
+        // starts the log afresh; Slurm's own requeue would do neither.
+        "--no-requeue".into(),
         format!("--chdir={}", spawn.dir.display()),
         format!("--time={}", time.as_secs() / 60),
     ];

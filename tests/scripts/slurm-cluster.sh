@@ -103,7 +103,7 @@ start() {
   timeout 5 scontrol ping 2>/dev/null | grep -q 'is UP' || fail "slurmctld did not come up; see $dir/log"
   # A node left down by an earlier cluster's saved state.
   scontrol update nodename="$host" state=resume 2>/dev/null || true
-  timeout 60 srun --immediate=30 true || fail "a test job did not run; see $dir/log"
+  timeout 60 srun --quiet --immediate=30 true || fail "a test job did not run; see $dir/log"
   echo "slurm-cluster: up ($host, 8 CPUs, 2 fake GPUs, logs in $dir/log)"
 }
 
@@ -112,10 +112,11 @@ stop() {
     pkill -x "$daemon" 2>/dev/null || true
   done
   for _ in $(seq 50); do
-    pgrep -x 'slurmd|slurmctld' >/dev/null || break
+    pgrep -x slurmd >/dev/null || pgrep -x slurmctld >/dev/null || break
     sleep 0.1
   done
-  pkill -9 -x 'slurmd|slurmctld' 2>/dev/null || true
+  pkill -9 -x slurmd 2>/dev/null || true
+  pkill -9 -x slurmctld 2>/dev/null || true
   echo "slurm-cluster: stopped"
 }
 
