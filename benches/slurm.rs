@@ -25,7 +25,9 @@ fn main() {
         .output()
         .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).contains("is UP"));
     if !up {
-        eprintln!("no Slurm cluster answers `scontrol ping`; start one with tests/scripts/slurm-cluster.sh start");
+        eprintln!(
+            "no Slurm cluster answers `scontrol ping`; start one with tests/scripts/slurm-cluster.sh start"
+        );
         std::process::exit(1);
     }
     let rounds: usize = std::env::var("ARUN_BENCH_ROUNDS")
@@ -33,7 +35,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5);
     let dir = tempfile::tempdir().unwrap();
-    println!("executors: {BUDGET_SECONDS} s runs, instant proposals, {rounds} experiments per worker");
+    println!(
+        "executors: {BUDGET_SECONDS} s runs, instant proposals, {rounds} experiments per worker"
+    );
     println!(
         "  {:<8} {:>8} {:>8} {:>8} {:>16} {:>10}",
         "executor", "workers", "start", "end", "per experiment", "overhead"
@@ -63,7 +67,10 @@ struct Figures {
 fn measure(dir: &Path, executor: &str, workers: usize, rounds: usize) -> Figures {
     let name = format!("{executor}{workers}");
     let file = pipeline(dir, &name, executor, workers);
-    assert!(arun(&file, 1).status().unwrap().success(), "{name}: baseline");
+    assert!(
+        arun(&file, 1).status().unwrap().success(),
+        "{name}: baseline"
+    );
     let experiments = rounds * workers;
     assert!(
         arun(&file, experiments + 1).status().unwrap().success(),

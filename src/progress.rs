@@ -165,7 +165,11 @@ impl Line {
     pub fn queued(&self, waited: Duration, reason: &str) {
         let Some(bar) = &self.bar else { return };
         let state = self.state();
-        bar.set_message(format!("{}: queued {} ({reason})", state.label, clock(waited)));
+        bar.set_message(format!(
+            "{}: queued {} ({reason})",
+            state.label,
+            clock(waited)
+        ));
         bar.tick();
     }
 

@@ -1,4 +1,4 @@
-//! README.md stays true: its example pipeline validates and its reference matches the types.
+//! README.md stays true: its example pipelines validate and its reference matches the types.
 
 use std::path::Path;
 use std::process::Command;
@@ -30,6 +30,50 @@ fn the_example_pipeline_validates() {
     let toml = between(block, "```toml\n", "```");
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("pipelines/example.toml");
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, toml).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_arun"))
+        .arg("validate")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn the_slurm_pipeline_validates() {
+    let text = readme();
+    let block = between(
+        &text,
+        "<!-- slurm-pipeline:start -->",
+        "<!-- slurm-pipeline:end -->",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // The example's repository, made here: a shared home is not.
+    let repo = dir.path().join("nanogpt");
+    std::fs::create_dir_all(&repo).unwrap();
+    for file in ["train.py", "prepare.py"] {
+        std::fs::write(repo.join(file), "").unwrap();
+    }
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.com"])
+            .args(args)
+            .current_dir(&repo)
+            .status()
+            .unwrap();
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "-q"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-qm", "start"]);
+    let toml = between(block, "```toml\n", "```")
+        .replace("/shared/home/me/nanogpt", &repo.display().to_string());
+    let file = dir.path().join("pipelines/nanogpt-slurm.toml");
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     std::fs::write(&file, toml).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_arun"))

@@ -144,7 +144,12 @@ impl Spawned {
     fn wait(mut self) -> Ended {
         let status = self.0.wait().unwrap();
         let mut stderr = String::new();
-        self.0.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+        self.0
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut stderr)
+            .unwrap();
         Ended { status, stderr }
     }
 }
@@ -226,7 +231,11 @@ fn runs_are_slurm_jobs_side_by_side_on_the_gpus_slurm_hands_out() {
     // The metric was read from the job's log, as for a local run.
     let results = target.results();
     assert!(results.contains("\tkeep\tbaseline\n"), "{results}");
-    assert!(run.stderr().contains("submitted as Slurm job"), "{}", run.stderr());
+    assert!(
+        run.stderr().contains("submitted as Slurm job"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
@@ -276,9 +285,10 @@ fn slurms_own_time_limit_is_a_crash_with_that_reason() {
     // A time limit shorter than the hard limit is refused...
     std::fs::write(
         &target.pipeline,
-        std::fs::read_to_string(&target.pipeline)
-            .unwrap()
-            .replace("[executor.slurm]\n", "[executor.slurm]\ntime-limit = \"1m\"\n"),
+        std::fs::read_to_string(&target.pipeline).unwrap().replace(
+            "[executor.slurm]\n",
+            "[executor.slurm]\ntime-limit = \"1m\"\n",
+        ),
     )
     .unwrap();
     let refused = target.arun(&["--max-experiments", "2"]);
@@ -330,7 +340,7 @@ fn ctrl_c_cancels_the_jobs_in_flight_and_a_resume_runs_them_again() {
         "budget = \"3s\"\nhard-limit = \"60s\"\ngrace = \"2s\"",
         &format!("\n[workers]\ncount = 2\n{ONE_BASELINE_RUN}"),
     );
-    let mut child = Spawned(target.spawn(&["--max-experiments", "4"]));
+    let child = Spawned(target.spawn(&["--max-experiments", "4"]));
     // Both hanging experiments run as jobs.
     wait_until(&target, "two running jobs", Duration::from_secs(60), || {
         active(&jobs_of(&target))
@@ -397,17 +407,26 @@ fn arun_killed_while_its_jobs_run_follows_them_again_and_runs_nothing_twice() {
     )
     .unwrap();
     let mut child = Spawned(target.spawn(&["--max-experiments", "5"]));
-    wait_until(&target, "two jobs after the baseline", Duration::from_secs(60), || {
-        active(&jobs_of(&target))
-            .iter()
-            .filter(|job| job.name != "arun-test-0-0")
-            .count()
-            == 2
-    });
+    wait_until(
+        &target,
+        "two jobs after the baseline",
+        Duration::from_secs(60),
+        || {
+            active(&jobs_of(&target))
+                .iter()
+                .filter(|job| job.name != "arun-test-0-0")
+                .count()
+                == 2
+        },
+    );
     child.0.kill().unwrap();
     child.0.wait().unwrap();
     let in_flight = active(&jobs_of(&target));
-    assert_eq!(in_flight.len(), 2, "the jobs go on without arun: {in_flight:?}");
+    assert_eq!(
+        in_flight.len(),
+        2,
+        "the jobs go on without arun: {in_flight:?}"
+    );
 
     let run = target.arun(&["--resume", "--max-experiments", "5"]);
     run.assert_code(0);
@@ -423,10 +442,17 @@ fn arun_killed_while_its_jobs_run_follows_them_again_and_runs_nothing_twice() {
     let mut names: Vec<&str> = jobs.iter().map(|job| job.name.as_str()).collect();
     names.sort();
     names.dedup();
-    assert_eq!(names.len(), jobs.len(), "a run was submitted twice: {jobs:?}");
+    assert_eq!(
+        names.len(),
+        jobs.len(),
+        "a run was submitted twice: {jobs:?}"
+    );
     assert_eq!(jobs.len(), 5, "{jobs:?}");
     for job in &in_flight {
-        assert!(jobs.iter().any(|j| j.id == job.id && j.state == "COMPLETED"));
+        assert!(
+            jobs.iter()
+                .any(|j| j.id == job.id && j.state == "COMPLETED")
+        );
     }
 }
 
@@ -464,7 +490,10 @@ fn a_job_sbatch_refuses_stops_the_run_with_sbatchs_words() {
     let run = target.arun(&["--max-experiments", "2"]);
     assert_ne!(run.code(), Some(0));
     let stderr = run.stderr();
-    assert!(stderr.contains("sbatch refused the job arun-test-0-0"), "{stderr}");
+    assert!(
+        stderr.contains("sbatch refused the job arun-test-0-0"),
+        "{stderr}"
+    );
     assert!(
         stderr.contains("Requested node configuration is not available"),
         "{stderr}"
@@ -489,20 +518,22 @@ fn a_job_lost_with_its_node_is_submitted_again_without_counting_as_a_crash() {
         ONE_BASELINE_RUN,
     );
     let child = Spawned(target.spawn(&["--max-experiments", "2"]));
-    wait_until(&target, "experiment 1's job", Duration::from_secs(60), || {
-        target.path("pids.slow").exists()
-    });
-    let node = String::from_utf8(
-        Command::new("hostname")
-            .arg("-s")
-            .output()
-            .unwrap()
-            .stdout,
-    )
-    .unwrap();
+    wait_until(
+        &target,
+        "experiment 1's job",
+        Duration::from_secs(60),
+        || target.path("pids.slow").exists(),
+    );
+    let node =
+        String::from_utf8(Command::new("hostname").arg("-s").output().unwrap().stdout).unwrap();
     let node = node.trim();
     let down = Command::new("scontrol")
-        .args(["update", &format!("nodename={node}"), "state=down", "reason=arun-test"])
+        .args([
+            "update",
+            &format!("nodename={node}"),
+            "state=down",
+            "reason=arun-test",
+        ])
         .output()
         .unwrap();
     assert!(down.status.success(), "{down:?}");
@@ -515,7 +546,8 @@ fn a_job_lost_with_its_node_is_submitted_again_without_counting_as_a_crash() {
     let out = child.wait();
     assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
     assert!(
-        out.stderr.contains("was lost with its node or preempted; submitting it again"),
+        out.stderr
+            .contains("was lost with its node or preempted; submitting it again"),
         "{}",
         out.stderr
     );

@@ -43,7 +43,8 @@ pub struct Pipeline {
 #[derive(Debug, Clone, PartialEq)]
 pub enum ExecutorSpec {
     Local,
-    Slurm(SlurmSpec),
+    /// Shared with every job that is submitted.
+    Slurm(std::sync::Arc<SlurmSpec>),
 }
 
 /// How runs are submitted to Slurm.
@@ -1119,12 +1120,16 @@ fn resolve_executor(
                      Slurm would end the job before arun's own limit",
                     HumanDuration(time.0),
                     HumanDuration(needed),
-                    if build_in_job { " or the build timeout" } else { "" }
+                    if build_in_job {
+                        " or the build timeout"
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }
     }
-    ExecutorSpec::Slurm(SlurmSpec {
+    ExecutorSpec::Slurm(std::sync::Arc::new(SlurmSpec {
         partition: slurm.partition,
         account: slurm.account,
         qos: slurm.qos,
@@ -1138,7 +1143,7 @@ fn resolve_executor(
             .start_timeout
             .map_or(Duration::from_secs(3600), |d| d.0),
         build_in_job,
-    })
+    }))
 }
 
 fn resolve_limits(raw: &file::Limits, name: &str, problems: &mut Vec<Problem>) -> LimitsSpec {

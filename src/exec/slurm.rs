@@ -94,9 +94,8 @@ enum Phase {
 
 fn phase(state: &str) -> Phase {
     match state {
-        "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED" | "RESV_DEL_HOLD" => {
-            Phase::Queued
-        }
+        "PENDING" | "CONFIGURING" | "REQUEUED" | "REQUEUE_HOLD" | "REQUEUE_FED"
+        | "RESV_DEL_HOLD" => Phase::Queued,
         "RUNNING" | "COMPLETING" | "SUSPENDED" | "STOPPED" | "SIGNALING" | "STAGE_OUT"
         | "RESIZING" => Phase::Running,
         "NODE_FAIL" | "PREEMPTED" | "BOOT_FAIL" => Phase::Lost,
@@ -157,7 +156,12 @@ pub fn check_tools() -> Result<(), String> {
 /// Runs `spawn` as the Slurm job `job` to its end, feeding the output to `watch`. A job of the
 /// same name and run that is already queued, running or finished is followed instead of
 /// submitting another.
-pub fn run(spec: &SlurmSpec, job: &Job, spawn: &Spawn, watch: &mut dyn Watch) -> io::Result<Finished> {
+pub fn run(
+    spec: &SlurmSpec,
+    job: &Job,
+    spawn: &Spawn,
+    watch: &mut dyn Watch,
+) -> io::Result<Finished> {
     let files = Files::of(spawn.log);
     let mut lost = 0;
     loop {
@@ -389,7 +393,8 @@ fn follow(
                 Phase::Running => {
                     if started.is_none() {
                         let ran = Duration::from_secs(status.run_time.unwrap_or(0));
-                        started = Some(Instant::now().checked_sub(ran).unwrap_or_else(Instant::now));
+                        started =
+                            Some(Instant::now().checked_sub(ran).unwrap_or_else(Instant::now));
                     }
                 }
                 Phase::Lost => break None,

@@ -632,7 +632,7 @@ impl Session {
         // mistakes this run's jobs for its own.
         let started = self.history.events.first().map_or(0.0, Event::time);
         exec::Executor::Slurm {
-            spec: Arc::new(spec.clone()),
+            spec: Arc::clone(spec),
             job: exec::slurm::Job {
                 name: format!("arun-{}-{n}-{what}", self.history.tag),
                 comment: format!("arun {} {started:.3}", self.run.path().display()),
