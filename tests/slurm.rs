@@ -561,3 +561,84 @@ fn a_job_lost_with_its_node_is_submitted_again_without_counting_as_a_crash() {
     let states: Vec<&str> = attempts.iter().map(|job| job.state.as_str()).collect();
     assert_eq!(states, ["NODE_FAIL", "COMPLETED"]);
 }
+
+/// Starts the controller again when dropped (after a test stopped it), and waits until it
+/// answers, so that a failing test leaves the cluster running.
+struct ControllerDown;
+
+impl ControllerDown {
+    fn now() -> ControllerDown {
+        let status = Command::new("pkill")
+            .args(["-TERM", "-x", "slurmctld"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "no slurmctld to stop");
+        wait_for_ping(false);
+        ControllerDown
+    }
+}
+
+impl Drop for ControllerDown {
+    fn drop(&mut self) {
+        // Started as tests/scripts/slurm-cluster.sh starts it: detached, no inherited output.
+        let _ = Command::new("setsid")
+            .args(["slurmctld", "-D"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+        wait_for_ping(true);
+    }
+}
+
+/// Waits until `scontrol ping` says the controller is up (or down).
+fn wait_for_ping(up: bool) {
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        let answer = Command::new("scontrol").arg("ping").output().unwrap();
+        if String::from_utf8_lossy(&answer.stdout).contains("is UP") == up {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    panic!(
+        "the controller is not {} after 30 s",
+        if up { "up" } else { "down" }
+    );
+}
+
+#[test]
+fn a_controller_away_for_a_while_does_not_stop_the_run() {
+    if !cluster_up() {
+        return;
+    }
+    let _alone = CLUSTER.write().unwrap_or_else(|e| e.into_inner());
+    let run = format!(
+        "if [ $ARUN_EXPERIMENT -eq 1 ]; then touch $PIDFILE.slow; sleep 4; fi; {NOTED_RUN}"
+    );
+    let target = slurm_target_running(
+        &run,
+        serde_json::json!({}),
+        "budget = \"3s\"\nhard-limit = \"60s\"\ngrace = \"1s\"",
+        ONE_BASELINE_RUN,
+    );
+    let child = Spawned(target.spawn(&["--max-experiments", "2"]));
+    wait_until(
+        &target,
+        "experiment 1's job",
+        Duration::from_secs(60),
+        || target.path("pids.slow").exists(),
+    );
+    // The controller goes away (a restart, a failover) while the job runs on and ends; longer
+    // than the 18 s Slurm's commands keep trying to reach it.
+    let down = ControllerDown::now();
+    std::thread::sleep(Duration::from_secs(25));
+    drop(down);
+    let out = child.wait();
+    assert_eq!(out.status.code(), Some(0), "{}", out.stderr);
+    assert!(out.stderr.contains("asking again"), "{}", out.stderr);
+    assert!(out.stderr.contains("Slurm answers again"), "{}", out.stderr);
+    let results = target.results();
+    assert_eq!(results.lines().count(), 3, "{results}");
+    assert!(!results.contains("crash"), "{results}");
+}

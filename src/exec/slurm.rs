@@ -165,7 +165,13 @@ pub fn run(
     let files = Files::of(spawn.log);
     let mut lost = 0;
     loop {
-        let id = match find(job, &files)? {
+        if interrupt::requested() {
+            return Ok(Finished {
+                ending: Ending::Interrupted,
+                elapsed: Duration::ZERO,
+            });
+        }
+        let id = match patiently(|| find(job, &files), watch)? {
             Some(id) => {
                 watch.note(&format!(
                     "arun: {}: following Slurm job {id}, submitted before",
@@ -174,7 +180,7 @@ pub fn run(
                 id
             }
             None => {
-                let id = submit(spec, job, spawn, &files)?;
+                let id = patiently(|| submit(spec, job, spawn, &files), watch)?;
                 watch.note(&format!("arun: {}: submitted as Slurm job {id}", job.name));
                 id
             }
@@ -197,6 +203,23 @@ pub fn run(
                 });
             }
         }
+    }
+}
+
+/// `ask` until the controller answers; an error other than the controller being away
+/// (`ErrorKind::TimedOut`, see `controller_error`) is returned at once.
+fn patiently<T>(mut ask: impl FnMut() -> io::Result<T>, watch: &mut dyn Watch) -> io::Result<T> {
+    let mut patience = Patience::default();
+    loop {
+        match ask() {
+            Err(err) if err.kind() != io::ErrorKind::TimedOut => return Err(err),
+            answer => {
+                if let Some(answer) = patience.wait_for(answer, watch)? {
+                    return Ok(answer);
+                }
+            }
+        }
+        std::thread::sleep(STATE_POLL);
     }
 }
 
@@ -291,11 +314,11 @@ fn submit(spec: &SlurmSpec, job: &Job, spawn: &Spawn, files: &Files) -> io::Resu
         .output()
         .map_err(|err| io::Error::new(err.kind(), format!("cannot run sbatch: {err}")))?;
     if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "sbatch refused the job {}: {}",
-            job.name,
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        let error = String::from_utf8_lossy(&out.stderr);
+        return Err(controller_error(
+            &error,
+            format!("sbatch refused the job {}: {}", job.name, error.trim()),
+        ));
     }
     let text = String::from_utf8_lossy(&out.stdout);
     // `--parsable` prints `id` or `id;cluster`.
@@ -354,6 +377,7 @@ fn follow(
     let queued_since = Instant::now();
     let mut started: Option<Instant> = None;
     let mut asked: Option<Instant> = None;
+    let mut patience = Patience::default();
     let ending = loop {
         tail.poll(&mut |line| watch.line(line))?;
         if interrupt::requested() {
@@ -367,9 +391,14 @@ fn follow(
             break Some(Ending::TimedOut);
         }
         let due = asked.is_none_or(|t| t.elapsed() >= STATE_POLL) || files.exit.exists();
-        if due {
+        let answer = if due {
             asked = Some(Instant::now());
-            let Some(status) = show(id)? else {
+            patience.wait_for(show(id), watch)?
+        } else {
+            None
+        };
+        if let Some(answer) = answer {
+            let Some(status) = answer else {
                 // Slurm forgot the job: its exit file is all there is.
                 break files.exit().map(|(code, _)| exit_ending(code, 0));
             };
@@ -419,6 +448,48 @@ fn follow(
         (None, _) => Duration::ZERO,
     };
     Ok(Some(Finished { ending, elapsed }))
+}
+
+/// How long the controller may fail to answer (a restart, a failover) before the run stops.
+const CONTROLLER_PATIENCE: Duration = Duration::from_secs(10 * 60);
+
+/// Questions to the controller that may fail for a while: a failure is noted once and asked
+/// again at the next poll, until `CONTROLLER_PATIENCE` has passed without an answer.
+#[derive(Default)]
+struct Patience {
+    failing_since: Option<Instant>,
+}
+
+impl Patience {
+    /// The answer; `None` to ask again later; an error once the controller has been away too
+    /// long.
+    fn wait_for<T>(
+        &mut self,
+        answer: io::Result<T>,
+        watch: &mut dyn Watch,
+    ) -> io::Result<Option<T>> {
+        match answer {
+            Ok(answer) => {
+                if self.failing_since.take().is_some() {
+                    watch.note("arun: Slurm answers again");
+                }
+                Ok(Some(answer))
+            }
+            Err(err) => {
+                let since = *self.failing_since.get_or_insert_with(|| {
+                    watch.note(&format!(
+                        "arun: {err}; asking again (for up to {})",
+                        crate::config::HumanDuration(CONTROLLER_PATIENCE)
+                    ));
+                    Instant::now()
+                });
+                if since.elapsed() >= CONTROLLER_PATIENCE {
+                    return Err(err);
+                }
+                Ok(None)
+            }
+        }
+    }
 }
 
 /// How a job that ended by itself (or by Slurm) ended. A stop arun made before it was killed
@@ -506,10 +577,10 @@ fn show(id: u64) -> io::Result<Option<Status>> {
         if error.contains("Invalid job id") {
             return Ok(None);
         }
-        return Err(io::Error::other(format!(
-            "scontrol cannot show Slurm job {id}: {}",
-            error.trim()
-        )));
+        return Err(controller_error(
+            &error,
+            format!("scontrol cannot show Slurm job {id}: {}", error.trim()),
+        ));
     }
     Ok(parse_status(&text))
 }
@@ -556,13 +627,30 @@ fn slurm_command(tool: &str, args: &[&str]) -> io::Result<String> {
         .output()
         .map_err(|err| io::Error::new(err.kind(), format!("cannot run {tool}: {err}")))?;
     if !out.status.success() {
-        return Err(io::Error::other(format!(
-            "`{tool} {}` failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        let error = String::from_utf8_lossy(&out.stderr);
+        return Err(controller_error(
+            &error,
+            format!("`{tool} {}` failed: {}", args.join(" "), error.trim()),
+        ));
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// An error of a Slurm command, of kind `TimedOut` when its words say that the controller is
+/// away or busy (worth asking again), `Other` when it refused.
+fn controller_error(stderr: &str, message: String) -> io::Error {
+    const AWAY: [&str; 4] = [
+        "Unable to contact slurm controller",
+        "Socket timed out",
+        "temporarily unable",
+        "Resource temporarily unavailable",
+    ];
+    let kind = if AWAY.iter().any(|words| stderr.contains(words)) {
+        io::ErrorKind::TimedOut
+    } else {
+        io::ErrorKind::Other
+    };
+    io::Error::new(kind, message)
 }
 
 /// The log a job writes to, created when missing (a job still queued has not opened it).
@@ -591,6 +679,21 @@ mod tests {
         assert_eq!(status.reason, "TimeLimit");
         assert_eq!(status.exit, (0, 15));
         assert_eq!(status.run_time, Some(86_400 + 77));
+    }
+
+    #[test]
+    fn an_absent_controller_is_asked_again_and_a_refusal_is_not() {
+        let away = controller_error(
+            "slurm_load_jobs error: Unable to contact slurm controller (connect failure)",
+            "x".into(),
+        );
+        assert_eq!(away.kind(), io::ErrorKind::TimedOut);
+        let refused = controller_error(
+            "sbatch: error: Batch job submission failed: Invalid account or account/partition \
+             combination specified",
+            "x".into(),
+        );
+        assert_eq!(refused.kind(), io::ErrorKind::Other);
     }
 
     #[test]
