@@ -171,20 +171,21 @@ pub fn run(
                 elapsed: Duration::ZERO,
             });
         }
-        let id = match patiently(|| find(job, &files), watch)? {
-            Some(id) => {
-                watch.note(&format!(
-                    "arun: {}: following Slurm job {id}, submitted before",
-                    job.name
-                ));
-                id
-            }
-            None => {
-                let id = patiently(|| submit(spec, job, spawn, &files), watch)?;
-                watch.note(&format!("arun: {}: submitted as Slurm job {id}", job.name));
-                id
-            }
+        // Found again before every submission, so that an `sbatch` whose answer was lost
+        // (the job was submitted) never submits the job twice.
+        let (id, found) = patiently(
+            || match find(job, &files)? {
+                Some(id) => Ok((id, true)),
+                None => Ok((submit(spec, job, spawn, &files)?, false)),
+            },
+            watch,
+        )?;
+        let what = if found {
+            format!("following Slurm job {id}, submitted before")
+        } else {
+            format!("submitted as Slurm job {id}")
         };
+        watch.note(&format!("arun: {}: {what}", job.name));
         match follow(spec, id, spawn, &files, watch)? {
             Some(finished) => return Ok(finished),
             None if lost < RESUBMITS => {
