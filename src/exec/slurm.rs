@@ -567,23 +567,11 @@ fn wait_ended(id: u64, limit: Duration) -> io::Result<bool> {
 
 /// `scontrol show job -o ID`; `None` when Slurm no longer knows the job.
 fn show(id: u64) -> io::Result<Option<Status>> {
-    let out = Command::new("scontrol")
-        .args(["show", "job", "-o", &id.to_string()])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .map_err(|err| io::Error::new(err.kind(), format!("cannot run scontrol: {err}")))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() || text.trim().is_empty() {
-        let error = String::from_utf8_lossy(&out.stderr);
-        if error.contains("Invalid job id") {
-            return Ok(None);
-        }
-        return Err(controller_error(
-            &error,
-            format!("scontrol cannot show Slurm job {id}: {}", error.trim()),
-        ));
+    match slurm_command("scontrol", &["show", "job", "-o", &id.to_string()]) {
+        Ok(text) => Ok(parse_status(&text)),
+        Err(err) if err.to_string().contains("Invalid job id") => Ok(None),
+        Err(err) => Err(err),
     }
-    Ok(parse_status(&text))
 }
 
 /// Reads `JobState`, `Reason`, `ExitCode` and `RunTime` from one `scontrol show job -o` line.
