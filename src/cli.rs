@@ -8,6 +8,14 @@ use clap::{Parser, Subcommand};
 use crate::error::Error;
 use crate::exit_codes;
 
+/// The line at the end of a command's help that names the page documenting it, in arun's source
+/// tree (a test checks that every command has one and that the page exists).
+macro_rules! doc_page {
+    ($page:literal) => {
+        concat!("Documented in docs/", $page, " in arun's source tree.")
+    };
+}
+
 /// Runs autonomous ML research loops: propose an edit, run it under a hard budget, keep it only
 /// if the metric improves, repeat.
 ///
@@ -20,7 +28,11 @@ use crate::exit_codes;
     about,
     max_term_width = 100,
     args_conflicts_with_subcommands = true,
-    override_usage = "arun [OPTIONS] PIPELINE.toml\n       arun <COMMAND>"
+    override_usage = "arun [OPTIONS] PIPELINE.toml\n       arun <COMMAND>",
+    after_help = concat!(
+        doc_page!("running.md"),
+        " The other pages are listed in README.md's map."
+    )
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -115,10 +127,12 @@ fn parse_tag(text: &str) -> Result<String, String> {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run a pipeline (the same as `arun PIPELINE.toml`).
+    #[command(after_help = doc_page!("running.md"))]
     Run(RunArgs),
     /// Check pipeline files: TOML syntax, the schema, and everything that can be checked before
     /// a run (regexes, durations, files, templates). Prints every problem as
     /// `file:line:col: key: message`.
+    #[command(after_help = doc_page!("reference.md"))]
     Validate {
         /// Pipeline files to check.
         #[arg(required = true, value_name = "PIPELINE")]
@@ -129,6 +143,7 @@ pub enum Command {
     /// Guesses the run and build commands, the editable and read-only files, the metric (from
     /// one short probe run in a throwaway copy, or from a log) and the knobs. Asks in a terminal
     /// unless `--yes`; never overwrites a file. Prints the file's path.
+    #[command(after_help = doc_page!("your-project.md"))]
     Init {
         /// The project's git repository.
         #[arg(value_name = "REPO", default_value = ".")]
@@ -164,6 +179,7 @@ pub enum Command {
     /// throwaway copy of the target repository (no branch, no commit, nothing written there),
     /// and shows the metric and extra values it printed, its peak memory and time, and the
     /// knobs' current values. The exit status is 0 only when ready.
+    #[command(after_help = doc_page!("your-project.md"))]
     Check {
         /// The pipeline to check.
         #[arg(value_name = "PIPELINE.toml")]
@@ -172,6 +188,7 @@ pub enum Command {
     /// Write a run's report: one self-contained HTML file with the progress plot, the experiment
     /// tree, the summary figures and every experiment with its diff and log tail. Prints the
     /// file's path.
+    #[command(after_help = doc_page!("reports.md"))]
     Report {
         /// A pipeline file, a run directory `.arun/<tag>`, a target repository, or a bare
         /// autoresearch results table (default: the current directory). Two or more make one
@@ -190,6 +207,7 @@ pub enum Command {
     },
     /// Show where a run stands, on one screen: its state, the experiment in progress and for how
     /// long, the best so far, the last rows. Only reads: safe beside the arun driving the run.
+    #[command(after_help = doc_page!("reports.md"))]
     Status {
         /// A pipeline file, a run directory `.arun/<tag>`, a target repository, or a results
         /// table (default: the current directory).
@@ -208,6 +226,7 @@ pub enum Command {
     /// as they are at its commit, `best.diff` (its change from the baseline) and `SUMMARY.md`
     /// (the result against the baseline, what worked, what did not). Prints the directory. Only
     /// reads: safe beside the arun driving the run.
+    #[command(after_help = doc_page!("reports.md"))]
     Best {
         /// A pipeline file, a run directory `.git/arun/<tag>`, or a target repository (default:
         /// the current directory).
@@ -222,7 +241,8 @@ pub enum Command {
         output: Option<PathBuf>,
     },
     /// Print the JSON Schema of pipeline files (or, with `--markdown`, the reference tables of
-    /// README.md).
+    /// docs/reference.md).
+    #[command(after_help = doc_page!("reference.md"))]
     Schema {
         /// Print the pipeline reference as Markdown tables instead.
         #[arg(long)]

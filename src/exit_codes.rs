@@ -1,4 +1,4 @@
-//! The exit codes of `arun`, one constant each, documented in README.md.
+//! The exit codes of `arun`, one constant each, documented in docs/running.md.
 
 /// Everything went as asked.
 pub const SUCCESS: i32 = 0;

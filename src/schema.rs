@@ -72,7 +72,7 @@ fn strip_null(value: &mut Value) {
 }
 
 /// The pipeline reference in Markdown, one table per TOML table, generated from the schema so the
-/// README cannot drift from the types (a test compares them).
+/// reference in docs/reference.md cannot drift from the types (a test compares them).
 pub fn reference_markdown() -> String {
     let root = pipeline_schema();
     let mut out = String::new();
@@ -87,7 +87,7 @@ pub fn reference_markdown() -> String {
             (false, true) => format!("`[[{table}]]`"),
             (false, false) => format!("`[{table}]`"),
         };
-        out.push_str(&format!("#### {heading}\n\n"));
+        out.push_str(&format!("### {heading}\n\n"));
         if !table.is_empty()
             && let Some(description) = node.get("description").and_then(Value::as_str)
         {

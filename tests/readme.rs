@@ -1,27 +1,29 @@
-//! README.md stays true: its example pipelines validate and its reference matches the types.
+//! The docs' pipelines stay true: the example pipelines validate and the reference matches the
+//! types.
 
 use std::path::Path;
 use std::process::Command;
 
-fn readme() -> String {
-    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap()
+/// A page of the docs, by its path in the repository.
+fn page(path: &str) -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
 }
 
 fn between<'a>(text: &'a str, start: &str, end: &str) -> &'a str {
     let from = text
         .find(start)
-        .unwrap_or_else(|| panic!("README lacks {start}"))
+        .unwrap_or_else(|| panic!("the page lacks {start}"))
         + start.len();
     let to = text[from..]
         .find(end)
-        .unwrap_or_else(|| panic!("README lacks {end}"))
+        .unwrap_or_else(|| panic!("the page lacks {end}"))
         + from;
     &text[from..to]
 }
 
 #[test]
 fn the_example_pipeline_validates() {
-    let text = readme();
+    let text = page("docs/reference.md");
     let block = between(
         &text,
         "<!-- example-pipeline:start -->",
@@ -46,7 +48,7 @@ fn the_example_pipeline_validates() {
 
 #[test]
 fn the_slurm_pipeline_validates() {
-    let text = readme();
+    let text = page("docs/slurm.md");
     let block = between(
         &text,
         "<!-- slurm-pipeline:start -->",
@@ -90,7 +92,7 @@ fn the_slurm_pipeline_validates() {
 
 #[test]
 fn the_reference_matches_the_schema() {
-    let text = readme();
+    let text = page("docs/reference.md");
     let documented = between(
         &text,
         "<!-- reference:start -->\n",
@@ -99,7 +101,7 @@ fn the_reference_matches_the_schema() {
     let generated = arun::schema::reference_markdown();
     assert!(
         documented == generated,
-        "README.md's reference is out of date: replace the section between the reference markers \
-         with the output of `cargo run -- schema --markdown`"
+        "docs/reference.md's reference is out of date: run `.ci/update-generated`, which replaces \
+         the section between the reference markers with the output of `cargo run -- schema --markdown`"
     );
 }

@@ -446,7 +446,7 @@ fn the_example_pipeline_with_two_workers_improves_as_the_sequential_loop_does() 
     assert_eq!((rows_sequential, rows_parallel), (20, 20));
     // The baseline's val_loss is 2.27 and the optimum about 1.0. The sequential search is
     // deterministic (1.0025). With two workers each proposal sees fewer results, and which ones
-    // depends on timing: 1.00–1.08 over seeds and machine load (README, "Parallel workers").
+    // depends on timing: 1.00–1.08 over seeds and machine load (docs/search-and-workers.md).
     assert!(sequential < 1.05, "{outcomes:?}");
     assert!(parallel < 1.2, "{outcomes:?}");
 }

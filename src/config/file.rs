@@ -1,7 +1,7 @@
 //! The pipeline file exactly as written: serde + schemars types that mirror the TOML.
 //!
 //! Nothing here fills defaults that depend on other fields or touches the file system; that is
-//! `resolve`'s job. The `///` comments become the JSON Schema descriptions and the README reference.
+//! `resolve`'s job. The `///` comments become the JSON Schema descriptions and docs/reference.md.
 
 use std::collections::BTreeMap;
 

@@ -941,9 +941,9 @@ fn resolve_search(raw: &file::Search, problems: &mut Vec<Problem>) -> SearchSpec
             SearchSpec::Greedy
         }
         file::SearchStrategy::Tree => SearchSpec::Tree {
-            // Chosen by `cargo bench --bench tree` on its training seeds (README, "Tree-search
-            // benchmark"): with most proposals failing, a smaller patience closes nodes that
-            // still had improvements to give.
+            // Chosen by `cargo bench --bench tree` on its training seeds (docs/benchmarks.md,
+            // "Tree-search benchmark"): with most proposals failing, a smaller patience closes
+            // nodes that still had improvements to give.
             drafts: raw.drafts.unwrap_or(7),
             patience: raw.patience.unwrap_or(20),
             exploration: raw.exploration.unwrap_or(0.5),

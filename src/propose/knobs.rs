@@ -59,8 +59,8 @@ impl KnobSearch {
         }
         // Assignments other workers are running now count as tried, at the mean loss seen so
         // far (a constant liar), so that concurrent proposals never repeat them or crowd them.
-        // The mean rather than the worst loss: see the README's "Parallel workers" for how the
-        // two compared.
+        // The mean rather than the worst loss: see docs/benchmarks.md, "Parallel knob search: which
+        // liar", for how the two compared.
         let mut pending = Vec::new();
         for experiment in request.history.in_flight() {
             if experiment.n == request.n || experiment.details.get("knobs").is_none() {
