@@ -32,5 +32,6 @@ pub mod session;
 pub mod status;
 pub mod store;
 pub mod summary;
+pub mod text;
 
 pub use error::Error;

@@ -179,7 +179,7 @@ impl Line {
             let clean = crate::exec::tail::strip_ansi(line);
             let clean = clean.trim();
             if !clean.is_empty() {
-                self.state().last_output = cut(clean, 200);
+                self.state().last_output = crate::text::cut(clean, 200, "");
             }
         }
     }
@@ -195,13 +195,6 @@ impl Line {
 /// `1m05s`, `12s`.
 pub fn clock(duration: Duration) -> String {
     HumanDuration(Duration::from_secs(duration.as_secs())).to_string()
-}
-
-fn cut(text: &str, width: usize) -> String {
-    match text.char_indices().nth(width) {
-        Some((at, _)) => text[..at].to_string(),
-        None => text.to_string(),
-    }
 }
 
 /// A command's output and ticks shown on its line.

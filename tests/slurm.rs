@@ -642,3 +642,42 @@ fn a_controller_away_for_a_while_does_not_stop_the_run() {
     assert_eq!(results.lines().count(), 3, "{results}");
     assert!(!results.contains("crash"), "{results}");
 }
+
+#[test]
+fn setup_lines_run_in_the_job_before_the_command_and_one_that_fails_fails_the_job() {
+    let Some(_cluster) = shared_cluster() else {
+        return;
+    };
+    let target = slurm_target_running(
+        "echo setup says $SETUP_SAYS >> $PIDFILE.setup; python3 train.py",
+        serde_json::json!({}),
+        "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
+        &format!("setup = [\"export SETUP_SAYS='hello there'\"]\n{ONE_BASELINE_RUN}"),
+    );
+    target.arun(&["--max-experiments", "1"]).assert_code(0);
+    assert_eq!(
+        std::fs::read_to_string(target.path("pids.setup")).unwrap(),
+        "setup says hello there\n"
+    );
+
+    let failing = slurm_target_running(
+        "python3 train.py",
+        serde_json::json!({}),
+        "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
+        &format!("setup = [\"test -n \\\"$NOT_SET\\\"\"]\n{ONE_BASELINE_RUN}"),
+    );
+    let run = failing.arun(&["--max-experiments", "1"]);
+    assert_ne!(run.code(), Some(0), "{}", run.stderr());
+    let log = std::fs::read_to_string(failing.run_dir().join("logs/0.log")).unwrap();
+    assert!(
+        // Printed as written, not expanded.
+        log.contains("arun: this setup line failed: test -n \"$NOT_SET\"\n"),
+        "{log}"
+    );
+    let measured = failing
+        .journal()
+        .into_iter()
+        .find(|e| e["event"] == "measured")
+        .unwrap();
+    assert_eq!(measured["measurement"]["failure"], "exit status 1");
+}

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use super::tail::LogTail;
 use super::{Ending, Finished, Spawn, Watch, interrupt};
 use crate::config::resolve::SlurmSpec;
+use crate::text::shell_quote;
 
 /// How often the log is read and Ctrl-C checked.
 const POLL: Duration = Duration::from_millis(100);
@@ -340,12 +341,13 @@ fn script(spec: &SlurmSpec, job: &Job, spawn: &Spawn, files: &Files) -> String {
          cd {dir} || exit 1\n",
         name = job.name,
         comment = job.comment,
-        dir = quote(&spawn.dir.display().to_string()),
+        dir = shell_quote(&spawn.dir.display().to_string()),
     );
     for line in &spec.setup {
+        // The line is printed as one quoted word: nothing in it is expanded twice.
         text.push_str(&format!(
-            "{line} || {{ echo \"arun: the setup line {shown} failed\" >&2; exit 1; }}\n",
-            shown = quote(line).replace('"', "\\\""),
+            "{line} || {{ printf 'arun: this setup line failed: %s\\n' {shown} >&2; exit 1; }}\n",
+            shown = shell_quote(line),
         ));
     }
     let exit = files.exit.display().to_string();
@@ -354,16 +356,11 @@ fn script(spec: &SlurmSpec, job: &Job, spawn: &Spawn, files: &Files) -> String {
          status=$?\n\
          echo \"$status $(( $(date +%s) - started ))\" > {tmp} && mv {tmp} {exit}\n\
          exit $status\n",
-        command = quote(spawn.command),
-        tmp = quote(&format!("{exit}.tmp")),
-        exit = quote(&exit),
+        command = shell_quote(spawn.command),
+        tmp = shell_quote(&format!("{exit}.tmp")),
+        exit = shell_quote(&exit),
     ));
     text
-}
-
-/// Single-quotes `text` for the shell.
-fn quote(text: &str) -> String {
-    format!("'{}'", text.replace('\'', r"'\''"))
 }
 
 /// Follows job `id` to its end; `None` when it ended without a result (run it again).

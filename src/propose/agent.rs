@@ -208,15 +208,12 @@ impl<'w> Transcript<'w> {
     }
 }
 
-/// Descriptions longer than this are cut; they are one line of a table.
+/// The longest description, the `...` of a cut included; it is one line of a table.
 const MAX_DESCRIPTION: usize = 200;
 
 fn clip(text: &str) -> String {
     let text = crate::results::one_line(text);
-    match text.char_indices().nth(MAX_DESCRIPTION) {
-        Some((at, _)) => format!("{}...", &text[..at]),
-        None => text,
-    }
+    crate::text::cut(&text, MAX_DESCRIPTION, "...")
 }
 
 impl Watch for Transcript<'_> {

@@ -27,7 +27,8 @@ const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 /// Editable files up to this many lines in all may also be answered as whole files (those the
 /// prompt showed whole).
 const WHOLE_FILE_LINES: usize = 300;
-/// Descriptions longer than this are cut; they are one line of a table (as the agent's are).
+/// The longest description, the `...` of a cut included; it is one line of a table (as the
+/// agent's are).
 const MAX_DESCRIPTION: usize = 200;
 
 pub struct Settings {
@@ -329,10 +330,7 @@ fn description(answer: &str) -> Option<String> {
 /// One line of at most [`MAX_DESCRIPTION`] characters, with no secret in it.
 fn clip(text: &str) -> String {
     let text = crate::results::one_line(&secrets::redact(text));
-    match text.char_indices().nth(MAX_DESCRIPTION) {
-        Some((at, _)) => format!("{}...", &text[..at]),
-        None => text,
-    }
+    crate::text::cut(&text, MAX_DESCRIPTION, "...")
 }
 
 fn add(total: Option<Tokens>, more: Option<Tokens>) -> Option<Tokens> {
@@ -514,7 +512,7 @@ mod tests {
         );
         let long = format!("DESCRIPTION: {}", "word ".repeat(100));
         let clipped = description(&long).unwrap();
-        assert_eq!(clipped.chars().count(), MAX_DESCRIPTION + 3);
+        assert_eq!(clipped.chars().count(), MAX_DESCRIPTION);
         assert!(clipped.ends_with("..."), "{clipped}");
     }
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::config::file::AgentPreset;
 use crate::journal::Tokens;
+use crate::text::shell_quote;
 
 /// A prompt for tools that take it as an argument while arun gives the real one on stdin.
 const FOLLOW_STDIN: &str = "Carry out the task described above.";
@@ -71,19 +72,6 @@ pub fn name(preset: AgentPreset) -> &'static str {
         AgentPreset::Gemini => "gemini",
         AgentPreset::Aider => "aider",
         AgentPreset::Opencode => "opencode",
-    }
-}
-
-/// `text` as one shell word.
-pub fn shell_quote(text: &str) -> String {
-    let plain = !text.is_empty()
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
-    if plain {
-        text.to_string()
-    } else {
-        format!("'{}'", text.replace('\'', r"'\''"))
     }
 }
 
@@ -457,6 +445,5 @@ mod tests {
             aider.ends_with(" --file train.py --file 'my model.py' --read prepare.py"),
             "{aider}"
         );
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
     }
 }

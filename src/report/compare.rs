@@ -145,7 +145,7 @@ fn figures_table(reports: &[Report]) -> String {
                         table,
                         r#"<td>{}<span class="note">{}</span></td>"#,
                         escape(&figure.value),
-                        escape(&cut(&figure.note, NOTE_CHARS))
+                        escape(&crate::text::cut(&figure.note, NOTE_CHARS, "…"))
                     );
                 }
                 None => table.push_str("<td>–</td>"),
@@ -157,15 +157,9 @@ fn figures_table(reports: &[Report]) -> String {
     table
 }
 
-/// How much of a figure's note (the best's description) a column shows.
-const NOTE_CHARS: usize = 80;
-
-fn cut(text: &str, chars: usize) -> String {
-    match text.char_indices().nth(chars) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_string(),
-    }
-}
+/// How much of a figure's note (the best's description) a column shows, the `…` of a cut
+/// included.
+const NOTE_CHARS: usize = 81;
 
 /// A run's running best as steps: `(x, best)` at each recorded experiment, a `None` between
 /// segments.

@@ -133,14 +133,6 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-fn cut(text: &str, chars: usize) -> String {
-    if text.chars().count() <= chars {
-        return text.to_string();
-    }
-    let kept: String = text.chars().take(chars - 3).collect();
-    format!("{kept}...")
-}
-
 /// The tooltip of an experiment's mark.
 fn tooltip(report: &Report, row: &Row) -> String {
     let status = row.status.map_or("running".to_string(), |s| s.to_string());
@@ -626,7 +618,10 @@ fn place_labels(
                     && !near.any_within(point, POINT_ROOM, i)
             })
         };
-        let texts = [cut(description, LABEL_CHARS), cut(description, 24)];
+        let texts = [
+            crate::text::cut(description, LABEL_CHARS, "..."),
+            crate::text::cut(description, 24, "..."),
+        ];
         let candidates = texts.iter().flat_map(|text| {
             [
                 (7.0, -7.0, -30.0, false),

@@ -382,23 +382,16 @@ impl<'h> View<'h> {
                 let _ = write!(text, " {:+.6}", value - reference);
             }
         }
-        let description = cut(
+        let description = crate::text::cut(
             &crate::results::one_line(&asked.description_text()),
             DESCRIPTION_CHARS,
+            "...",
         );
         if !description.is_empty() {
             let _ = write!(text, " {description}");
         }
         text
     }
-}
-
-fn cut(text: &str, chars: usize) -> String {
-    if text.chars().count() <= chars {
-        return text.to_string();
-    }
-    let kept: String = text.chars().take(chars - 3).collect();
-    format!("{kept}...")
 }
 
 #[cfg(test)]
