@@ -12,9 +12,9 @@
 //! `benches/knob_search/setup-venv.sh` creates (pip install optuna).
 //!
 //! Batches for parallel workers: with `q` workers, `q` proposals are made at once, each seeing the
-//! earlier ones of its batch as pending (`strategy::with_pending`, the constant liar the `knobs`
-//! proposer uses for experiments in flight), then evaluated together; their regret is reported at
-//! the same number of evaluations as the sequential search's.
+//! earlier ones of its batch as pending (`strategy::with_pending`, as the `knobs` proposer sees
+//! experiments in flight), then evaluated together; their regret is reported at the same number
+//! of evaluations as the sequential search's.
 //!
 //! Run with `cargo bench --bench knob_search` (25 seeds, 60 trials; `ARUN_BENCH_SEEDS=5` for a
 //! quick look; `ARUN_BENCH_OPTUNA_JSON=file` reuses a saved output of `optuna_baselines.py`;
@@ -234,8 +234,8 @@ fn main() {
     if batches {
         println!();
         println!(
-            "batches of q proposals at once (earlier ones of a batch pending at the mean loss), \
-             median regret at {BATCH_TRIALS} evaluations:"
+            "batches of q proposals at once (earlier ones of a batch pending), median regret at \
+             {BATCH_TRIALS} evaluations:"
         );
         println!();
         println!(

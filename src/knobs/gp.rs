@@ -37,8 +37,11 @@ const FIT_STEPS: usize = 80;
 const SQRT5: f64 = 2.236_067_977_499_79;
 
 /// A fitted Gaussian process over standardized observations.
+#[derive(Clone)]
 pub struct Gp {
     points: Vec<Point>,
+    /// The observations, as fitted.
+    y: Vec<f64>,
     hyper: Hyper,
     /// Cholesky factor of the kernel matrix (row-major, lower).
     chol: Vec<f64>,
@@ -72,24 +75,52 @@ impl Gp {
             }
         }
         let (_, hyper) = best.expect("two starts");
-        let (chol, alpha) = factor(&points, y, &hyper).unwrap_or_else(|| {
-            // The fit only visits hyperparameters that factor; this is a last resort.
-            let safe = Hyper {
-                length: hyper.length.clone(),
-                signal: 0.0,
-                noise: -2.3,
-            };
-            factor(&points, y, &safe).expect("a noisy kernel matrix is positive definite")
-        });
+        Gp::with_hyper(points, y.to_vec(), hyper)
+    }
+
+    /// The process with hyperparameters `hyper` conditioned on `y` at `points`.
+    fn with_hyper(points: Vec<Point>, y: Vec<f64>, hyper: Hyper) -> Gp {
+        let (hyper, (chol, alpha)) = match factor(&points, &y, &hyper) {
+            Some(factored) => (hyper, factored),
+            None => {
+                // The fit only visits hyperparameters that factor; this is a last resort.
+                let safe = Hyper {
+                    length: hyper.length.clone(),
+                    signal: 0.0,
+                    noise: -2.3,
+                };
+                let factored =
+                    factor(&points, &y, &safe).expect("a noisy kernel matrix is positive definite");
+                (safe, factored)
+            }
+        };
         let n = points.len();
         let ones = backward(&chol, n, &forward(&chol, n, &vec![1.0; n]));
         Gp {
             points,
+            y,
             hyper,
             chol,
             alpha,
             ones,
         }
+    }
+
+    /// The process with the same hyperparameters that has also seen `extra` points, each at its
+    /// own prediction (a "kriging believer"): the mean stays what it was, the uncertainty at and
+    /// around them shrinks to the noise. For assignments still running: what they will give is
+    /// not known, but they will no longer be news.
+    pub fn believing(&self, extra: &[Point]) -> Gp {
+        if extra.is_empty() {
+            return self.clone();
+        }
+        let mut points = self.points.clone();
+        let mut y = self.y.clone();
+        for p in extra {
+            points.push(p.clone());
+            y.push(self.predict(p).0);
+        }
+        Gp::with_hyper(points, y, self.hyper.clone())
     }
 
     /// Posterior mean and standard deviation of the (noise-free) function at `p`.
@@ -457,6 +488,36 @@ mod tests {
                 gradient[i]
             );
         }
+    }
+
+    #[test]
+    fn believing_its_prediction_keeps_the_mean_and_removes_the_doubt() {
+        let xs = [0.0, 0.2, 0.9, 1.0];
+        let gp = Gp::fit(
+            xs.iter().map(|&x| point(x)).collect(),
+            &xs.map(|x| (4.0 * x).cos()),
+        );
+        let believing = gp.believing(&[point(0.55)]);
+        for x in [0.3, 0.5, 0.55, 0.6, 0.8] {
+            let (before, _) = gp.predict(&point(x));
+            let (after, _) = believing.predict(&point(x));
+            assert!(
+                (before - after).abs() < 1e-6,
+                "mean at {x}: {before} then {after}"
+            );
+        }
+        let (_, doubt) = gp.predict(&point(0.55));
+        let (_, left) = believing.predict(&point(0.55));
+        assert!(
+            left < 0.3 * doubt,
+            "sd at the believed point: {doubt} then {left}"
+        );
+        let (_, far) = believing.predict(&point(0.1));
+        let (_, far_before) = gp.predict(&point(0.1));
+        assert!(
+            far > 0.5 * far_before,
+            "sd far from it: {far_before} then {far}"
+        );
     }
 
     #[test]

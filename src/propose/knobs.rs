@@ -57,10 +57,8 @@ impl KnobSearch {
             };
             trials.push(Trial { values, outcome });
         }
-        // Assignments other workers are running now count as tried, at the mean loss seen so
-        // far (a constant liar), so that concurrent proposals never repeat them or crowd them.
-        // The mean rather than the worst loss: see docs/benchmarks.md, "Parallel knob search: which
-        // liar", for how the two compared.
+        // Assignments other workers are running now count as tried, their outcome pending, so
+        // that concurrent proposals never repeat them or crowd them (`strategy::with_pending`).
         let mut pending = Vec::new();
         for experiment in request.history.in_flight() {
             if experiment.n == request.n || experiment.details.get("knobs").is_none() {
