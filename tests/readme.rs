@@ -29,14 +29,20 @@ fn the_example_pipeline_validates() {
         "<!-- example-pipeline:start -->",
         "<!-- example-pipeline:end -->",
     );
-    let toml = between(block, "```toml\n", "```");
     let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("pipelines/example.toml");
+    assert_validates(
+        &dir.path().join("pipelines/example.toml"),
+        between(block, "```toml\n", "```"),
+    );
+}
+
+/// Writes `toml` to `file` and checks that `arun validate` accepts it.
+fn assert_validates(file: &Path, toml: &str) {
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(&file, toml).unwrap();
+    std::fs::write(file, toml).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_arun"))
         .arg("validate")
-        .arg(&file)
+        .arg(file)
         .output()
         .unwrap();
     assert!(
@@ -75,19 +81,7 @@ fn the_slurm_pipeline_validates() {
     git(&["commit", "-qm", "start"]);
     let toml = between(block, "```toml\n", "```")
         .replace("/shared/home/me/nanogpt", &repo.display().to_string());
-    let file = dir.path().join("pipelines/nanogpt-slurm.toml");
-    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-    std::fs::write(&file, toml).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_arun"))
-        .arg("validate")
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert_validates(&dir.path().join("pipelines/nanogpt-slurm.toml"), &toml);
 }
 
 #[test]

@@ -456,19 +456,26 @@ fn arun_killed_while_its_jobs_run_follows_them_again_and_runs_nothing_twice() {
     }
 }
 
+/// A run with `slurm` in `[executor.slurm]` that must stop with an error: its target and stderr.
+fn stopped_run(slurm: &str) -> (Target, String) {
+    let target = slurm_target(
+        serde_json::json!({}),
+        "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
+        slurm,
+    );
+    let run = target.arun(&["--max-experiments", "2"]);
+    assert_ne!(run.code(), Some(0), "{}", run.stderr());
+    let stderr = run.stderr();
+    (target, stderr)
+}
+
 #[test]
 fn a_job_that_never_starts_stops_the_run_with_slurms_reason() {
     let Some(_cluster) = shared_cluster() else {
         return;
     };
-    let target = slurm_target(
-        serde_json::json!({}),
-        "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
-        "sbatch-args = [\"--begin=now+1hour\"]\nstart-timeout = \"3s\"",
-    );
-    let run = target.arun(&["--max-experiments", "2"]);
-    assert_ne!(run.code(), Some(0));
-    let stderr = run.stderr();
+    let (target, stderr) =
+        stopped_run("sbatch-args = [\"--begin=now+1hour\"]\nstart-timeout = \"3s\"");
     assert!(stderr.contains("did not start within 3s"), "{stderr}");
     assert!(stderr.contains("BeginTime"), "{stderr}");
     let jobs = jobs_of(&target);
@@ -482,14 +489,7 @@ fn a_job_sbatch_refuses_stops_the_run_with_sbatchs_words() {
     let Some(_cluster) = shared_cluster() else {
         return;
     };
-    let target = slurm_target(
-        serde_json::json!({}),
-        "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
-        "gres = \"gpu:64\"",
-    );
-    let run = target.arun(&["--max-experiments", "2"]);
-    assert_ne!(run.code(), Some(0));
-    let stderr = run.stderr();
+    let (_target, stderr) = stopped_run("gres = \"gpu:64\"");
     assert!(
         stderr.contains("sbatch refused the job arun-test-0-0"),
         "{stderr}"
