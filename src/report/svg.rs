@@ -873,6 +873,34 @@ impl Ranks {
     }
 }
 
+/// Past this many experiments the tree draws only the kept ones (the path to the best and the
+/// keeps beside it): the page stays one a browser opens, however long the run.
+pub const TREE_ALL_ROWS: usize = 2000;
+
+/// Where the tree draws each experiment: at its number (left to right) and its generation (top
+/// to bottom), and which experiments it draws at all.
+struct TreeLayout {
+    x: Scale,
+    top: f64,
+    row_height: f64,
+    /// Each experiment's generation: how many experiments it builds on.
+    depth: std::collections::BTreeMap<u64, usize>,
+    /// Whether edges run straight from their parent (a tree search) or share elbows (greedy).
+    straight: bool,
+    /// Whether every experiment is drawn, or only the kept ones.
+    everything: bool,
+}
+
+impl TreeLayout {
+    fn y(&self, n: u64) -> f64 {
+        self.top + self.depth.get(&n).copied().unwrap_or(0) as f64 * self.row_height
+    }
+
+    fn drawn(&self, row: &Row) -> bool {
+        self.everything || row.status == Some(Status::Keep)
+    }
+}
+
 /// The experiment tree: each experiment at its number (left to right) and its generation (how
 /// many experiments it builds on, top to bottom), an edge from the experiment whose commit it was
 /// made on, nodes coloured by metric, the path from the baseline to the best drawn thick.
@@ -881,22 +909,10 @@ impl Ranks {
 /// share one elbow line. A tree search backtracks: experiments of one generation hang from
 /// different nodes, and shared elbows would run into each other, so each edge is a straight line
 /// from its own parent; dead ends get a dashed ring.
-/// Past this many experiments the tree draws only the kept ones (the path to the best and the
-/// keeps beside it): the page stays one a browser opens, however long the run.
-pub const TREE_ALL_ROWS: usize = 2000;
-
 pub fn tree(report: &Report) -> String {
     let everything = report.rows.len() <= TREE_ALL_ROWS;
-    let drawn = |row: &&Row| everything || row.status == Some(Status::Keep);
     let (left, right, top) = (86.0, WIDTH - 20.0, 24.0);
-    let mut depth: std::collections::BTreeMap<u64, usize> = Default::default();
-    for row in &report.rows {
-        let d = row
-            .built_on
-            .and_then(|p| depth.get(&p))
-            .map_or(0, |d| d + 1);
-        depth.insert(row.n, d);
-    }
+    let depth = generations(report);
     let deepest = depth.values().copied().max().unwrap_or(0);
     // A tree's straight edges need room between generations to show their slopes.
     let tallest = if report.tree.is_some() { 56.0 } else { 26.0 };
@@ -905,15 +921,15 @@ pub fn tree(report: &Report) -> String {
     let row_height = (520.0 / (deepest + 1) as f64).clamp(shortest, tallest);
     let bottom = top + deepest as f64 * row_height;
     let height = bottom + 64.0;
-    let x = x_scale(report, left, right);
-    let y = |n: u64| top + depth.get(&n).copied().unwrap_or(0) as f64 * row_height;
+    let layout = TreeLayout {
+        x: x_scale(report, left, right),
+        top,
+        row_height,
+        depth,
+        straight: report.tree.is_some(),
+        everything,
+    };
     let path: std::collections::BTreeSet<u64> = report.kept_path().into_iter().collect();
-    let dead_ends: std::collections::BTreeSet<u64> = report
-        .tree
-        .as_ref()
-        .map(|t| t.dead_ends.iter().copied().collect())
-        .unwrap_or_default();
-    let straight = report.tree.is_some();
     let ranks = Ranks::new(report);
 
     let mut svg = String::new();
@@ -921,7 +937,30 @@ pub fn tree(report: &Report) -> String {
         svg,
         r#"<svg class="tree" id="experiment-tree" viewBox="0 0 {WIDTH} {height:.0}" role="img" aria-label="experiment tree" xmlns="http://www.w3.org/2000/svg" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif">"#
     );
-    // Generations on the left.
+    generation_labels(&mut svg, deepest, left, top, row_height);
+    tree_edges(&mut svg, report, &layout, &path);
+    tree_nodes(&mut svg, report, &layout, &path, &ranks);
+    colour_key(&mut svg, report, &ranks, everything, left, right, bottom);
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Each experiment's generation: one more than the experiment it was built on, 0 for a
+/// baseline.
+fn generations(report: &Report) -> std::collections::BTreeMap<u64, usize> {
+    let mut depth: std::collections::BTreeMap<u64, usize> = Default::default();
+    for row in &report.rows {
+        let d = row
+            .built_on
+            .and_then(|p| depth.get(&p))
+            .map_or(0, |d| d + 1);
+        depth.insert(row.n, d);
+    }
+    depth
+}
+
+/// The generations' names on the left: `baseline`, `+1`, `+2`, ..., at most about a dozen.
+fn generation_labels(svg: &mut String, deepest: usize, left: f64, top: f64, row_height: f64) {
     let every = (deepest / 12).max(1);
     for d in (0..=deepest).step_by(every) {
         let py = top + d as f64 * row_height;
@@ -937,24 +976,35 @@ pub fn tree(report: &Report) -> String {
             }
         );
     }
-    // Edges, the kept path last so it lies on top.
-    let edge = |row: &Row, parent: u64| {
-        let (px, py) = (x.at(parent as f64), y(parent));
-        let (cx, cy) = (x.at(row.n as f64), y(row.n));
-        if straight {
-            return format!("M{px:.1} {py:.1} L{cx:.1} {cy:.1}");
-        }
-        let mid = cy - row_height / 2.0;
-        format!("M{px:.1} {py:.1} V{mid:.1} H{cx:.1} V{cy:.1}")
-    };
-    for row in report.rows.iter().filter(drawn) {
+}
+
+/// The SVG path of the edge from `parent` to `row`: straight, or an elbow shared with its
+/// siblings.
+fn edge_path(layout: &TreeLayout, row: &Row, parent: u64) -> String {
+    let (px, py) = (layout.x.at(parent as f64), layout.y(parent));
+    let (cx, cy) = (layout.x.at(row.n as f64), layout.y(row.n));
+    if layout.straight {
+        return format!("M{px:.1} {py:.1} L{cx:.1} {cy:.1}");
+    }
+    let mid = cy - layout.row_height / 2.0;
+    format!("M{px:.1} {py:.1} V{mid:.1} H{cx:.1} V{cy:.1}")
+}
+
+/// The edges, thin and grey, then the kept path's thick ones on top.
+fn tree_edges(
+    svg: &mut String,
+    report: &Report,
+    layout: &TreeLayout,
+    path: &std::collections::BTreeSet<u64>,
+) {
+    for row in report.rows.iter().filter(|row| layout.drawn(row)) {
         if let Some(parent) = row.built_on
             && !(path.contains(&row.n) && path.contains(&parent))
         {
             let _ = write!(
                 svg,
                 r##"<path d="{}" fill="none" stroke="#bbb" stroke-width="1"/>"##,
-                edge(row, parent)
+                edge_path(layout, row, parent)
             );
         }
     }
@@ -966,43 +1016,31 @@ pub fn tree(report: &Report) -> String {
             let _ = write!(
                 svg,
                 r#"<path class="kept-path" d="{}" fill="none" stroke="{RUNNING_BEST}" stroke-width="3.5" stroke-linejoin="round"/>"#,
-                edge(row, parent)
+                edge_path(layout, row, parent)
             );
         }
     }
-    // Nodes.
+}
+
+/// The nodes, each with its tooltip, a ring when it is a dead end, and its number when it lies
+/// on the kept path.
+fn tree_nodes(
+    svg: &mut String,
+    report: &Report,
+    layout: &TreeLayout,
+    path: &std::collections::BTreeSet<u64>,
+    ranks: &Ranks,
+) {
+    let dead_ends: std::collections::BTreeSet<u64> = report
+        .tree
+        .as_ref()
+        .map(|t| t.dead_ends.iter().copied().collect())
+        .unwrap_or_default();
     let mut last_label: Option<(f64, f64)> = None;
-    for row in report.rows.iter().filter(drawn) {
-        let (px, py) = (x.at(row.n as f64), y(row.n));
+    for row in report.rows.iter().filter(|row| layout.drawn(row)) {
+        let (px, py) = (layout.x.at(row.n as f64), layout.y(row.n));
         let on_path = path.contains(&row.n);
-        let shape = match (row.status, row.metric) {
-            (Some(Status::Crash), _) => format!(
-                r#"<path d="M{a:.1} {b:.1} L{c:.1} {d:.1} M{a:.1} {d:.1} L{c:.1} {b:.1}" stroke="{CRASH}" stroke-width="2.5"/>"#,
-                a = px - 4.5,
-                b = py - 4.5,
-                c = px + 4.5,
-                d = py + 4.5,
-            ),
-            (None, _) => format!(
-                r##"<circle cx="{px:.1}" cy="{py:.1}" r="5" fill="#fff" stroke="#555" stroke-width="1.5" stroke-dasharray="2 2"/>"##
-            ),
-            (Some(status), Some(value)) => {
-                let (radius, stroke) = if on_path {
-                    (7.0, r##" stroke="#000" stroke-width="1.5""##)
-                } else if status == Status::Keep {
-                    (5.5, r##" stroke="#000" stroke-width="0.8""##)
-                } else {
-                    (4.0, r##" stroke="#fff" stroke-width="0.6""##)
-                };
-                format!(
-                    r#"<circle cx="{px:.1}" cy="{py:.1}" r="{radius}" fill="{}"{stroke}/>"#,
-                    viridis(ranks.of(report.goal, value))
-                )
-            }
-            (Some(_), None) => {
-                format!(r##"<circle cx="{px:.1}" cy="{py:.1}" r="4" fill="#ccc"/>"##)
-            }
-        };
+        let shape = node_shape(report, ranks, row, (px, py), on_path);
         // Numbers on the kept path, below and left of the node where the staircase leaves room,
         // unless the previous one is too close.
         let label = if on_path
@@ -1035,7 +1073,57 @@ pub fn tree(report: &Report) -> String {
             row.n,
         );
     }
-    // The colour key.
+}
+
+/// A node's mark: a cross for a crash, a dashed circle for a running experiment, else a circle
+/// coloured by rank and sized by what it is (on the kept path, a keep, a discard).
+fn node_shape(
+    report: &Report,
+    ranks: &Ranks,
+    row: &Row,
+    (px, py): (f64, f64),
+    on_path: bool,
+) -> String {
+    match (row.status, row.metric) {
+        (Some(Status::Crash), _) => format!(
+            r#"<path d="M{a:.1} {b:.1} L{c:.1} {d:.1} M{a:.1} {d:.1} L{c:.1} {b:.1}" stroke="{CRASH}" stroke-width="2.5"/>"#,
+            a = px - 4.5,
+            b = py - 4.5,
+            c = px + 4.5,
+            d = py + 4.5,
+        ),
+        (None, _) => format!(
+            r##"<circle cx="{px:.1}" cy="{py:.1}" r="5" fill="#fff" stroke="#555" stroke-width="1.5" stroke-dasharray="2 2"/>"##
+        ),
+        (Some(status), Some(value)) => {
+            let (radius, stroke) = if on_path {
+                (7.0, r##" stroke="#000" stroke-width="1.5""##)
+            } else if status == Status::Keep {
+                (5.5, r##" stroke="#000" stroke-width="0.8""##)
+            } else {
+                (4.0, r##" stroke="#fff" stroke-width="0.6""##)
+            };
+            format!(
+                r#"<circle cx="{px:.1}" cy="{py:.1}" r="{radius}" fill="{}"{stroke}/>"#,
+                viridis(ranks.of(report.goal, value))
+            )
+        }
+        (Some(_), None) => {
+            format!(r##"<circle cx="{px:.1}" cy="{py:.1}" r="4" fill="#ccc"/>"##)
+        }
+    }
+}
+
+/// Under the tree: a note when only the kept experiments are drawn, and the colour key.
+fn colour_key(
+    svg: &mut String,
+    report: &Report,
+    ranks: &Ranks,
+    everything: bool,
+    left: f64,
+    right: f64,
+    bottom: f64,
+) {
     let key_x = right - 260.0;
     let key_y = bottom + 34.0;
     if !everything {
@@ -1068,8 +1156,6 @@ pub fn tree(report: &Report) -> String {
             key_y + 9.0,
         );
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 #[cfg(test)]
