@@ -626,6 +626,8 @@ fn resolve_decision(raw: &file::Decision, problems: &mut Vec<Problem>) -> Decisi
     }
 }
 
+/// The `[proposer]` section: its kind's settings, the instructions, the prompt templates and the
+/// limits.
 fn resolve_proposer(
     raw: &PipelineFile,
     base: &Path,
@@ -633,36 +635,37 @@ fn resolve_proposer(
 ) -> Option<ProposerSpec> {
     let p = &raw.proposer;
     let before = problems.len();
-    let kind = match p.kind {
-        ProposerKind::Agent => {
-            let agent = p.agent.clone().unwrap_or_default();
-            let command = agent.command.filter(|c| !c.trim().is_empty());
-            let base = match (agent.preset, command) {
-                (_, Some(command)) => Some(command),
-                (Some(preset), None) => Some(crate::propose::presets::command(
-                    preset,
-                    &raw.target.editable,
-                    &raw.target.read_only,
-                )),
-                (None, None) => {
-                    problems.push(Problem::at(
-                        "proposer.agent",
-                        "`kind = \"agent\"` needs `[proposer.agent]` with a `preset` (`claude`, \
-                         `codex`, `gemini`, `aider` or `opencode`) or a `command`, e.g. \
-                         `command = \"my-agent --prompt-file \\\"$ARUN_PROMPT_FILE\\\"\"`",
-                    ));
-                    None
-                }
-            };
-            base.map(|base| ProposerSettings::Agent {
-                command: match agent.args.as_deref().map(str::trim) {
-                    Some(args) if !args.is_empty() => format!("{base} {args}"),
-                    _ => base,
-                },
-                env: agent.env,
-                preset: agent.preset,
-            })
-        }
+    let kind = proposer_settings(raw, problems);
+    if let Some(http) = &p.http
+        && !(http.base_url.starts_with("http://") || http.base_url.starts_with("https://"))
+    {
+        problems.push(Problem::at(
+            "proposer.http.base-url",
+            format!("`{}` must start with http:// or https://", http.base_url),
+        ));
+    }
+    let instructions = proposer_instructions(p, base, problems);
+    let templates = prompt_templates(p, base, problems);
+
+    let spec = ProposerSpec {
+        kind: kind?,
+        instructions,
+        timeout: p.timeout.map_or(Duration::from_secs(20 * 60), |d| d.0),
+        history: p.history.unwrap_or(20),
+        stall: p.stall.unwrap_or(8),
+        max_failures: p.max_failures.unwrap_or(5),
+        retry_wait: p.retry_wait.map_or(Duration::from_secs(30), |d| d.0),
+        templates,
+    };
+    (problems.len() == before).then_some(spec)
+}
+
+/// The settings of the proposer's kind: the agent's command line, the HTTP model, or the knob
+/// search's seed; `None` when the kind's section is missing.
+fn proposer_settings(raw: &PipelineFile, problems: &mut Vec<Problem>) -> Option<ProposerSettings> {
+    let p = &raw.proposer;
+    match p.kind {
+        ProposerKind::Agent => agent_settings(raw, problems),
         ProposerKind::Http => match &p.http {
             Some(http) => Some(ProposerSettings::Http {
                 base_url: http.base_url.trim_end_matches('/').to_string(),
@@ -690,17 +693,44 @@ fn resolve_proposer(
                 seed: p.knobs.as_ref().and_then(|k| k.seed).unwrap_or(0),
             })
         }
-    };
-    if let Some(http) = &p.http
-        && !(http.base_url.starts_with("http://") || http.base_url.starts_with("https://"))
-    {
-        problems.push(Problem::at(
-            "proposer.http.base-url",
-            format!("`{}` must start with http:// or https://", http.base_url),
-        ));
     }
+}
 
-    let instructions = match (&p.instructions, &p.instructions_file) {
+/// An agent's command line: its own `command`, else its preset's, with `args` after it.
+fn agent_settings(raw: &PipelineFile, problems: &mut Vec<Problem>) -> Option<ProposerSettings> {
+    let agent = raw.proposer.agent.clone().unwrap_or_default();
+    let command = agent.command.filter(|c| !c.trim().is_empty());
+    let base = match (agent.preset, command) {
+        (_, Some(command)) => Some(command),
+        (Some(preset), None) => Some(crate::propose::presets::command(
+            preset,
+            &raw.target.editable,
+            &raw.target.read_only,
+        )),
+        (None, None) => {
+            problems.push(Problem::at(
+                "proposer.agent",
+                "`kind = \"agent\"` needs `[proposer.agent]` with a `preset` (`claude`, \
+                 `codex`, `gemini`, `aider` or `opencode`) or a `command`, e.g. \
+                 `command = \"my-agent --prompt-file \\\"$ARUN_PROMPT_FILE\\\"\"`",
+            ));
+            None
+        }
+    };
+    base.map(|base| ProposerSettings::Agent {
+        command: match agent.args.as_deref().map(str::trim) {
+            Some(args) if !args.is_empty() => format!("{base} {args}"),
+            _ => base,
+        },
+        env: agent.env,
+        preset: agent.preset,
+    })
+}
+
+/// The instructions every prompt carries: written in the file or read from
+/// `instructions-file`, at most `INSTRUCTIONS_MAX_BYTES`.
+fn proposer_instructions(p: &file::Proposer, base: &Path, problems: &mut Vec<Problem>) -> String {
+    match (&p.instructions, &p.instructions_file) {
         (Some(_), Some(_)) => {
             problems.push(Problem::at(
                 "proposer.instructions-file",
@@ -746,8 +776,16 @@ fn resolve_proposer(
             }
         }
         (None, None) => String::new(),
-    };
+    }
+}
 
+/// The prompt templates: each the built-in one unless a file replaces it; a file that cannot be
+/// read or rendered is a problem.
+fn prompt_templates(
+    p: &file::Proposer,
+    base: &Path,
+    problems: &mut Vec<Problem>,
+) -> PromptTemplates {
     let mut load = |kind: TemplateKind, path: &Option<String>| -> Template {
         let Some(path) = path else {
             return Template::builtin(kind);
@@ -770,23 +808,11 @@ fn resolve_proposer(
             }
         }
     };
-    let templates = PromptTemplates {
+    PromptTemplates {
         propose: load(TemplateKind::Propose, &p.templates.propose),
         fix_crash: load(TemplateKind::FixCrash, &p.templates.fix_crash),
         summary: load(TemplateKind::Summary, &p.templates.summary),
-    };
-
-    let spec = ProposerSpec {
-        kind: kind?,
-        instructions,
-        timeout: p.timeout.map_or(Duration::from_secs(20 * 60), |d| d.0),
-        history: p.history.unwrap_or(20),
-        stall: p.stall.unwrap_or(8),
-        max_failures: p.max_failures.unwrap_or(5),
-        retry_wait: p.retry_wait.map_or(Duration::from_secs(30), |d| d.0),
-        templates,
-    };
-    (problems.len() == before).then_some(spec)
+    }
 }
 
 /// What to do with instructions over `INSTRUCTIONS_MAX_BYTES`.
