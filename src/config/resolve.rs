@@ -322,84 +322,21 @@ pub fn resolve(raw: PipelineFile, file: &Path) -> Result<Pipeline, Vec<Problem>>
     }
 }
 
+/// The `[target]` section: the repository, how to create it, and the lists of files.
 fn resolve_target(raw: &file::Target, base: &Path, problems: &mut Vec<Problem>) -> TargetSpec {
     let repo = normalize(&base.join(&raw.repo));
     let template = raw.template.as_ref().map(|t| normalize(&base.join(t)));
     let repo_exists = repo.exists();
-    if repo_exists && !repo.join(".git").exists() {
-        problems.push(Problem::at(
-            "target.repo",
-            format!(
-                "`{}` is not a git repository; run `git init` there or point `repo` at one",
-                repo.display()
-            ),
-        ));
-    } else if repo_exists && let Some(why) = no_commit(&repo) {
-        problems.push(Problem::at("target.repo", why));
-    }
-    if template.is_some() && raw.clone.is_some() {
-        problems.push(Problem::at(
-            "target.clone",
-            "set `template` or `clone`, not both: each creates the repository",
-        ));
-    }
-    // The template only matters while the repository does not exist: once created from it,
-    // the template may be gone (`arun status` and `arun report` then still read the run).
-    match &template {
-        Some(dir) if !repo_exists && !dir.is_dir() => problems.push(Problem::at(
-            "target.template",
-            format!("template directory `{}` does not exist", dir.display()),
-        )),
-        None if !repo_exists && raw.clone.is_none() => problems.push(Problem::at(
-            "target.repo",
-            format!(
-                "target repository `{}` does not exist; create it, or set `target.template` (a \
-                 directory) or `target.clone` (a git URL) to create it on first use",
-                repo.display()
-            ),
-        )),
-        _ => {}
-    }
+    check_repo(raw, &repo, repo_exists, template.as_deref(), problems);
     // Files are looked for where the run will find them: the repo, or the template it starts from.
     let tree = if repo_exists {
         Some(repo.clone())
     } else {
         template.clone()
     };
-
-    let mut list = |key: &str, paths: &[String], must_exist: bool| -> Vec<String> {
-        let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        for (i, path) in paths.iter().enumerate() {
-            let at = format!("target.{key}.{i}");
-            let Some(clean) = relative_path(path) else {
-                problems.push(Problem::at(
-                    &at,
-                    format!("`{path}` must be a path inside the repository, relative to it"),
-                ));
-                continue;
-            };
-            if !seen.insert(clean.clone()) {
-                problems.push(Problem::at(&at, format!("`{path}` is listed twice")));
-                continue;
-            }
-            if let Some(tree) = &tree
-                && must_exist
-                && tree.exists()
-                && !tree.join(&clean).is_file()
-            {
-                problems.push(Problem::at(
-                    &at,
-                    format!("`{clean}` is not a file in `{}`", tree.display()),
-                ));
-            }
-            out.push(clean);
-        }
-        out
-    };
-    let editable = list("editable", &raw.editable, true);
-    let read_only = list("read-only", &raw.read_only, true);
-    let context = list("context", &raw.context, true);
+    let editable = file_list("editable", &raw.editable, true, tree.as_deref(), problems);
+    let read_only = file_list("read-only", &raw.read_only, true, tree.as_deref(), problems);
+    let context = file_list("context", &raw.context, true, tree.as_deref(), problems);
     if raw.editable.is_empty() {
         problems.push(Problem::at(
             "target.editable",
@@ -422,6 +359,90 @@ fn resolve_target(raw: &file::Target, base: &Path, problems: &mut Vec<Problem>) 
         read_only,
         context,
     }
+}
+
+/// The repository is a git repository with a commit, or does not exist yet and the section
+/// says how to create it (a `template` or a `clone`, not both).
+fn check_repo(
+    raw: &file::Target,
+    repo: &Path,
+    repo_exists: bool,
+    template: Option<&Path>,
+    problems: &mut Vec<Problem>,
+) {
+    if repo_exists && !repo.join(".git").exists() {
+        problems.push(Problem::at(
+            "target.repo",
+            format!(
+                "`{}` is not a git repository; run `git init` there or point `repo` at one",
+                repo.display()
+            ),
+        ));
+    } else if repo_exists && let Some(why) = no_commit(repo) {
+        problems.push(Problem::at("target.repo", why));
+    }
+    if template.is_some() && raw.clone.is_some() {
+        problems.push(Problem::at(
+            "target.clone",
+            "set `template` or `clone`, not both: each creates the repository",
+        ));
+    }
+    // The template only matters while the repository does not exist: once created from it,
+    // the template may be gone (`arun status` and `arun report` then still read the run).
+    match template {
+        Some(dir) if !repo_exists && !dir.is_dir() => problems.push(Problem::at(
+            "target.template",
+            format!("template directory `{}` does not exist", dir.display()),
+        )),
+        None if !repo_exists && raw.clone.is_none() => problems.push(Problem::at(
+            "target.repo",
+            format!(
+                "target repository `{}` does not exist; create it, or set `target.template` (a \
+                 directory) or `target.clone` (a git URL) to create it on first use",
+                repo.display()
+            ),
+        )),
+        _ => {}
+    }
+}
+
+/// One of the target's lists of files (`target.{key}`), each a path inside the repository,
+/// listed once and, with `must_exist`, a file in `tree` when that exists.
+fn file_list(
+    key: &str,
+    paths: &[String],
+    must_exist: bool,
+    tree: Option<&Path>,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let at = format!("target.{key}.{i}");
+        let Some(clean) = relative_path(path) else {
+            problems.push(Problem::at(
+                &at,
+                format!("`{path}` must be a path inside the repository, relative to it"),
+            ));
+            continue;
+        };
+        if !seen.insert(clean.clone()) {
+            problems.push(Problem::at(&at, format!("`{path}` is listed twice")));
+            continue;
+        }
+        if let Some(tree) = tree
+            && must_exist
+            && tree.exists()
+            && !tree.join(&clean).is_file()
+        {
+            problems.push(Problem::at(
+                &at,
+                format!("`{clean}` is not a file in `{}`", tree.display()),
+            ));
+        }
+        out.push(clean);
+    }
+    out
 }
 
 /// Why the existing repository at `repo` cannot be run on because it has no commit yet (the
