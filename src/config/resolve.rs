@@ -866,6 +866,8 @@ fn read_bounded(path: &Path, limit: usize) -> std::io::Result<Option<String>> {
 
 /// Checks the `[[knob]]`s and, where the repository (or its template) is there to look in, that
 /// each is assigned exactly once in its file with a value inside its bounds.
+/// The `[[knob]]`s: each with its file, its domain, and a value in the file that the domain
+/// allows. A knob with a problem in its file or domain is left out.
 fn resolve_knobs(
     raw: &PipelineFile,
     target: &TargetSpec,
@@ -886,30 +888,7 @@ fn resolve_knobs(
                 format!("knob `{}` is declared twice", knob.name),
             ));
         }
-        let file = match &knob.file {
-            Some(file) => match relative_path(file).filter(|f| target.editable.contains(f)) {
-                Some(clean) => Some(clean),
-                None => {
-                    problems.push(Problem::at(
-                        &at("file"),
-                        format!("`{file}` is not one of the editable files"),
-                    ));
-                    None
-                }
-            },
-            None if target.editable.len() > 1 => {
-                problems.push(Problem::at(
-                    &at("file"),
-                    format!(
-                        "knob `{}` needs `file`: there are {} editable files",
-                        knob.name,
-                        target.editable.len()
-                    ),
-                ));
-                None
-            }
-            None => target.editable.first().cloned(),
-        };
+        let file = knob_file(i, knob, target, problems);
         let domain = match Domain::from_declaration(knob) {
             Ok(domain) => Some(domain),
             Err(found) => {
@@ -926,37 +905,7 @@ fn resolve_knobs(
             .as_ref()
             .and_then(|tree| std::fs::read_to_string(tree.join(&file)).ok())
         {
-            match edit::locate(&text, &knob.name) {
-                Err(err) => {
-                    problems.push(Problem::at(&at("name"), err.describe(&knob.name, &file)));
-                }
-                Ok(site) => {
-                    let place = format!("`{}` in `{file}:{}`", knob.name, site.line);
-                    match edit::parse(&domain, &site.literal) {
-                        Err(message) => {
-                            let key = if domain.is_choice() {
-                                "choices"
-                            } else {
-                                "name"
-                            };
-                            problems.push(Problem::at(&at(key), format!("{place}: {message}")));
-                        }
-                        Ok(value) => {
-                            if let Err((key, why)) = domain.check(value) {
-                                let fix = if key == "kind" {
-                                    "change the value in the file or the knob's `kind`"
-                                } else {
-                                    "change the bounds or the value in the file"
-                                };
-                                problems.push(Problem::at(
-                                    &at(key),
-                                    format!("{place} is `{}`, {why}; {fix}", site.literal),
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
+            check_knob_value(i, knob, &file, &domain, &text, problems);
         }
         knobs.push(Knob {
             name: knob.name.clone(),
@@ -965,6 +914,84 @@ fn resolve_knobs(
         });
     }
     knobs
+}
+
+/// The editable file the `i`th knob lives in: its `file`, or the only editable file.
+fn knob_file(
+    i: usize,
+    knob: &file::Knob,
+    target: &TargetSpec,
+    problems: &mut Vec<Problem>,
+) -> Option<String> {
+    let at = |key: &str| format!("knob.{i}.{key}");
+    match &knob.file {
+        Some(file) => match relative_path(file).filter(|f| target.editable.contains(f)) {
+            Some(clean) => Some(clean),
+            None => {
+                problems.push(Problem::at(
+                    &at("file"),
+                    format!("`{file}` is not one of the editable files"),
+                ));
+                None
+            }
+        },
+        None if target.editable.len() > 1 => {
+            problems.push(Problem::at(
+                &at("file"),
+                format!(
+                    "knob `{}` needs `file`: there are {} editable files",
+                    knob.name,
+                    target.editable.len()
+                ),
+            ));
+            None
+        }
+        None => target.editable.first().cloned(),
+    }
+}
+
+/// The `i`th knob's assignment is found in `text` (the file `file`) and its value there is one
+/// the knob's domain allows.
+fn check_knob_value(
+    i: usize,
+    knob: &file::Knob,
+    file: &str,
+    domain: &Domain,
+    text: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let at = |key: &str| format!("knob.{i}.{key}");
+    let site = match edit::locate(text, &knob.name) {
+        Err(err) => {
+            problems.push(Problem::at(&at("name"), err.describe(&knob.name, file)));
+            return;
+        }
+        Ok(site) => site,
+    };
+    let place = format!("`{}` in `{file}:{}`", knob.name, site.line);
+    match edit::parse(domain, &site.literal) {
+        Err(message) => {
+            let key = if domain.is_choice() {
+                "choices"
+            } else {
+                "name"
+            };
+            problems.push(Problem::at(&at(key), format!("{place}: {message}")));
+        }
+        Ok(value) => {
+            if let Err((key, why)) = domain.check(value) {
+                let fix = if key == "kind" {
+                    "change the value in the file or the knob's `kind`"
+                } else {
+                    "change the bounds or the value in the file"
+                };
+                problems.push(Problem::at(
+                    &at(key),
+                    format!("{place} is `{}`, {why}; {fix}", site.literal),
+                ));
+            }
+        }
+    }
 }
 
 fn resolve_search(raw: &file::Search, problems: &mut Vec<Problem>) -> SearchSpec {
