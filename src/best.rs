@@ -248,24 +248,44 @@ struct Best<'a> {
 /// `SUMMARY.md`: the best against the baseline, the files, what worked (the best path), what
 /// did not (branches off the best path, the directions discarded or crashed), the counts.
 fn summary_markdown(facts: &Best) -> String {
+    let mut out = String::new();
+    best_against_baseline(&mut out, facts);
+    files_and_run(&mut out, facts);
+    let tree = Tree::of(facts.history);
+    let path = tree.path_to(facts.best.n);
+    what_worked(&mut out, facts, &path);
+    let _ = writeln!(out, "## What did not\n");
+    let on_path: BTreeSet<u64> = path.iter().map(|e| e.n).collect();
+    branches_off_the_path(&mut out, facts, &tree, &on_path);
+    directions_not_kept(&mut out, facts.history, &tree);
+    out
+}
+
+/// An experiment's metric with six decimals, `–` when it has none.
+fn metric_text(e: &Experiment) -> String {
+    e.metric()
+        .map_or_else(|| "–".to_string(), |m| format!("{m:.6}"))
+}
+
+/// The title, the note, the baseline and the best with their commits, and the change between
+/// them.
+fn best_against_baseline(out: &mut String, facts: &Best) {
     let Best {
-        history,
         report,
         tag,
         best,
         baseline,
         commits,
-        files,
         note,
+        ..
     } = *facts;
     let metric = &report.metric;
     let goal = report.goal;
-    let value = |e: &Experiment| {
-        e.metric()
-            .map_or_else(|| "–".to_string(), |m| format!("{m:.6}"))
-    };
-    let mut out = String::new();
-    let _ = writeln!(out, "# The best of run `{tag}`: {metric} {}\n", value(best));
+    let _ = writeln!(
+        out,
+        "# The best of run `{tag}`: {metric} {}\n",
+        metric_text(best)
+    );
     if let Some(note) = note {
         let _ = writeln!(out, "**Note:** {note}.\n");
     }
@@ -274,14 +294,14 @@ fn summary_markdown(facts: &Best) -> String {
         out,
         "| baseline | {} | {} | `{}` |",
         baseline.n,
-        value(baseline),
+        metric_text(baseline),
         git::short(commits.0)
     );
     let _ = writeln!(
         out,
         "| best | {} | {} | `{}` |\n",
         best.n,
-        value(best),
+        metric_text(best),
         git::short(commits.1)
     );
     if let (Some(b), Some(m)) = (baseline.metric(), best.metric())
@@ -307,6 +327,20 @@ fn summary_markdown(facts: &Best) -> String {
             goal.better_word()
         );
     }
+}
+
+/// Which files are here and where they come from, whether the run is still going, the counts
+/// and the search.
+fn files_and_run(out: &mut String, facts: &Best) {
+    let Best {
+        history,
+        report,
+        tag,
+        best,
+        commits,
+        files,
+        ..
+    } = *facts;
     let written: Vec<String> = files
         .iter()
         .filter(|(_, text)| text.is_some())
@@ -354,124 +388,135 @@ fn summary_markdown(facts: &Best) -> String {
             );
         }
     }
+}
 
-    let tree = Tree::of(history);
-    let path = tree.path_to(best.n);
+/// `## What worked`: the kept steps from the baseline to the best, each against the one it
+/// built on.
+fn what_worked(out: &mut String, facts: &Best, path: &[&Experiment]) {
+    let history = facts.history;
+    let metric = &facts.report.metric;
     let _ = writeln!(out, "## What worked\n");
     if path.len() <= 1 {
         let _ = writeln!(out, "No kept step: nothing improved on the baseline.\n");
-    } else {
-        let _ = writeln!(
-            out,
-            "The kept steps from the baseline to the best, each against the one it built on:\n"
-        );
-        let _ = writeln!(
-            out,
-            "| # | {metric} | change | description |\n|---|---|---|---|"
-        );
-        let mut previous: Option<f64> = None;
-        for step in &path {
-            let change = match (previous, step.metric()) {
-                (Some(p), Some(m)) => format!("{:+.6}", m - p),
-                _ => String::new(),
-            };
-            previous = step.metric();
-            // A kept fix says which idea it made work.
-            let description = match step.fix_of.and_then(|n| history.experiment(n)) {
-                Some(crash) => format!(
-                    "{} (fixing #{}: {})",
-                    step.description_text(),
-                    crash.n,
-                    crash.description_text()
-                ),
-                None => step.description_text(),
-            };
-            let _ = writeln!(
-                out,
-                "| {} | {} | {change} | {} |",
-                step.n,
-                value(step),
-                cell(&description)
-            );
-        }
-        out.push('\n');
+        return;
     }
+    let _ = writeln!(
+        out,
+        "The kept steps from the baseline to the best, each against the one it built on:\n"
+    );
+    let _ = writeln!(
+        out,
+        "| # | {metric} | change | description |\n|---|---|---|---|"
+    );
+    let mut previous: Option<f64> = None;
+    for step in path {
+        let change = match (previous, step.metric()) {
+            (Some(p), Some(m)) => format!("{:+.6}", m - p),
+            _ => String::new(),
+        };
+        previous = step.metric();
+        // A kept fix says which idea it made work.
+        let description = match step.fix_of.and_then(|n| history.experiment(n)) {
+            Some(crash) => format!(
+                "{} (fixing #{}: {})",
+                step.description_text(),
+                crash.n,
+                crash.description_text()
+            ),
+            None => step.description_text(),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {change} | {} |",
+            step.n,
+            metric_text(step),
+            cell(&description)
+        );
+    }
+    out.push('\n');
+}
 
-    let _ = writeln!(out, "## What did not\n");
-    let on_path: BTreeSet<u64> = path.iter().map(|e| e.n).collect();
-    let branches = branches_off(history, &tree, &on_path);
-    if !branches.is_empty() {
-        let dead: BTreeSet<u64> = report
-            .tree
-            .as_ref()
-            .map(|t| t.dead_ends.iter().copied().collect())
-            .unwrap_or_default();
+/// The kept steps that led off the best path, each with the best result below it and whether
+/// the search closed it; nothing when there is none.
+fn branches_off_the_path(out: &mut String, facts: &Best, tree: &Tree, on_path: &BTreeSet<u64>) {
+    let branches = branches_off(facts.history, tree, on_path);
+    if branches.is_empty() {
+        return;
+    }
+    let dead: BTreeSet<u64> = facts
+        .report
+        .tree
+        .as_ref()
+        .map(|t| t.dead_ends.iter().copied().collect())
+        .unwrap_or_default();
+    let _ = writeln!(
+        out,
+        "Branches off the best path: kept steps that led elsewhere, each with the best \
+         result below it.\n"
+    );
+    for branch in &branches {
+        let closed = branch.nodes.iter().all(|n| dead.contains(&n.n));
+        let root = branch.nodes[0];
         let _ = writeln!(
             out,
-            "Branches off the best path: kept steps that led elsewhere, each with the best \
-             result below it.\n"
+            "- #{} {}, from #{}: best {} at #{}; {} node{}, {} tried below without \
+             improving; {}",
+            root.n,
+            root.description_text(),
+            root.parent.unwrap_or(0),
+            metric_text(branch.best),
+            branch.best.n,
+            branch.nodes.len(),
+            if branch.nodes.len() == 1 { "" } else { "s" },
+            branch.failed,
+            if closed { "a dead end" } else { "still open" }
         );
-        for branch in &branches {
-            let closed = branch.nodes.iter().all(|n| dead.contains(&n.n));
-            let root = branch.nodes[0];
-            let _ = writeln!(
-                out,
-                "- #{} {}, from #{}: best {} at #{}; {} node{}, {} tried below without \
-                 improving; {}",
-                root.n,
-                root.description_text(),
-                root.parent.unwrap_or(0),
-                value(branch.best),
-                branch.best.n,
-                branch.nodes.len(),
-                if branch.nodes.len() == 1 { "" } else { "s" },
-                branch.failed,
-                if closed { "a dead end" } else { "still open" }
-            );
-        }
-        out.push('\n');
     }
-    let directions = directions(history, &tree);
+    out.push('\n');
+}
+
+/// The experiments not kept, grouped by direction (their description), the most tried first.
+fn directions_not_kept(out: &mut String, history: &History, tree: &Tree) {
+    let directions = directions(history, tree);
     if directions.is_empty() {
         let _ = writeln!(out, "Every experiment after the baseline was kept.");
-    } else {
-        let _ = writeln!(
-            out,
-            "Experiments not kept, by direction (their description), the most tried first:\n"
-        );
-        let _ = writeln!(
-            out,
-            "| direction | tried | discarded | crashed | closest | change from its parent |\n\
-             |---|---|---|---|---|---|"
-        );
-        for direction in directions.iter().take(DIRECTIONS) {
-            let (closest, change) = match direction.closest {
-                Some((n, m, change)) => (
-                    format!("{m:.6} (#{n})"),
-                    change.map_or_else(String::new, |c| format!("{c:+.6}")),
-                ),
-                None => (String::new(), String::new()),
-            };
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {closest} | {change} |",
-                cell(&direction.description),
-                direction.tried,
-                direction.discarded,
-                direction.crashed
-            );
-        }
-        if directions.len() > DIRECTIONS {
-            let rest = &directions[DIRECTIONS..];
-            let _ = writeln!(
-                out,
-                "\nAnd {} more directions, tried {} times in all.",
-                rest.len(),
-                rest.iter().map(|d| d.tried).sum::<usize>()
-            );
-        }
+        return;
     }
-    out
+    let _ = writeln!(
+        out,
+        "Experiments not kept, by direction (their description), the most tried first:\n"
+    );
+    let _ = writeln!(
+        out,
+        "| direction | tried | discarded | crashed | closest | change from its parent |\n\
+         |---|---|---|---|---|---|"
+    );
+    for direction in directions.iter().take(DIRECTIONS) {
+        let (closest, change) = match direction.closest {
+            Some((n, m, change)) => (
+                format!("{m:.6} (#{n})"),
+                change.map_or_else(String::new, |c| format!("{c:+.6}")),
+            ),
+            None => (String::new(), String::new()),
+        };
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {closest} | {change} |",
+            cell(&direction.description),
+            direction.tried,
+            direction.discarded,
+            direction.crashed
+        );
+    }
+    if directions.len() > DIRECTIONS {
+        let rest = &directions[DIRECTIONS..];
+        let _ = writeln!(
+            out,
+            "\nAnd {} more directions, tried {} times in all.",
+            rest.len(),
+            rest.iter().map(|d| d.tried).sum::<usize>()
+        );
+    }
 }
 
 /// A branch off the best path: a kept node whose parent is on the path, with every node below

@@ -272,6 +272,7 @@ pub fn main() -> i32 {
     }
 }
 
+/// Runs the command the command line names; returns the exit code.
 fn run(cli: Cli) -> Result<i32, Error> {
     let command = match cli.command {
         Some(command) => command,
@@ -291,87 +292,115 @@ fn run(cli: Cli) -> Result<i32, Error> {
             log,
             knobs,
             yes,
-        } => {
-            let options = crate::init::Options {
-                repo,
-                output,
-                run,
-                editable,
-                metric,
-                probe: probe.0,
-                log,
-                knobs,
-                yes,
-            };
-            let path = crate::init::init(&options)?;
-            eprintln!(
-                "arun: wrote {}; try it with `arun check {}`",
-                path.display(),
-                path.display()
-            );
-            println!("{}", path.display());
-            Ok(exit_codes::SUCCESS)
-        }
+        } => init_pipeline(&crate::init::Options {
+            repo,
+            output,
+            run,
+            editable,
+            metric,
+            probe: probe.0,
+            log,
+            knobs,
+            yes,
+        }),
         Command::Report {
             inputs,
             tag,
             output,
             table,
-        } => {
-            let (path, warnings) = if inputs.len() > 1 {
-                let inputs: Vec<crate::report::Input> = inputs
-                    .into_iter()
-                    .map(|path| table.clone().input(Some(path), tag.clone()))
-                    .collect();
-                crate::report::compare::write(&inputs, output.as_deref())?
-            } else {
-                let input = table.input(inputs.into_iter().next(), tag);
-                crate::report::write(&input, output.as_deref())?
-            };
-            for warning in warnings {
-                eprintln!("warning: {warning}");
-            }
-            println!("{}", path.display());
-            Ok(exit_codes::SUCCESS)
-        }
+        } => write_report(inputs, tag, output, table),
         Command::Status {
             input,
             tag,
             rows,
             table,
-        } => {
-            let input = table.input(input, tag);
-            let text = crate::status::status(&input, rows, crate::status::terminal_width())?;
-            let mut out = std::io::stdout();
-            out.write_all(text.as_bytes())
-                .map_err(|err| Error::io("cannot write the status to stdout", err))?;
-            Ok(exit_codes::SUCCESS)
-        }
-        Command::Best { input, tag, output } => {
-            let input = crate::report::Input {
-                path: input,
-                tag,
-                ..Default::default()
-            };
-            let written = crate::best::write(&input, output.as_deref())?;
-            if let Some(note) = &written.note {
-                eprintln!("note: {note}");
-            }
-            println!("{}", written.dir.display());
-            Ok(exit_codes::SUCCESS)
-        }
-        Command::Schema { markdown } => {
-            let text = if markdown {
-                crate::schema::reference_markdown()
-            } else {
-                crate::schema::pipeline_schema_text()
-            };
-            let mut out = std::io::stdout();
-            out.write_all(text.as_bytes())
-                .map_err(|err| Error::io("cannot write the schema to stdout", err))?;
-            Ok(exit_codes::SUCCESS)
-        }
+        } => print_status(input, tag, rows, table),
+        Command::Best { input, tag, output } => write_best(input, tag, output),
+        Command::Schema { markdown } => print_schema(markdown),
     }
+}
+
+/// `arun init`: writes the pipeline file and prints its path.
+fn init_pipeline(options: &crate::init::Options) -> Result<i32, Error> {
+    let path = crate::init::init(options)?;
+    eprintln!(
+        "arun: wrote {}; try it with `arun check {}`",
+        path.display(),
+        path.display()
+    );
+    println!("{}", path.display());
+    Ok(exit_codes::SUCCESS)
+}
+
+/// `arun report`: writes one run's report, or a comparison of several, and prints its path.
+fn write_report(
+    inputs: Vec<PathBuf>,
+    tag: Option<String>,
+    output: Option<PathBuf>,
+    table: TableArgs,
+) -> Result<i32, Error> {
+    let (path, warnings) = if inputs.len() > 1 {
+        let inputs: Vec<crate::report::Input> = inputs
+            .into_iter()
+            .map(|path| table.clone().input(Some(path), tag.clone()))
+            .collect();
+        crate::report::compare::write(&inputs, output.as_deref())?
+    } else {
+        let input = table.input(inputs.into_iter().next(), tag);
+        crate::report::write(&input, output.as_deref())?
+    };
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!("{}", path.display());
+    Ok(exit_codes::SUCCESS)
+}
+
+/// `arun status`: prints the run's status screen.
+fn print_status(
+    input: Option<PathBuf>,
+    tag: Option<String>,
+    rows: usize,
+    table: TableArgs,
+) -> Result<i32, Error> {
+    let input = table.input(input, tag);
+    let text = crate::status::status(&input, rows, crate::status::terminal_width())?;
+    let mut out = std::io::stdout();
+    out.write_all(text.as_bytes())
+        .map_err(|err| Error::io("cannot write the status to stdout", err))?;
+    Ok(exit_codes::SUCCESS)
+}
+
+/// `arun best`: writes the best result's directory and prints its path.
+fn write_best(
+    input: Option<PathBuf>,
+    tag: Option<String>,
+    output: Option<PathBuf>,
+) -> Result<i32, Error> {
+    let input = crate::report::Input {
+        path: input,
+        tag,
+        ..Default::default()
+    };
+    let written = crate::best::write(&input, output.as_deref())?;
+    if let Some(note) = &written.note {
+        eprintln!("note: {note}");
+    }
+    println!("{}", written.dir.display());
+    Ok(exit_codes::SUCCESS)
+}
+
+/// `arun schema`: prints the JSON Schema, or with `--markdown` the reference tables.
+fn print_schema(markdown: bool) -> Result<i32, Error> {
+    let text = if markdown {
+        crate::schema::reference_markdown()
+    } else {
+        crate::schema::pipeline_schema_text()
+    };
+    let mut out = std::io::stdout();
+    out.write_all(text.as_bytes())
+        .map_err(|err| Error::io("cannot write the schema to stdout", err))?;
+    Ok(exit_codes::SUCCESS)
 }
 
 fn run_pipeline(args: RunArgs) -> Result<i32, Error> {

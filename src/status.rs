@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::error::Error;
 use crate::progress::clock;
-use crate::report::{self, Input, Report, RunState};
+use crate::report::{self, Current, Input, Report, RunFacts, RunState, Summary};
 
 /// Reads the run the input names and renders its status for a terminal `width` columns wide.
 pub fn status(input: &Input, rows: usize, width: usize) -> Result<String, Error> {
@@ -29,73 +29,90 @@ pub fn render(report: &Report, rows: usize, width: usize, now: f64) -> String {
             .as_ref()
             .map_or_else(String::new, |tag| format!(", run `{tag}`"))
     );
-    let since = |time: f64| clock(Duration::from_secs_f64((now - time).max(0.0)));
-    match &report.run {
-        Some(run) => {
+    run_state(&mut out, report, &summary, width, now);
+    figures(&mut out, report, &summary);
+    last_rows(&mut out, report, rows);
+    fit(&out, width)
+}
+
+/// The `state` line and, for a run with a journal, a line for each experiment in progress (or
+/// in progress when its arun stopped).
+fn run_state(out: &mut String, report: &Report, summary: &Summary, width: usize, now: f64) {
+    let Some(run) = &report.run else {
+        let _ = writeln!(
+            out,
+            "  state   a results table without a journal ({})",
+            report.source
+        );
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "  state   {}; started {}, {} driving{}",
+        run.state.describe(),
+        report::local_time(run.started),
+        clock(Duration::from_secs_f64(run.active_seconds)),
+        summary
+            .per_hour
+            .map_or_else(String::new, |r| format!(", {r:.1} experiments/hour"))
+    );
+    for (i, current) in run.in_flight.iter().enumerate() {
+        let heading = if i == 0 { "now" } else { "" };
+        let line = in_flight_line(report, run, current, now);
+        let _ = writeln!(
+            out,
+            "  {heading:<7} {}",
+            cut(&line, width.saturating_sub(10))
+        );
+        if current.failures > 0 {
             let _ = writeln!(
                 out,
-                "  state   {}; started {}, {} driving{}",
-                run.state.describe(),
-                report::local_time(run.started),
-                clock(Duration::from_secs_f64(run.active_seconds)),
-                summary
-                    .per_hour
-                    .map_or_else(String::new, |r| format!(", {r:.1} experiments/hour"))
+                "          {} failed proposal(s) for this experiment so far",
+                current.failures
             );
-            for (i, current) in run.in_flight.iter().enumerate() {
-                let heading = if i == 0 { "now" } else { "" };
-                let description = report
-                    .row(current.n)
-                    .map(|r| r.description.as_str())
-                    .filter(|d| !d.is_empty())
-                    .map_or_else(String::new, |d| format!(": {d}"));
-                let line = if matches!(run.state, RunState::Running { .. }) {
-                    let budget = match (current.phase, run.budget) {
-                        (report::Phase::Running, Some(budget)) => {
-                            format!(" of the {} budget", clock(budget))
-                        }
-                        _ => String::new(),
-                    };
-                    format!(
-                        "#{} {} for {}{budget} ({} since it began){description}",
-                        current.n,
-                        current.phase.word(),
-                        since(current.phase_started),
-                        since(current.started),
-                    )
-                } else {
-                    format!(
-                        "#{} was {} when its arun stopped, at {}{description}",
-                        current.n,
-                        current.phase.word(),
-                        report::local_time(run.last_event)
-                    )
-                };
-                let _ = writeln!(
-                    out,
-                    "  {heading:<7} {}",
-                    cut(&line, width.saturating_sub(10))
-                );
-                if current.failures > 0 {
-                    let _ = writeln!(
-                        out,
-                        "          {} failed proposal(s) for this experiment so far",
-                        current.failures
-                    );
-                }
-                if let Some(output) = &current.last_output {
-                    let _ = writeln!(out, "          > {}", cut(output, width.saturating_sub(12)));
-                }
-            }
         }
-        None => {
-            let _ = writeln!(
-                out,
-                "  state   a results table without a journal ({})",
-                report.source
-            );
+        if let Some(output) = &current.last_output {
+            let _ = writeln!(out, "          > {}", cut(output, width.saturating_sub(12)));
         }
     }
+}
+
+/// What an experiment in progress is doing and for how long; for a run that stopped, what it
+/// was doing when its arun stopped.
+fn in_flight_line(report: &Report, run: &RunFacts, current: &Current, now: f64) -> String {
+    let since = |time: f64| clock(Duration::from_secs_f64((now - time).max(0.0)));
+    let description = report
+        .row(current.n)
+        .map(|r| r.description.as_str())
+        .filter(|d| !d.is_empty())
+        .map_or_else(String::new, |d| format!(": {d}"));
+    if matches!(run.state, RunState::Running { .. }) {
+        let budget = match (current.phase, run.budget) {
+            (report::Phase::Running, Some(budget)) => {
+                format!(" of the {} budget", clock(budget))
+            }
+            _ => String::new(),
+        };
+        format!(
+            "#{} {} for {}{budget} ({} since it began){description}",
+            current.n,
+            current.phase.word(),
+            since(current.phase_started),
+            since(current.started),
+        )
+    } else {
+        format!(
+            "#{} was {} when its arun stopped, at {}{description}",
+            current.n,
+            current.phase.word(),
+            report::local_time(run.last_event)
+        )
+    }
+}
+
+/// The best so far against the baseline, the goal, the counts, the table's own statuses, the
+/// warnings and the cost.
+fn figures(out: &mut String, report: &Report, summary: &Summary) {
     match (summary.baseline, summary.best) {
         (Some(baseline), Some((n, best))) => {
             let _ = writeln!(
@@ -144,11 +161,14 @@ pub fn render(report: &Report, rows: usize, width: usize, now: f64) -> String {
     if let Some(cost) = summary.cost_usd {
         let _ = writeln!(out, "  cost    ${cost:.2}");
     }
+}
 
+/// The last `rows` recorded rows as a table, nothing when there is none.
+fn last_rows(out: &mut String, report: &Report, rows: usize) {
     let recorded: Vec<&report::Row> = report.recorded().collect();
     let shown = &recorded[recorded.len().saturating_sub(rows)..];
     if shown.is_empty() {
-        return fit(&out, width);
+        return;
     }
     let metric_width = report.metric.chars().count().max(9);
     let _ = writeln!(
@@ -185,7 +205,6 @@ pub fn render(report: &Report, rows: usize, width: usize, now: f64) -> String {
         );
         let _ = writeln!(out, "{line}");
     }
-    fit(&out, width)
 }
 
 /// Every line of `text` cut to `width` characters.

@@ -322,84 +322,21 @@ pub fn resolve(raw: PipelineFile, file: &Path) -> Result<Pipeline, Vec<Problem>>
     }
 }
 
+/// The `[target]` section: the repository, how to create it, and the lists of files.
 fn resolve_target(raw: &file::Target, base: &Path, problems: &mut Vec<Problem>) -> TargetSpec {
     let repo = normalize(&base.join(&raw.repo));
     let template = raw.template.as_ref().map(|t| normalize(&base.join(t)));
     let repo_exists = repo.exists();
-    if repo_exists && !repo.join(".git").exists() {
-        problems.push(Problem::at(
-            "target.repo",
-            format!(
-                "`{}` is not a git repository; run `git init` there or point `repo` at one",
-                repo.display()
-            ),
-        ));
-    } else if repo_exists && let Some(why) = no_commit(&repo) {
-        problems.push(Problem::at("target.repo", why));
-    }
-    if template.is_some() && raw.clone.is_some() {
-        problems.push(Problem::at(
-            "target.clone",
-            "set `template` or `clone`, not both: each creates the repository",
-        ));
-    }
-    // The template only matters while the repository does not exist: once created from it,
-    // the template may be gone (`arun status` and `arun report` then still read the run).
-    match &template {
-        Some(dir) if !repo_exists && !dir.is_dir() => problems.push(Problem::at(
-            "target.template",
-            format!("template directory `{}` does not exist", dir.display()),
-        )),
-        None if !repo_exists && raw.clone.is_none() => problems.push(Problem::at(
-            "target.repo",
-            format!(
-                "target repository `{}` does not exist; create it, or set `target.template` (a \
-                 directory) or `target.clone` (a git URL) to create it on first use",
-                repo.display()
-            ),
-        )),
-        _ => {}
-    }
+    check_repo(raw, &repo, repo_exists, template.as_deref(), problems);
     // Files are looked for where the run will find them: the repo, or the template it starts from.
     let tree = if repo_exists {
         Some(repo.clone())
     } else {
         template.clone()
     };
-
-    let mut list = |key: &str, paths: &[String], must_exist: bool| -> Vec<String> {
-        let mut seen = BTreeSet::new();
-        let mut out = Vec::new();
-        for (i, path) in paths.iter().enumerate() {
-            let at = format!("target.{key}.{i}");
-            let Some(clean) = relative_path(path) else {
-                problems.push(Problem::at(
-                    &at,
-                    format!("`{path}` must be a path inside the repository, relative to it"),
-                ));
-                continue;
-            };
-            if !seen.insert(clean.clone()) {
-                problems.push(Problem::at(&at, format!("`{path}` is listed twice")));
-                continue;
-            }
-            if let Some(tree) = &tree
-                && must_exist
-                && tree.exists()
-                && !tree.join(&clean).is_file()
-            {
-                problems.push(Problem::at(
-                    &at,
-                    format!("`{clean}` is not a file in `{}`", tree.display()),
-                ));
-            }
-            out.push(clean);
-        }
-        out
-    };
-    let editable = list("editable", &raw.editable, true);
-    let read_only = list("read-only", &raw.read_only, true);
-    let context = list("context", &raw.context, true);
+    let editable = file_list("editable", &raw.editable, true, tree.as_deref(), problems);
+    let read_only = file_list("read-only", &raw.read_only, true, tree.as_deref(), problems);
+    let context = file_list("context", &raw.context, true, tree.as_deref(), problems);
     if raw.editable.is_empty() {
         problems.push(Problem::at(
             "target.editable",
@@ -422,6 +359,90 @@ fn resolve_target(raw: &file::Target, base: &Path, problems: &mut Vec<Problem>) 
         read_only,
         context,
     }
+}
+
+/// The repository is a git repository with a commit, or does not exist yet and the section
+/// says how to create it (a `template` or a `clone`, not both).
+fn check_repo(
+    raw: &file::Target,
+    repo: &Path,
+    repo_exists: bool,
+    template: Option<&Path>,
+    problems: &mut Vec<Problem>,
+) {
+    if repo_exists && !repo.join(".git").exists() {
+        problems.push(Problem::at(
+            "target.repo",
+            format!(
+                "`{}` is not a git repository; run `git init` there or point `repo` at one",
+                repo.display()
+            ),
+        ));
+    } else if repo_exists && let Some(why) = no_commit(repo) {
+        problems.push(Problem::at("target.repo", why));
+    }
+    if template.is_some() && raw.clone.is_some() {
+        problems.push(Problem::at(
+            "target.clone",
+            "set `template` or `clone`, not both: each creates the repository",
+        ));
+    }
+    // The template only matters while the repository does not exist: once created from it,
+    // the template may be gone (`arun status` and `arun report` then still read the run).
+    match template {
+        Some(dir) if !repo_exists && !dir.is_dir() => problems.push(Problem::at(
+            "target.template",
+            format!("template directory `{}` does not exist", dir.display()),
+        )),
+        None if !repo_exists && raw.clone.is_none() => problems.push(Problem::at(
+            "target.repo",
+            format!(
+                "target repository `{}` does not exist; create it, or set `target.template` (a \
+                 directory) or `target.clone` (a git URL) to create it on first use",
+                repo.display()
+            ),
+        )),
+        _ => {}
+    }
+}
+
+/// One of the target's lists of files (`target.{key}`), each a path inside the repository,
+/// listed once and, with `must_exist`, a file in `tree` when that exists.
+fn file_list(
+    key: &str,
+    paths: &[String],
+    must_exist: bool,
+    tree: Option<&Path>,
+    problems: &mut Vec<Problem>,
+) -> Vec<String> {
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for (i, path) in paths.iter().enumerate() {
+        let at = format!("target.{key}.{i}");
+        let Some(clean) = relative_path(path) else {
+            problems.push(Problem::at(
+                &at,
+                format!("`{path}` must be a path inside the repository, relative to it"),
+            ));
+            continue;
+        };
+        if !seen.insert(clean.clone()) {
+            problems.push(Problem::at(&at, format!("`{path}` is listed twice")));
+            continue;
+        }
+        if let Some(tree) = tree
+            && must_exist
+            && tree.exists()
+            && !tree.join(&clean).is_file()
+        {
+            problems.push(Problem::at(
+                &at,
+                format!("`{clean}` is not a file in `{}`", tree.display()),
+            ));
+        }
+        out.push(clean);
+    }
+    out
 }
 
 /// Why the existing repository at `repo` cannot be run on because it has no commit yet (the
@@ -626,6 +647,8 @@ fn resolve_decision(raw: &file::Decision, problems: &mut Vec<Problem>) -> Decisi
     }
 }
 
+/// The `[proposer]` section: its kind's settings, the instructions, the prompt templates and the
+/// limits.
 fn resolve_proposer(
     raw: &PipelineFile,
     base: &Path,
@@ -633,36 +656,37 @@ fn resolve_proposer(
 ) -> Option<ProposerSpec> {
     let p = &raw.proposer;
     let before = problems.len();
-    let kind = match p.kind {
-        ProposerKind::Agent => {
-            let agent = p.agent.clone().unwrap_or_default();
-            let command = agent.command.filter(|c| !c.trim().is_empty());
-            let base = match (agent.preset, command) {
-                (_, Some(command)) => Some(command),
-                (Some(preset), None) => Some(crate::propose::presets::command(
-                    preset,
-                    &raw.target.editable,
-                    &raw.target.read_only,
-                )),
-                (None, None) => {
-                    problems.push(Problem::at(
-                        "proposer.agent",
-                        "`kind = \"agent\"` needs `[proposer.agent]` with a `preset` (`claude`, \
-                         `codex`, `gemini`, `aider` or `opencode`) or a `command`, e.g. \
-                         `command = \"my-agent --prompt-file \\\"$ARUN_PROMPT_FILE\\\"\"`",
-                    ));
-                    None
-                }
-            };
-            base.map(|base| ProposerSettings::Agent {
-                command: match agent.args.as_deref().map(str::trim) {
-                    Some(args) if !args.is_empty() => format!("{base} {args}"),
-                    _ => base,
-                },
-                env: agent.env,
-                preset: agent.preset,
-            })
-        }
+    let kind = proposer_settings(raw, problems);
+    if let Some(http) = &p.http
+        && !(http.base_url.starts_with("http://") || http.base_url.starts_with("https://"))
+    {
+        problems.push(Problem::at(
+            "proposer.http.base-url",
+            format!("`{}` must start with http:// or https://", http.base_url),
+        ));
+    }
+    let instructions = proposer_instructions(p, base, problems);
+    let templates = prompt_templates(p, base, problems);
+
+    let spec = ProposerSpec {
+        kind: kind?,
+        instructions,
+        timeout: p.timeout.map_or(Duration::from_secs(20 * 60), |d| d.0),
+        history: p.history.unwrap_or(20),
+        stall: p.stall.unwrap_or(8),
+        max_failures: p.max_failures.unwrap_or(5),
+        retry_wait: p.retry_wait.map_or(Duration::from_secs(30), |d| d.0),
+        templates,
+    };
+    (problems.len() == before).then_some(spec)
+}
+
+/// The settings of the proposer's kind: the agent's command line, the HTTP model, or the knob
+/// search's seed; `None` when the kind's section is missing.
+fn proposer_settings(raw: &PipelineFile, problems: &mut Vec<Problem>) -> Option<ProposerSettings> {
+    let p = &raw.proposer;
+    match p.kind {
+        ProposerKind::Agent => agent_settings(raw, problems),
         ProposerKind::Http => match &p.http {
             Some(http) => Some(ProposerSettings::Http {
                 base_url: http.base_url.trim_end_matches('/').to_string(),
@@ -690,17 +714,44 @@ fn resolve_proposer(
                 seed: p.knobs.as_ref().and_then(|k| k.seed).unwrap_or(0),
             })
         }
-    };
-    if let Some(http) = &p.http
-        && !(http.base_url.starts_with("http://") || http.base_url.starts_with("https://"))
-    {
-        problems.push(Problem::at(
-            "proposer.http.base-url",
-            format!("`{}` must start with http:// or https://", http.base_url),
-        ));
     }
+}
 
-    let instructions = match (&p.instructions, &p.instructions_file) {
+/// An agent's command line: its own `command`, else its preset's, with `args` after it.
+fn agent_settings(raw: &PipelineFile, problems: &mut Vec<Problem>) -> Option<ProposerSettings> {
+    let agent = raw.proposer.agent.clone().unwrap_or_default();
+    let command = agent.command.filter(|c| !c.trim().is_empty());
+    let base = match (agent.preset, command) {
+        (_, Some(command)) => Some(command),
+        (Some(preset), None) => Some(crate::propose::presets::command(
+            preset,
+            &raw.target.editable,
+            &raw.target.read_only,
+        )),
+        (None, None) => {
+            problems.push(Problem::at(
+                "proposer.agent",
+                "`kind = \"agent\"` needs `[proposer.agent]` with a `preset` (`claude`, \
+                 `codex`, `gemini`, `aider` or `opencode`) or a `command`, e.g. \
+                 `command = \"my-agent --prompt-file \\\"$ARUN_PROMPT_FILE\\\"\"`",
+            ));
+            None
+        }
+    };
+    base.map(|base| ProposerSettings::Agent {
+        command: match agent.args.as_deref().map(str::trim) {
+            Some(args) if !args.is_empty() => format!("{base} {args}"),
+            _ => base,
+        },
+        env: agent.env,
+        preset: agent.preset,
+    })
+}
+
+/// The instructions every prompt carries: written in the file or read from
+/// `instructions-file`, at most `INSTRUCTIONS_MAX_BYTES`.
+fn proposer_instructions(p: &file::Proposer, base: &Path, problems: &mut Vec<Problem>) -> String {
+    match (&p.instructions, &p.instructions_file) {
         (Some(_), Some(_)) => {
             problems.push(Problem::at(
                 "proposer.instructions-file",
@@ -746,8 +797,16 @@ fn resolve_proposer(
             }
         }
         (None, None) => String::new(),
-    };
+    }
+}
 
+/// The prompt templates: each the built-in one unless a file replaces it; a file that cannot be
+/// read or rendered is a problem.
+fn prompt_templates(
+    p: &file::Proposer,
+    base: &Path,
+    problems: &mut Vec<Problem>,
+) -> PromptTemplates {
     let mut load = |kind: TemplateKind, path: &Option<String>| -> Template {
         let Some(path) = path else {
             return Template::builtin(kind);
@@ -770,23 +829,11 @@ fn resolve_proposer(
             }
         }
     };
-    let templates = PromptTemplates {
+    PromptTemplates {
         propose: load(TemplateKind::Propose, &p.templates.propose),
         fix_crash: load(TemplateKind::FixCrash, &p.templates.fix_crash),
         summary: load(TemplateKind::Summary, &p.templates.summary),
-    };
-
-    let spec = ProposerSpec {
-        kind: kind?,
-        instructions,
-        timeout: p.timeout.map_or(Duration::from_secs(20 * 60), |d| d.0),
-        history: p.history.unwrap_or(20),
-        stall: p.stall.unwrap_or(8),
-        max_failures: p.max_failures.unwrap_or(5),
-        retry_wait: p.retry_wait.map_or(Duration::from_secs(30), |d| d.0),
-        templates,
-    };
-    (problems.len() == before).then_some(spec)
+    }
 }
 
 /// What to do with instructions over `INSTRUCTIONS_MAX_BYTES`.
@@ -819,6 +866,8 @@ fn read_bounded(path: &Path, limit: usize) -> std::io::Result<Option<String>> {
 
 /// Checks the `[[knob]]`s and, where the repository (or its template) is there to look in, that
 /// each is assigned exactly once in its file with a value inside its bounds.
+/// The `[[knob]]`s: each with its file, its domain, and a value in the file that the domain
+/// allows. A knob with a problem in its file or domain is left out.
 fn resolve_knobs(
     raw: &PipelineFile,
     target: &TargetSpec,
@@ -839,30 +888,7 @@ fn resolve_knobs(
                 format!("knob `{}` is declared twice", knob.name),
             ));
         }
-        let file = match &knob.file {
-            Some(file) => match relative_path(file).filter(|f| target.editable.contains(f)) {
-                Some(clean) => Some(clean),
-                None => {
-                    problems.push(Problem::at(
-                        &at("file"),
-                        format!("`{file}` is not one of the editable files"),
-                    ));
-                    None
-                }
-            },
-            None if target.editable.len() > 1 => {
-                problems.push(Problem::at(
-                    &at("file"),
-                    format!(
-                        "knob `{}` needs `file`: there are {} editable files",
-                        knob.name,
-                        target.editable.len()
-                    ),
-                ));
-                None
-            }
-            None => target.editable.first().cloned(),
-        };
+        let file = knob_file(i, knob, target, problems);
         let domain = match Domain::from_declaration(knob) {
             Ok(domain) => Some(domain),
             Err(found) => {
@@ -879,37 +905,7 @@ fn resolve_knobs(
             .as_ref()
             .and_then(|tree| std::fs::read_to_string(tree.join(&file)).ok())
         {
-            match edit::locate(&text, &knob.name) {
-                Err(err) => {
-                    problems.push(Problem::at(&at("name"), err.describe(&knob.name, &file)));
-                }
-                Ok(site) => {
-                    let place = format!("`{}` in `{file}:{}`", knob.name, site.line);
-                    match edit::parse(&domain, &site.literal) {
-                        Err(message) => {
-                            let key = if domain.is_choice() {
-                                "choices"
-                            } else {
-                                "name"
-                            };
-                            problems.push(Problem::at(&at(key), format!("{place}: {message}")));
-                        }
-                        Ok(value) => {
-                            if let Err((key, why)) = domain.check(value) {
-                                let fix = if key == "kind" {
-                                    "change the value in the file or the knob's `kind`"
-                                } else {
-                                    "change the bounds or the value in the file"
-                                };
-                                problems.push(Problem::at(
-                                    &at(key),
-                                    format!("{place} is `{}`, {why}; {fix}", site.literal),
-                                ));
-                            }
-                        }
-                    }
-                }
-            }
+            check_knob_value(i, knob, &file, &domain, &text, problems);
         }
         knobs.push(Knob {
             name: knob.name.clone(),
@@ -918,6 +914,84 @@ fn resolve_knobs(
         });
     }
     knobs
+}
+
+/// The editable file the `i`th knob lives in: its `file`, or the only editable file.
+fn knob_file(
+    i: usize,
+    knob: &file::Knob,
+    target: &TargetSpec,
+    problems: &mut Vec<Problem>,
+) -> Option<String> {
+    let at = |key: &str| format!("knob.{i}.{key}");
+    match &knob.file {
+        Some(file) => match relative_path(file).filter(|f| target.editable.contains(f)) {
+            Some(clean) => Some(clean),
+            None => {
+                problems.push(Problem::at(
+                    &at("file"),
+                    format!("`{file}` is not one of the editable files"),
+                ));
+                None
+            }
+        },
+        None if target.editable.len() > 1 => {
+            problems.push(Problem::at(
+                &at("file"),
+                format!(
+                    "knob `{}` needs `file`: there are {} editable files",
+                    knob.name,
+                    target.editable.len()
+                ),
+            ));
+            None
+        }
+        None => target.editable.first().cloned(),
+    }
+}
+
+/// The `i`th knob's assignment is found in `text` (the file `file`) and its value there is one
+/// the knob's domain allows.
+fn check_knob_value(
+    i: usize,
+    knob: &file::Knob,
+    file: &str,
+    domain: &Domain,
+    text: &str,
+    problems: &mut Vec<Problem>,
+) {
+    let at = |key: &str| format!("knob.{i}.{key}");
+    let site = match edit::locate(text, &knob.name) {
+        Err(err) => {
+            problems.push(Problem::at(&at("name"), err.describe(&knob.name, file)));
+            return;
+        }
+        Ok(site) => site,
+    };
+    let place = format!("`{}` in `{file}:{}`", knob.name, site.line);
+    match edit::parse(domain, &site.literal) {
+        Err(message) => {
+            let key = if domain.is_choice() {
+                "choices"
+            } else {
+                "name"
+            };
+            problems.push(Problem::at(&at(key), format!("{place}: {message}")));
+        }
+        Ok(value) => {
+            if let Err((key, why)) = domain.check(value) {
+                let fix = if key == "kind" {
+                    "change the value in the file or the knob's `kind`"
+                } else {
+                    "change the bounds or the value in the file"
+                };
+                problems.push(Problem::at(
+                    &at(key),
+                    format!("{place} is `{}`, {why}; {fix}", site.literal),
+                ));
+            }
+        }
+    }
 }
 
 fn resolve_search(raw: &file::Search, problems: &mut Vec<Problem>) -> SearchSpec {

@@ -48,32 +48,8 @@ impl CommandAgent {
         limit: Duration,
         watch: &mut dyn Watch,
     ) -> Result<Outcome, ProposeError> {
-        let prompt = request
-            .pipeline
-            .proposer
-            .templates
-            .get(template)
-            .render(request.context)
-            .map_err(ProposeError::Failed)?;
-        let write = |path: &std::path::Path, text: &str| {
-            path.parent().map(std::fs::create_dir_all);
-            std::fs::write(path, text)
-        };
-        write(&request.prompt_file, &prompt)
-            .map_err(|err| ProposeError::Failed(format!("cannot write the prompt: {err}")))?;
-
-        let mut env = Environment::inherit();
-        env.extend(&self.env)
-            .set(
-                "ARUN_PROMPT_FILE",
-                request.prompt_file.display().to_string(),
-            )
-            .set("ARUN_TASK", template.key())
-            .set("ARUN_EXPERIMENT", request.n.to_string())
-            .set("ARUN_TAG", &request.history.tag)
-            .set("ARUN_REPO", request.repo.display().to_string())
-            .set("ARUN_RUN_DIR", request.run_dir.display().to_string())
-            .set("ARUN_EDITABLE", request.pipeline.target.editable.join(" "));
+        write_prompt(request, template)?;
+        let env = self.environment(request, template);
         let mut transcript = Transcript::new(watch);
         let finished = exec::run(
             &Spawn {
@@ -95,8 +71,44 @@ impl CommandAgent {
             Some(preset) => presets::read_report(preset, &request.transcript),
             None => Report::default(),
         };
+        self.check_ending(request, finished.ending, &report, limit)?;
+        let (description, ideas) = self.what_it_did(&report, transcript);
+        Ok(Outcome {
+            description,
+            ideas,
+            report,
+        })
+    }
+
+    /// The agent's environment: arun's own and the pipeline's variables, and the `ARUN_*` ones
+    /// that say where the prompt, the repository and the run are.
+    fn environment(&self, request: &Request, template: TemplateKind) -> Environment {
+        let mut env = Environment::inherit();
+        env.extend(&self.env)
+            .set(
+                "ARUN_PROMPT_FILE",
+                request.prompt_file.display().to_string(),
+            )
+            .set("ARUN_TASK", template.key())
+            .set("ARUN_EXPERIMENT", request.n.to_string())
+            .set("ARUN_TAG", &request.history.tag)
+            .set("ARUN_REPO", request.repo.display().to_string())
+            .set("ARUN_RUN_DIR", request.run_dir.display().to_string())
+            .set("ARUN_EDITABLE", request.pipeline.target.editable.join(" "));
+        env
+    }
+
+    /// An error when the agent was interrupted, failed, or reported an error; a failure that
+    /// cost something says what it cost.
+    fn check_ending(
+        &self,
+        request: &Request,
+        ending: Ending,
+        report: &Report,
+        limit: Duration,
+    ) -> Result<(), ProposeError> {
         let tool = self.preset.map_or("the agent", presets::name);
-        let failure = match (finished.ending, &report.error) {
+        let failure = match (ending, &report.error) {
             (Ending::Interrupted, _) => return Err(ProposeError::Interrupted),
             (ending, None) if ending.success() => None,
             (ending, Some(error)) if ending.success() => {
@@ -111,24 +123,32 @@ impl CommandAgent {
                     .unwrap_or_default()
             )),
         };
-        if let Some(failure) = failure {
-            let reason = format!(
-                "{tool} {failure}; its output is in {}",
-                request.transcript.display()
-            );
-            return Err(if report.cost_usd.is_some() || report.tokens.is_some() {
-                ProposeError::PaidFailure {
-                    reason,
-                    cost_usd: report.cost_usd,
-                    tokens: report.tokens,
-                }
-            } else {
-                ProposeError::Failed(reason)
-            });
-        }
-        // A tool with JSON output says what it did in its final message; a plain command in
-        // its output lines.
-        let (description, ideas) = match &report.message {
+        let Some(failure) = failure else {
+            return Ok(());
+        };
+        let reason = format!(
+            "{tool} {failure}; its output is in {}",
+            request.transcript.display()
+        );
+        Err(if report.cost_usd.is_some() || report.tokens.is_some() {
+            ProposeError::PaidFailure {
+                reason,
+                cost_usd: report.cost_usd,
+                tokens: report.tokens,
+            }
+        } else {
+            ProposeError::Failed(reason)
+        })
+    }
+
+    /// The description and the ideas the agent gave. A tool with JSON output says what it did
+    /// in its final message; a plain command in its output lines.
+    fn what_it_did(
+        &self,
+        report: &Report,
+        transcript: Transcript,
+    ) -> (Option<String>, Vec<String>) {
+        match &report.message {
             Some(message) => {
                 let mut ignore = exec::Ignore;
                 let mut from_message = Transcript::new(&mut ignore);
@@ -150,13 +170,25 @@ impl CommandAgent {
                 transcript.description.or(transcript.first_line),
                 transcript.ideas,
             ),
-        };
-        Ok(Outcome {
-            description,
-            ideas,
-            report,
-        })
+        }
     }
+}
+
+/// Renders `template` for the request and writes it to the prompt file.
+fn write_prompt(request: &Request, template: TemplateKind) -> Result<(), ProposeError> {
+    let prompt = request
+        .pipeline
+        .proposer
+        .templates
+        .get(template)
+        .render(request.context)
+        .map_err(ProposeError::Failed)?;
+    let write = |path: &std::path::Path, text: &str| {
+        path.parent().map(std::fs::create_dir_all);
+        std::fs::write(path, text)
+    };
+    write(&request.prompt_file, &prompt)
+        .map_err(|err| ProposeError::Failed(format!("cannot write the prompt: {err}")))
 }
 
 impl Proposer for CommandAgent {

@@ -632,11 +632,24 @@ impl Report {
     /// The summary as labelled figures, in the order the page shows them.
     pub fn figures(&self) -> Vec<Figure> {
         let summary = self.summary();
-        let missing = || "–".to_string();
+        let mut figures = self.result_figures(&summary);
+        figures.extend(count_figures(&summary));
+        figures.extend(self.run_figures(&summary));
+        if summary.other > 0 {
+            let at = figures
+                .iter()
+                .position(|f| f.key == "crashed")
+                .map_or(0, |i| i + 1);
+            figures.insert(at, self.other_statuses_figure(&summary));
+        }
+        figures
+    }
+
+    /// The baseline, the best and the improvement between them.
+    fn result_figures(&self, summary: &Summary) -> Vec<Figure> {
         let metric = |value: f64| format!("{value:.6}");
-        let no_journal = "no journal";
         let best_row = summary.best.and_then(|(n, _)| self.row(n));
-        let mut figures = vec![
+        vec![
             Figure {
                 key: "baseline",
                 label: "Baseline",
@@ -670,48 +683,13 @@ impl Report {
                     ""
                 },
             },
-            Figure {
-                key: "experiments",
-                label: "Experiments",
-                value: summary.experiments.to_string(),
-                note: "after the baseline".to_string(),
-                tone: "",
-            },
-            Figure {
-                key: "kept",
-                label: "Kept",
-                value: summary.kept.to_string(),
-                note: if summary.kept == 1 {
-                    "improvement"
-                } else {
-                    "improvements"
-                }
-                .to_string(),
-                tone: "",
-            },
-            Figure {
-                key: "discarded",
-                label: "Discarded",
-                value: summary.discarded.to_string(),
-                note: String::new(),
-                tone: "",
-            },
-            Figure {
-                key: "crashed",
-                label: "Crashes",
-                value: summary.crashed.to_string(),
-                note: String::new(),
-                tone: if summary.crashed > 0 { "bad" } else { "" },
-            },
-            Figure {
-                key: "keep-rate",
-                label: "Keep rate",
-                value: summary
-                    .keep_rate()
-                    .map_or_else(missing, |rate| format!("{:.1}%", 100.0 * rate)),
-                note: format!("{} of {}", summary.kept, summary.experiments),
-                tone: "",
-            },
+        ]
+    }
+
+    /// The pace and the proposer's cost, which only a journal knows.
+    fn run_figures(&self, summary: &Summary) -> Vec<Figure> {
+        let no_journal = "no journal";
+        vec![
             Figure {
                 key: "per-hour",
                 label: "Experiments / hour",
@@ -743,30 +721,77 @@ impl Report {
                 },
                 tone: "",
             },
-        ];
-        if summary.other > 0 {
-            let words: Vec<String> = self
-                .other_statuses()
-                .iter()
-                .map(|(word, count)| format!("{count} {word}"))
-                .collect();
-            let at = figures
-                .iter()
-                .position(|f| f.key == "crashed")
-                .map_or(0, |i| i + 1);
-            figures.insert(
-                at,
-                Figure {
-                    key: "other",
-                    label: "Other statuses",
-                    value: summary.other.to_string(),
-                    note: words.join(", "),
-                    tone: "",
-                },
-            );
-        }
-        figures
+        ]
     }
+
+    /// The rows with a status word of the table's own, counted by word.
+    fn other_statuses_figure(&self, summary: &Summary) -> Figure {
+        let words: Vec<String> = self
+            .other_statuses()
+            .iter()
+            .map(|(word, count)| format!("{count} {word}"))
+            .collect();
+        Figure {
+            key: "other",
+            label: "Other statuses",
+            value: summary.other.to_string(),
+            note: words.join(", "),
+            tone: "",
+        }
+    }
+}
+
+/// A figure's value when there is none.
+fn missing() -> String {
+    "–".to_string()
+}
+
+/// The experiments after the baseline, kept, discarded and crashed, and the keep rate.
+fn count_figures(summary: &Summary) -> Vec<Figure> {
+    vec![
+        Figure {
+            key: "experiments",
+            label: "Experiments",
+            value: summary.experiments.to_string(),
+            note: "after the baseline".to_string(),
+            tone: "",
+        },
+        Figure {
+            key: "kept",
+            label: "Kept",
+            value: summary.kept.to_string(),
+            note: if summary.kept == 1 {
+                "improvement"
+            } else {
+                "improvements"
+            }
+            .to_string(),
+            tone: "",
+        },
+        Figure {
+            key: "discarded",
+            label: "Discarded",
+            value: summary.discarded.to_string(),
+            note: String::new(),
+            tone: "",
+        },
+        Figure {
+            key: "crashed",
+            label: "Crashes",
+            value: summary.crashed.to_string(),
+            note: String::new(),
+            tone: if summary.crashed > 0 { "bad" } else { "" },
+        },
+        Figure {
+            key: "keep-rate",
+            label: "Keep rate",
+            value: summary
+                .keep_rate()
+                .map_or_else(missing, |rate| format!("{:.1}%", 100.0 * rate)),
+            note: format!("{} of {}", summary.kept, summary.experiments),
+            tone: "",
+        },
+    ]
 }
 
 #[cfg(test)]

@@ -152,9 +152,97 @@ fn x_scale(report: &Report, left: f64, right: f64) -> Scale {
     }
 }
 
+/// Where the progress plot draws: the frame's edges, the metric range it shows and the scales
+/// from data to pixels.
+struct PlotArea {
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+    low: f64,
+    high: f64,
+    x: Scale,
+    y: Scale,
+}
+
+impl PlotArea {
+    /// A value's height with values off the scale moved to the frame's edge.
+    fn clamp_y(&self, value: f64) -> f64 {
+        self.y.at(value.clamp(self.low, self.high))
+    }
+
+    /// A value's height and, for a value off the scale, whether it lies above the range (it is
+    /// then drawn just inside the frame's edge).
+    fn place(&self, value: f64) -> (f64, Option<bool>) {
+        if !value.is_finite() {
+            (f64::NAN, None)
+        } else if value > self.high {
+            (self.top + 6.0, Some(true))
+        } else if value < self.low {
+            (self.bottom - 6.0, Some(false))
+        } else {
+            (self.y.at(value), None)
+        }
+    }
+}
+
+/// A kept experiment on the plot: its row, its position and, when off the scale, whether above.
+type KeptPoint<'a> = (&'a Row, f64, f64, Option<bool>);
+
 /// The progress plot.
 pub fn progress_plot(report: &Report) -> String {
     let (height, left, right, top, bottom) = (600.0, 86.0, WIDTH - 20.0, 48.0, 600.0 - 56.0);
+    let mut svg = plot_title(report, height, left, right);
+    let Some((low, high)) = metric_range(report) else {
+        let _ = write!(
+            svg,
+            r##"<rect x="{left}" y="{top}" width="{}" height="{}" fill="none" stroke="#333"/><text x="{}" y="{}" text-anchor="middle" font-size="16" fill="#777">no measured experiment yet</text></svg>"##,
+            right - left,
+            bottom - top,
+            (left + right) / 2.0,
+            (top + bottom) / 2.0
+        );
+        return svg;
+    };
+    let plot = PlotArea {
+        left,
+        right,
+        top,
+        bottom,
+        low,
+        high,
+        x: x_scale(report, left, right),
+        y: Scale {
+            from: (low, high),
+            to: (bottom, top),
+        },
+    };
+    axes(&mut svg, report, &plot);
+    let last_n = report.rows.last().map_or(0, |r| r.n) as f64;
+    noise_band(&mut svg, report, &plot, last_n);
+    let segments = report.running_best_segments();
+    running_best(&mut svg, &plot, &segments, last_n);
+    let crashes = crash_marks(&mut svg, report, &plot);
+    let discards_off_scale = discard_marks(&mut svg, report, &plot);
+    let keeps = kept_points(report, &plot);
+    let keeps_off_scale = keeps.iter().any(|k| k.3.is_some());
+    let legend = legend_entries(report, crashes, discards_off_scale, keeps_off_scale);
+    let frame = Rect {
+        x: left,
+        y: top,
+        width: right - left,
+        height: bottom - top,
+    };
+    let occupied = occupied_points(report, &plot, &segments);
+    let legend_box = legend_corner(report.goal, frame, legend.len(), &occupied);
+    let labels = keep_labels(report, &plot, &keeps, legend_box);
+    keep_marks(&mut svg, report, &keeps, labels);
+    frame_and_legend(&mut svg, &plot, legend_box, &legend);
+    svg
+}
+
+/// The plot's opening `<svg>` tag and its title.
+fn plot_title(report: &Report, height: f64, left: f64, right: f64) -> String {
     let summary = report.summary();
     let mut svg = String::new();
     let _ = write!(
@@ -168,25 +256,22 @@ pub fn progress_plot(report: &Report) -> String {
         plural(summary.experiments, "experiment", "experiments"),
         plural(summary.kept, "kept improvement", "kept improvements"),
     );
-    let Some((low, high)) = metric_range(report) else {
-        let _ = write!(
-            svg,
-            r##"<rect x="{left}" y="{top}" width="{}" height="{}" fill="none" stroke="#333"/><text x="{}" y="{}" text-anchor="middle" font-size="16" fill="#777">no measured experiment yet</text></svg>"##,
-            right - left,
-            bottom - top,
-            (left + right) / 2.0,
-            (top + bottom) / 2.0
-        );
-        return svg;
-    };
-    let x = x_scale(report, left, right);
-    let y = Scale {
-        from: (low, high),
-        to: (bottom, top),
-    };
+    svg
+}
 
-    // Grid, ticks and labels.
-    let y_ticks = ticks(low, high, 8);
+/// The grid, the ticks and their labels, and the axes' titles.
+fn axes(svg: &mut String, report: &Report, plot: &PlotArea) {
+    let PlotArea {
+        left,
+        right,
+        top,
+        bottom,
+        low,
+        high,
+        x,
+        y,
+    } = plot;
+    let y_ticks = ticks(*low, *high, 8);
     let digits = decimals(&y_ticks);
     for value in &y_ticks {
         let py = y.at(*value);
@@ -219,40 +304,51 @@ pub fn progress_plot(report: &Report) -> String {
         escape(&report.metric),
         report.goal.better_word()
     );
+}
 
-    // The noise band behind everything else.
-    let last_n = report.rows.last().map_or(0, |r| r.n) as f64;
-    if let Some(band) = &report.noise {
-        for (i, point) in band.points.iter().enumerate() {
-            let until = band.points.get(i + 1).map_or(last_n, |p| p.n as f64);
-            let (from_x, to_x) = (x.at(point.n as f64), x.at(until));
-            let (y_high, y_low) = (
-                y.at(point.high.min(high).max(low)),
-                y.at(point.low.min(high).max(low)),
-            );
-            let _ = write!(
-                svg,
-                r#"<rect class="noise-band" x="{from_x:.1}" y="{y_high:.1}" width="{:.1}" height="{:.1}" fill="{RUNNING_BEST}" fill-opacity="0.14"/>"#,
-                (to_x - from_x).max(1.0),
-                (y_low - y_high).max(0.5)
-            );
-        }
+/// The noise band, drawn behind everything else; each of its points holds until the next one.
+fn noise_band(svg: &mut String, report: &Report, plot: &PlotArea, last_n: f64) {
+    let Some(band) = &report.noise else {
+        return;
+    };
+    let (x, y, low, high) = (plot.x, plot.y, plot.low, plot.high);
+    for (i, point) in band.points.iter().enumerate() {
+        let until = band.points.get(i + 1).map_or(last_n, |p| p.n as f64);
+        let (from_x, to_x) = (x.at(point.n as f64), x.at(until));
+        let (y_high, y_low) = (
+            y.at(point.high.min(high).max(low)),
+            y.at(point.low.min(high).max(low)),
+        );
+        let _ = write!(
+            svg,
+            r#"<rect class="noise-band" x="{from_x:.1}" y="{y_high:.1}" width="{:.1}" height="{:.1}" fill="{RUNNING_BEST}" fill-opacity="0.14"/>"#,
+            (to_x - from_x).max(1.0),
+            (y_low - y_high).max(0.5)
+        );
     }
+}
 
-    // The running best, a step that changes where a keep improves; a restart begins a new
-    // segment where it starts. Values off the scale run along the frame's edge.
-    let segments = report.running_best_segments();
-    let clamp_y = |value: f64| y.at(value.clamp(low, high));
-    let path = steps_path(&segments, |n| x.at(n as f64), clamp_y, x.at(last_n));
+/// The running best, a step that changes where a keep improves; a restart begins a new
+/// segment where it starts. Values off the scale run along the frame's edge.
+fn running_best(svg: &mut String, plot: &PlotArea, segments: &[Vec<(u64, f64)>], last_n: f64) {
+    let path = steps_path(
+        segments,
+        |n| plot.x.at(n as f64),
+        |value| plot.clamp_y(value),
+        plot.x.at(last_n),
+    );
     if !path.is_empty() {
         let _ = write!(
             svg,
             r#"<path class="running-best" d="{path}" fill="none" stroke="{RUNNING_BEST}" stroke-width="2.5" stroke-opacity="0.75"/>"#
         );
     }
+}
 
-    // Crashes: a faint line at their number and a cross under the plot's floor.
-    let mut off_scale = false;
+/// Crashes: a faint line at their number and a cross under the plot's floor. Returns whether
+/// there was any.
+fn crash_marks(svg: &mut String, report: &Report, plot: &PlotArea) -> bool {
+    let PlotArea { top, bottom, x, .. } = plot;
     let crashes: Vec<&Row> = report
         .recorded()
         .filter(|r| r.status == Some(Status::Crash))
@@ -271,19 +367,12 @@ pub fn progress_plot(report: &Report) -> String {
             d = py + 5.0,
         );
     }
+    !crashes.is_empty()
+}
 
-    // Discards (faint, behind), then keeps with their labels.
-    let place = |value: f64| -> (f64, Option<bool>) {
-        if !value.is_finite() {
-            (f64::NAN, None)
-        } else if value > high {
-            (top + 6.0, Some(true))
-        } else if value < low {
-            (bottom - 6.0, Some(false))
-        } else {
-            (y.at(value), None)
-        }
-    };
+/// Discards, faint and behind the keeps. Returns whether any lay off the scale.
+fn discard_marks(svg: &mut String, report: &Report, plot: &PlotArea) -> bool {
+    let mut off_scale = false;
     for row in report
         .recorded()
         .filter(|r| r.status == Some(Status::Discard))
@@ -291,8 +380,8 @@ pub fn progress_plot(report: &Report) -> String {
         let Some(value) = row.metric.filter(|v| v.is_finite()) else {
             continue;
         };
-        let px = x.at(row.n as f64);
-        let (py, outside) = place(value);
+        let px = plot.x.at(row.n as f64);
+        let (py, outside) = plot.place(value);
         let mark = match outside {
             None => format!(
                 r#"<circle cx="{px:.1}" cy="{py:.1}" r="3.5" fill="{DISCARD}" fill-opacity="0.8"/>"#
@@ -309,34 +398,49 @@ pub fn progress_plot(report: &Report) -> String {
             tooltip(report, row)
         );
     }
-    let keeps: Vec<(&Row, f64, f64, Option<bool>)> = report
+    off_scale
+}
+
+/// The kept experiments with a measured value, where the plot puts them.
+fn kept_points<'a>(report: &'a Report, plot: &PlotArea) -> Vec<KeptPoint<'a>> {
+    report
         .recorded()
         .filter(|r| r.status == Some(Status::Keep))
         .filter_map(|row| {
-            let (py, outside) = place(row.metric.filter(|v| v.is_finite())?);
-            Some((row, x.at(row.n as f64), py, outside))
+            let (py, outside) = plot.place(row.metric.filter(|v| v.is_finite())?);
+            Some((row, plot.x.at(row.n as f64), py, outside))
         })
-        .collect();
-    let keeps_off_scale = keeps.iter().any(|k| k.3.is_some());
-    let legend = legend_entries(report, !crashes.is_empty(), off_scale, keeps_off_scale);
-    let frame = Rect {
-        x: left,
-        y: top,
-        width: right - left,
-        height: bottom - top,
-    };
+        .collect()
+}
+
+/// Where the plot already draws something: every measured point and every step of the running
+/// best. The legend goes where there are fewest.
+fn occupied_points(
+    report: &Report,
+    plot: &PlotArea,
+    segments: &[Vec<(u64, f64)>],
+) -> Vec<(f64, f64)> {
     let mut occupied: Vec<(f64, f64)> = report
         .recorded()
-        .filter_map(|row| Some((x.at(row.n as f64), place(row.metric?).0)))
+        .filter_map(|row| Some((plot.x.at(row.n as f64), plot.place(row.metric?).0)))
         .collect();
     occupied.extend(
         segments
             .iter()
             .flatten()
-            .map(|&(n, best)| (x.at(n as f64), clamp_y(best))),
+            .map(|&(n, best)| (plot.x.at(n as f64), plot.clamp_y(best))),
     );
-    let legend_box = legend_corner(report.goal, frame, legend.len(), &occupied);
-    // The best and the baseline choose first, then the larger improvements.
+    occupied
+}
+
+/// The keeps' labels, placed inside the frame and off the legend; the best and the baseline
+/// choose first, then the larger improvements.
+fn keep_labels(
+    report: &Report,
+    plot: &PlotArea,
+    keeps: &[KeptPoint],
+    legend_box: Rect,
+) -> Vec<Option<Label>> {
     let best = report.best().map(|r| r.n);
     let priority = |row: &Row| {
         if Some(row.n) == best {
@@ -347,7 +451,14 @@ pub fn progress_plot(report: &Report) -> String {
             report.delta(row).map_or(0.0, f64::abs)
         }
     };
-    let labels = place_labels(
+    let PlotArea {
+        left,
+        right,
+        top,
+        bottom,
+        ..
+    } = plot;
+    place_labels(
         &keeps
             .iter()
             .map(|(row, px, py, _)| (*px, *py, row.description.trim().to_string(), priority(row)))
@@ -360,7 +471,11 @@ pub fn progress_plot(report: &Report) -> String {
             height: bottom - top - 4.0,
         },
         legend_box,
-    );
+    )
+}
+
+/// The keeps, each a green point (or an edge marker) with its label when it has one.
+fn keep_marks(svg: &mut String, report: &Report, keeps: &[KeptPoint], labels: Vec<Option<Label>>) {
     for ((row, px, py, outside), label) in keeps.iter().zip(labels) {
         let label = label.map_or_else(String::new, |label| {
             format!(
@@ -385,8 +500,22 @@ pub fn progress_plot(report: &Report) -> String {
             tooltip(report, row)
         );
     }
+}
 
-    // The frame, then the legend on top.
+/// The frame, then the legend on top, and the end of the plot.
+fn frame_and_legend(
+    svg: &mut String,
+    plot: &PlotArea,
+    legend_box: Rect,
+    legend: &[(String, &str)],
+) {
+    let PlotArea {
+        left,
+        right,
+        top,
+        bottom,
+        ..
+    } = plot;
     let _ = write!(
         svg,
         r##"<rect x="{left}" y="{top}" width="{}" height="{}" fill="none" stroke="#333"/>"##,
@@ -406,7 +535,6 @@ pub fn progress_plot(report: &Report) -> String {
         );
     }
     svg.push_str("</g></svg>");
-    svg
 }
 
 const LEGEND_WIDTH: f64 = 192.0;
@@ -745,6 +873,34 @@ impl Ranks {
     }
 }
 
+/// Past this many experiments the tree draws only the kept ones (the path to the best and the
+/// keeps beside it): the page stays one a browser opens, however long the run.
+pub const TREE_ALL_ROWS: usize = 2000;
+
+/// Where the tree draws each experiment: at its number (left to right) and its generation (top
+/// to bottom), and which experiments it draws at all.
+struct TreeLayout {
+    x: Scale,
+    top: f64,
+    row_height: f64,
+    /// Each experiment's generation: how many experiments it builds on.
+    depth: std::collections::BTreeMap<u64, usize>,
+    /// Whether edges run straight from their parent (a tree search) or share elbows (greedy).
+    straight: bool,
+    /// Whether every experiment is drawn, or only the kept ones.
+    everything: bool,
+}
+
+impl TreeLayout {
+    fn y(&self, n: u64) -> f64 {
+        self.top + self.depth.get(&n).copied().unwrap_or(0) as f64 * self.row_height
+    }
+
+    fn drawn(&self, row: &Row) -> bool {
+        self.everything || row.status == Some(Status::Keep)
+    }
+}
+
 /// The experiment tree: each experiment at its number (left to right) and its generation (how
 /// many experiments it builds on, top to bottom), an edge from the experiment whose commit it was
 /// made on, nodes coloured by metric, the path from the baseline to the best drawn thick.
@@ -753,22 +909,10 @@ impl Ranks {
 /// share one elbow line. A tree search backtracks: experiments of one generation hang from
 /// different nodes, and shared elbows would run into each other, so each edge is a straight line
 /// from its own parent; dead ends get a dashed ring.
-/// Past this many experiments the tree draws only the kept ones (the path to the best and the
-/// keeps beside it): the page stays one a browser opens, however long the run.
-pub const TREE_ALL_ROWS: usize = 2000;
-
 pub fn tree(report: &Report) -> String {
     let everything = report.rows.len() <= TREE_ALL_ROWS;
-    let drawn = |row: &&Row| everything || row.status == Some(Status::Keep);
     let (left, right, top) = (86.0, WIDTH - 20.0, 24.0);
-    let mut depth: std::collections::BTreeMap<u64, usize> = Default::default();
-    for row in &report.rows {
-        let d = row
-            .built_on
-            .and_then(|p| depth.get(&p))
-            .map_or(0, |d| d + 1);
-        depth.insert(row.n, d);
-    }
+    let depth = generations(report);
     let deepest = depth.values().copied().max().unwrap_or(0);
     // A tree's straight edges need room between generations to show their slopes.
     let tallest = if report.tree.is_some() { 56.0 } else { 26.0 };
@@ -777,15 +921,15 @@ pub fn tree(report: &Report) -> String {
     let row_height = (520.0 / (deepest + 1) as f64).clamp(shortest, tallest);
     let bottom = top + deepest as f64 * row_height;
     let height = bottom + 64.0;
-    let x = x_scale(report, left, right);
-    let y = |n: u64| top + depth.get(&n).copied().unwrap_or(0) as f64 * row_height;
+    let layout = TreeLayout {
+        x: x_scale(report, left, right),
+        top,
+        row_height,
+        depth,
+        straight: report.tree.is_some(),
+        everything,
+    };
     let path: std::collections::BTreeSet<u64> = report.kept_path().into_iter().collect();
-    let dead_ends: std::collections::BTreeSet<u64> = report
-        .tree
-        .as_ref()
-        .map(|t| t.dead_ends.iter().copied().collect())
-        .unwrap_or_default();
-    let straight = report.tree.is_some();
     let ranks = Ranks::new(report);
 
     let mut svg = String::new();
@@ -793,7 +937,30 @@ pub fn tree(report: &Report) -> String {
         svg,
         r#"<svg class="tree" id="experiment-tree" viewBox="0 0 {WIDTH} {height:.0}" role="img" aria-label="experiment tree" xmlns="http://www.w3.org/2000/svg" font-family="system-ui, -apple-system, Segoe UI, Helvetica, Arial, sans-serif">"#
     );
-    // Generations on the left.
+    generation_labels(&mut svg, deepest, left, top, row_height);
+    tree_edges(&mut svg, report, &layout, &path);
+    tree_nodes(&mut svg, report, &layout, &path, &ranks);
+    colour_key(&mut svg, report, &ranks, everything, left, right, bottom);
+    svg.push_str("</svg>");
+    svg
+}
+
+/// Each experiment's generation: one more than the experiment it was built on, 0 for a
+/// baseline.
+fn generations(report: &Report) -> std::collections::BTreeMap<u64, usize> {
+    let mut depth: std::collections::BTreeMap<u64, usize> = Default::default();
+    for row in &report.rows {
+        let d = row
+            .built_on
+            .and_then(|p| depth.get(&p))
+            .map_or(0, |d| d + 1);
+        depth.insert(row.n, d);
+    }
+    depth
+}
+
+/// The generations' names on the left: `baseline`, `+1`, `+2`, ..., at most about a dozen.
+fn generation_labels(svg: &mut String, deepest: usize, left: f64, top: f64, row_height: f64) {
     let every = (deepest / 12).max(1);
     for d in (0..=deepest).step_by(every) {
         let py = top + d as f64 * row_height;
@@ -809,24 +976,35 @@ pub fn tree(report: &Report) -> String {
             }
         );
     }
-    // Edges, the kept path last so it lies on top.
-    let edge = |row: &Row, parent: u64| {
-        let (px, py) = (x.at(parent as f64), y(parent));
-        let (cx, cy) = (x.at(row.n as f64), y(row.n));
-        if straight {
-            return format!("M{px:.1} {py:.1} L{cx:.1} {cy:.1}");
-        }
-        let mid = cy - row_height / 2.0;
-        format!("M{px:.1} {py:.1} V{mid:.1} H{cx:.1} V{cy:.1}")
-    };
-    for row in report.rows.iter().filter(drawn) {
+}
+
+/// The SVG path of the edge from `parent` to `row`: straight, or an elbow shared with its
+/// siblings.
+fn edge_path(layout: &TreeLayout, row: &Row, parent: u64) -> String {
+    let (px, py) = (layout.x.at(parent as f64), layout.y(parent));
+    let (cx, cy) = (layout.x.at(row.n as f64), layout.y(row.n));
+    if layout.straight {
+        return format!("M{px:.1} {py:.1} L{cx:.1} {cy:.1}");
+    }
+    let mid = cy - layout.row_height / 2.0;
+    format!("M{px:.1} {py:.1} V{mid:.1} H{cx:.1} V{cy:.1}")
+}
+
+/// The edges, thin and grey, then the kept path's thick ones on top.
+fn tree_edges(
+    svg: &mut String,
+    report: &Report,
+    layout: &TreeLayout,
+    path: &std::collections::BTreeSet<u64>,
+) {
+    for row in report.rows.iter().filter(|row| layout.drawn(row)) {
         if let Some(parent) = row.built_on
             && !(path.contains(&row.n) && path.contains(&parent))
         {
             let _ = write!(
                 svg,
                 r##"<path d="{}" fill="none" stroke="#bbb" stroke-width="1"/>"##,
-                edge(row, parent)
+                edge_path(layout, row, parent)
             );
         }
     }
@@ -838,43 +1016,31 @@ pub fn tree(report: &Report) -> String {
             let _ = write!(
                 svg,
                 r#"<path class="kept-path" d="{}" fill="none" stroke="{RUNNING_BEST}" stroke-width="3.5" stroke-linejoin="round"/>"#,
-                edge(row, parent)
+                edge_path(layout, row, parent)
             );
         }
     }
-    // Nodes.
+}
+
+/// The nodes, each with its tooltip, a ring when it is a dead end, and its number when it lies
+/// on the kept path.
+fn tree_nodes(
+    svg: &mut String,
+    report: &Report,
+    layout: &TreeLayout,
+    path: &std::collections::BTreeSet<u64>,
+    ranks: &Ranks,
+) {
+    let dead_ends: std::collections::BTreeSet<u64> = report
+        .tree
+        .as_ref()
+        .map(|t| t.dead_ends.iter().copied().collect())
+        .unwrap_or_default();
     let mut last_label: Option<(f64, f64)> = None;
-    for row in report.rows.iter().filter(drawn) {
-        let (px, py) = (x.at(row.n as f64), y(row.n));
+    for row in report.rows.iter().filter(|row| layout.drawn(row)) {
+        let (px, py) = (layout.x.at(row.n as f64), layout.y(row.n));
         let on_path = path.contains(&row.n);
-        let shape = match (row.status, row.metric) {
-            (Some(Status::Crash), _) => format!(
-                r#"<path d="M{a:.1} {b:.1} L{c:.1} {d:.1} M{a:.1} {d:.1} L{c:.1} {b:.1}" stroke="{CRASH}" stroke-width="2.5"/>"#,
-                a = px - 4.5,
-                b = py - 4.5,
-                c = px + 4.5,
-                d = py + 4.5,
-            ),
-            (None, _) => format!(
-                r##"<circle cx="{px:.1}" cy="{py:.1}" r="5" fill="#fff" stroke="#555" stroke-width="1.5" stroke-dasharray="2 2"/>"##
-            ),
-            (Some(status), Some(value)) => {
-                let (radius, stroke) = if on_path {
-                    (7.0, r##" stroke="#000" stroke-width="1.5""##)
-                } else if status == Status::Keep {
-                    (5.5, r##" stroke="#000" stroke-width="0.8""##)
-                } else {
-                    (4.0, r##" stroke="#fff" stroke-width="0.6""##)
-                };
-                format!(
-                    r#"<circle cx="{px:.1}" cy="{py:.1}" r="{radius}" fill="{}"{stroke}/>"#,
-                    viridis(ranks.of(report.goal, value))
-                )
-            }
-            (Some(_), None) => {
-                format!(r##"<circle cx="{px:.1}" cy="{py:.1}" r="4" fill="#ccc"/>"##)
-            }
-        };
+        let shape = node_shape(report, ranks, row, (px, py), on_path);
         // Numbers on the kept path, below and left of the node where the staircase leaves room,
         // unless the previous one is too close.
         let label = if on_path
@@ -907,7 +1073,57 @@ pub fn tree(report: &Report) -> String {
             row.n,
         );
     }
-    // The colour key.
+}
+
+/// A node's mark: a cross for a crash, a dashed circle for a running experiment, else a circle
+/// coloured by rank and sized by what it is (on the kept path, a keep, a discard).
+fn node_shape(
+    report: &Report,
+    ranks: &Ranks,
+    row: &Row,
+    (px, py): (f64, f64),
+    on_path: bool,
+) -> String {
+    match (row.status, row.metric) {
+        (Some(Status::Crash), _) => format!(
+            r#"<path d="M{a:.1} {b:.1} L{c:.1} {d:.1} M{a:.1} {d:.1} L{c:.1} {b:.1}" stroke="{CRASH}" stroke-width="2.5"/>"#,
+            a = px - 4.5,
+            b = py - 4.5,
+            c = px + 4.5,
+            d = py + 4.5,
+        ),
+        (None, _) => format!(
+            r##"<circle cx="{px:.1}" cy="{py:.1}" r="5" fill="#fff" stroke="#555" stroke-width="1.5" stroke-dasharray="2 2"/>"##
+        ),
+        (Some(status), Some(value)) => {
+            let (radius, stroke) = if on_path {
+                (7.0, r##" stroke="#000" stroke-width="1.5""##)
+            } else if status == Status::Keep {
+                (5.5, r##" stroke="#000" stroke-width="0.8""##)
+            } else {
+                (4.0, r##" stroke="#fff" stroke-width="0.6""##)
+            };
+            format!(
+                r#"<circle cx="{px:.1}" cy="{py:.1}" r="{radius}" fill="{}"{stroke}/>"#,
+                viridis(ranks.of(report.goal, value))
+            )
+        }
+        (Some(_), None) => {
+            format!(r##"<circle cx="{px:.1}" cy="{py:.1}" r="4" fill="#ccc"/>"##)
+        }
+    }
+}
+
+/// Under the tree: a note when only the kept experiments are drawn, and the colour key.
+fn colour_key(
+    svg: &mut String,
+    report: &Report,
+    ranks: &Ranks,
+    everything: bool,
+    left: f64,
+    right: f64,
+    bottom: f64,
+) {
     let key_x = right - 260.0;
     let key_y = bottom + 34.0;
     if !everything {
@@ -940,8 +1156,6 @@ pub fn tree(report: &Report) -> String {
             key_y + 9.0,
         );
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 #[cfg(test)]

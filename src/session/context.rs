@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use super::{Session, oid, short_commit};
-use crate::config::resolve::SearchSpec;
+use crate::config::resolve::{SearchSpec, TargetSpec};
 use crate::decide::Status;
 use crate::error::Error;
 use crate::journal::Experiment;
@@ -33,65 +33,8 @@ impl Session {
         repo: &Path,
     ) -> Result<PromptContext, Error> {
         let pipeline = &self.pipeline;
-        let read = |paths: &[String], limit: usize| -> Vec<prompt::FileText> {
-            paths
-                .iter()
-                .map(|path| read_bounded(repo, path, limit))
-                .collect()
-        };
-        // Reference files share one allowance, so a long list cannot swell the prompt.
-        let mut allowance = CONTEXT_TOTAL_BYTES;
-        let mut read_shared = |paths: &[String]| -> Vec<prompt::FileText> {
-            paths
-                .iter()
-                .map(|path| {
-                    let file = read_bounded(repo, path, CONTEXT_BYTES.min(allowance));
-                    allowance -= file.content.len().min(allowance);
-                    file
-                })
-                .collect()
-        };
-        let recorded: Vec<&Experiment> = self.history.recorded().collect();
-        let shown = recorded
-            .len()
-            .saturating_sub(pipeline.proposer.history as usize);
-        let metric_text = |e: &Experiment| match e.status() {
-            Some(Status::Crash) | None => "0.000000".to_string(),
-            _ => format!("{:.6}", e.metric().unwrap_or(0.0)),
-        };
-        let results_rows = recorded[shown..]
-            .iter()
-            .map(|e| prompt::ResultRow {
-                n: e.n,
-                commit: short_commit(e),
-                metric: metric_text(e),
-                memory_gb: format!("{:.1}", e.memory_gb().unwrap_or(0.0)),
-                status: e.status().map(|s| s.to_string()).unwrap_or_default(),
-                description: results::one_line(&e.description_text()),
-            })
-            .collect();
-        // The kept steps that led to the best: the chain, or in a tree the path to the best node.
-        let steps: Vec<&Experiment> = match (self.history.search(), self.history.best()) {
-            (SearchSpec::Tree { .. }, Some(best)) => Tree::of(&self.history).path_to(best.n),
-            _ => self.history.kept().collect(),
-        };
-        let mut previous: Option<f64> = None;
-        let kept: Vec<prompt::KeptRow> = steps
-            .into_iter()
-            .map(|e| {
-                let metric = e.metric().unwrap_or(0.0);
-                let delta = previous
-                    .map(|p| format!("{:+.6}", metric - p))
-                    .unwrap_or_default();
-                previous = Some(metric);
-                prompt::KeptRow {
-                    commit: short_commit(e),
-                    metric: format!("{metric:.6}"),
-                    delta,
-                    description: results::one_line(&e.description_text()),
-                }
-            })
-            .collect();
+        let results_rows = self.recent_results();
+        let kept = self.kept_rows();
         let since_keep = self.history.since_keep();
         let crash = match experiment.fix_of {
             Some(_) => Some(self.crash_info(experiment)?),
@@ -116,17 +59,13 @@ impl Session {
             baseline: self.history.baseline().and_then(Experiment::metric),
             best: self.history.best().and_then(Experiment::metric),
             results: results_rows,
-            results_total: recorded.len() as u64,
+            results_total: self.history.recorded().count() as u64,
             kept_total: kept.len() as u64,
             kept: kept[kept.len().saturating_sub(KEPT_SHOWN)..].to_vec(),
             since_keep,
             stalled: since_keep >= u64::from(pipeline.proposer.stall),
             stall: pipeline.proposer.stall,
-            files: prompt::Files {
-                editable: read(&pipeline.target.editable, EDITABLE_BYTES),
-                read_only: read_shared(&pipeline.target.read_only),
-                context: read_shared(&pipeline.target.context),
-            },
+            files: prompt_files(&pipeline.target, repo),
             learnings: crate::learnings::read(&crate::learnings::path(&self.root)),
             running: self
                 .history
@@ -140,6 +79,55 @@ impl Session {
             crash,
             tree: self.tree_info(experiment),
         })
+    }
+
+    /// The latest rows of the results table, as many as `[proposer] history` says.
+    fn recent_results(&self) -> Vec<prompt::ResultRow> {
+        let recorded: Vec<&Experiment> = self.history.recorded().collect();
+        let shown = recorded
+            .len()
+            .saturating_sub(self.pipeline.proposer.history as usize);
+        let metric_text = |e: &Experiment| match e.status() {
+            Some(Status::Crash) | None => "0.000000".to_string(),
+            _ => format!("{:.6}", e.metric().unwrap_or(0.0)),
+        };
+        recorded[shown..]
+            .iter()
+            .map(|e| prompt::ResultRow {
+                n: e.n,
+                commit: short_commit(e),
+                metric: metric_text(e),
+                memory_gb: format!("{:.1}", e.memory_gb().unwrap_or(0.0)),
+                status: e.status().map(|s| s.to_string()).unwrap_or_default(),
+                description: results::one_line(&e.description_text()),
+            })
+            .collect()
+    }
+
+    /// The kept steps that led to the best, each with its change from the step before: the
+    /// chain, or in a tree the path to the best node.
+    fn kept_rows(&self) -> Vec<prompt::KeptRow> {
+        let steps: Vec<&Experiment> = match (self.history.search(), self.history.best()) {
+            (SearchSpec::Tree { .. }, Some(best)) => Tree::of(&self.history).path_to(best.n),
+            _ => self.history.kept().collect(),
+        };
+        let mut previous: Option<f64> = None;
+        steps
+            .into_iter()
+            .map(|e| {
+                let metric = e.metric().unwrap_or(0.0);
+                let delta = previous
+                    .map(|p| format!("{:+.6}", metric - p))
+                    .unwrap_or_default();
+                previous = Some(metric);
+                prompt::KeptRow {
+                    commit: short_commit(e),
+                    metric: format!("{metric:.6}"),
+                    delta,
+                    description: results::one_line(&e.description_text()),
+                }
+            })
+            .collect()
     }
 
     /// Where `experiment` sits in a tree search: the path to its parent, what was tried from
@@ -249,6 +237,34 @@ impl Session {
             attempt: experiment.attempt,
             attempts: self.pipeline.decision.fix_attempts,
         })
+    }
+}
+
+/// The target's files as the prompt shows them, read from `repo`: each editable file up to
+/// `EDITABLE_BYTES`; the read-only and context files sharing one allowance, so that a long list
+/// cannot swell the prompt.
+fn prompt_files(target: &TargetSpec, repo: &Path) -> prompt::Files {
+    let read = |paths: &[String], limit: usize| -> Vec<prompt::FileText> {
+        paths
+            .iter()
+            .map(|path| read_bounded(repo, path, limit))
+            .collect()
+    };
+    let mut allowance = CONTEXT_TOTAL_BYTES;
+    let mut read_shared = |paths: &[String]| -> Vec<prompt::FileText> {
+        paths
+            .iter()
+            .map(|path| {
+                let file = read_bounded(repo, path, CONTEXT_BYTES.min(allowance));
+                allowance -= file.content.len().min(allowance);
+                file
+            })
+            .collect()
+    };
+    prompt::Files {
+        editable: read(&target.editable, EDITABLE_BYTES),
+        read_only: read_shared(&target.read_only),
+        context: read_shared(&target.context),
     }
 }
 

@@ -149,6 +149,51 @@ pub struct Session {
     ending: Option<Stop>,
 }
 
+/// Registers the values of the environment variables the pipeline scrubs from experiments, so
+/// that they are kept out of everything arun writes too.
+fn register_scrubbed_values(pipeline: &Pipeline) {
+    for (name, value) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        let scrubbed = pipeline
+            .experiment
+            .scrub_env
+            .iter()
+            .any(|pattern| crate::config::resolve::env_pattern_matches(pattern, &name));
+        if scrubbed {
+            crate::secrets::register(&value.to_string_lossy());
+        }
+    }
+}
+
+/// Writes into the repository's lock who holds it: this process, for this run of this pipeline.
+fn claim_lock(lock: &mut RepoLock, pipeline: &Pipeline, tag: &str) -> Result<(), Error> {
+    lock.claim(&store::Holder {
+        pid: std::process::id(),
+        tag: tag.to_string(),
+        pipeline: pipeline.file.display().to_string(),
+        since: journal::now(),
+    })
+    .map_err(|err| Error::io("cannot write the repository lock", err))
+}
+
+/// Resuming: reads the journal, takes the run's settings, checks the work tree, runs the
+/// preflight checks, then opens the journal to append to it.
+fn reopen_run(
+    pipeline: &mut Pipeline,
+    options: &RunOptions,
+    git: &Git,
+    run: &RunDir,
+    progress: &Progress,
+) -> Result<(History, Journal), Error> {
+    let history = setup::read_for_resume(git, run, pipeline)?;
+    setup::apply_settings(pipeline, &history, options, progress)?;
+    setup::check_tree_for_resume(git, &history, pipeline, progress)?;
+    setup::run_preflight(pipeline, git.workdir(), progress)?;
+    let journal = Journal::open(&run.journal())
+        .map_err(|err| Error::io(format!("cannot open `{}`", run.journal().display()), err))?;
+    Ok((history, journal))
+}
+
 /// Runs the pipeline until a limit, an interruption or an error; prints the summary.
 pub fn run(pipeline: Pipeline, options: RunOptions) -> Result<Ending, Error> {
     exec::interrupt::install()
@@ -169,18 +214,7 @@ impl Session {
     fn start(mut pipeline: Pipeline, options: RunOptions) -> Result<Session, Error> {
         let progress = Progress::new();
         git::enable_fsync();
-        // Keys arun keeps from experiments are kept out of everything it writes too.
-        for (name, value) in std::env::vars_os() {
-            let name = name.to_string_lossy();
-            let scrubbed = pipeline
-                .experiment
-                .scrub_env
-                .iter()
-                .any(|pattern| crate::config::resolve::env_pattern_matches(pattern, &name));
-            if scrubbed {
-                crate::secrets::register(&value.to_string_lossy());
-            }
-        }
+        register_scrubbed_values(&pipeline);
         let git = setup::open_or_create_repo(&pipeline, &progress)?;
         let root = git.common_dir().join("arun");
         let mut lock =
@@ -195,13 +229,7 @@ impl Session {
                 run.journal().display()
             )));
         }
-        lock.claim(&store::Holder {
-            pid: std::process::id(),
-            tag: tag.clone(),
-            pipeline: pipeline.file.display().to_string(),
-            since: journal::now(),
-        })
-        .map_err(|err| Error::io("cannot write the repository lock", err))?;
+        claim_lock(&mut lock, &pipeline, &tag)?;
         exec::orphans::record_groups_in(run.group_file());
         let view = git.workdir().join(&pipeline.limits.results);
 
@@ -213,14 +241,7 @@ impl Session {
             exec::slurm::check_tools().map_err(Error::Setup)?;
         }
         let (history, journal) = if resuming {
-            let history = setup::read_for_resume(&git, &run, &pipeline)?;
-            setup::apply_settings(&mut pipeline, &history, &options, &progress)?;
-            setup::check_tree_for_resume(&git, &history, &pipeline, &progress)?;
-            setup::run_preflight(&pipeline, git.workdir(), &progress)?;
-            let journal = Journal::open(&run.journal()).map_err(|err| {
-                Error::io(format!("cannot open `{}`", run.journal().display()), err)
-            })?;
-            (history, journal)
+            reopen_run(&mut pipeline, &options, &git, &run, &progress)?
         } else {
             setup::run_preflight(&pipeline, git.workdir(), &progress)?;
             let settings = setup::settings_for(&pipeline, options.budget);
@@ -258,30 +279,7 @@ impl Session {
             ending: None,
         };
         if resuming {
-            setup::set_aside_leftovers(
-                &session.git,
-                &session.history,
-                &session.run,
-                &session.progress,
-            )?;
-            let in_flight: Vec<u64> = session.history.in_flight().map(|e| e.n).collect();
-            let at = match in_flight.as_slice() {
-                [] => format!("after {} experiments", session.history.recorded().count()),
-                [n] => format!("at experiment {n}"),
-                many => format!(
-                    "with experiments {} in flight",
-                    many.iter()
-                        .map(|n| format!("#{n}"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            };
-            session.record_event(Event::Resumed {
-                time: journal::now(),
-            })?;
-            session
-                .progress
-                .note(&format!("arun: resuming run `{tag}` {at}"));
+            session.resume(&tag)?;
         } else {
             session.progress.note(&format!(
                 "arun: run `{tag}` on branch `{}` in {}",
@@ -289,24 +287,8 @@ impl Session {
                 session.git.workdir().display()
             ));
         }
-        let (head, tip) = setup::head_on_branch(&session.history)?;
-        if session.history.current().is_none() || session.parallel() {
-            session.spaces[0].clean(head, tip)?;
-        }
-        if session.parallel() {
-            session.add_work_trees(tip)?;
-        }
-        for experiment in session.history.in_flight() {
-            session.flights.insert(
-                experiment.n,
-                Flight {
-                    step: resume_step(experiment),
-                    space: None,
-                    busy: false,
-                    not_before: None,
-                },
-            );
-        }
+        session.prepare_work_trees()?;
+        session.resume_flights();
         setup::show_table(
             &session.root,
             &session.run,
@@ -316,6 +298,58 @@ impl Session {
             &session.progress,
         )?;
         Ok(session)
+    }
+
+    /// Resuming: sets aside what the stopped arun left in the work tree, journals the resumption
+    /// and says where the run resumes.
+    fn resume(&mut self, tag: &str) -> Result<(), Error> {
+        setup::set_aside_leftovers(&self.git, &self.history, &self.run, &self.progress)?;
+        let in_flight: Vec<u64> = self.history.in_flight().map(|e| e.n).collect();
+        let at = match in_flight.as_slice() {
+            [] => format!("after {} experiments", self.history.recorded().count()),
+            [n] => format!("at experiment {n}"),
+            many => format!(
+                "with experiments {} in flight",
+                many.iter()
+                    .map(|n| format!("#{n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        self.record_event(Event::Resumed {
+            time: journal::now(),
+        })?;
+        self.progress
+            .note(&format!("arun: resuming run `{tag}` {at}"));
+        Ok(())
+    }
+
+    /// Puts the work tree at the branch's tip (unless an experiment in it is to be continued)
+    /// and, for parallel runs, adds the workers' work trees.
+    fn prepare_work_trees(&mut self) -> Result<(), Error> {
+        let (head, tip) = setup::head_on_branch(&self.history)?;
+        if self.history.current().is_none() || self.parallel() {
+            self.spaces[0].clean(head, tip)?;
+        }
+        if self.parallel() {
+            self.add_work_trees(tip)?;
+        }
+        Ok(())
+    }
+
+    /// A flight for each experiment the journal shows in progress, at the step it resumes from.
+    fn resume_flights(&mut self) {
+        for experiment in self.history.in_flight() {
+            self.flights.insert(
+                experiment.n,
+                Flight {
+                    step: resume_step(experiment),
+                    space: None,
+                    busy: false,
+                    not_before: None,
+                },
+            );
+        }
     }
 
     /// Whether experiments run in work trees of their own (several workers, or proposals made

@@ -22,11 +22,35 @@ pub fn render(
     session: Duration,
     ideas: &[String],
 ) -> String {
-    let metric = pipeline.metric.name();
     let summary = report.summary();
     let mut out = String::new();
     let _ = writeln!(out, "\n== arun run `{}`: {why} ==", history.tag);
     let _ = writeln!(out, "{}", summary.counts());
+    time_and_builds(&mut out, report, session);
+    proposer_cost(&mut out, history);
+    best_result(&mut out, history, pipeline);
+    trajectory(&mut out, history, report);
+    if let Some(facts) = &report.tree {
+        out.push_str(&tree::render(history, facts));
+    }
+    if !ideas.is_empty() {
+        let _ = writeln!(out, "next ideas:");
+        for idea in ideas {
+            let _ = writeln!(out, "  - {idea}");
+        }
+    }
+    let _ = write!(
+        out,
+        "branch `{}` is at {}; results in {}",
+        history.branch,
+        &history.branch_tip()[..7.min(history.branch_tip().len())],
+        pipeline.limits.results
+    );
+    out
+}
+
+/// How long arun drove the run (and this session's share) and the builds' times.
+fn time_and_builds(out: &mut String, report: &Report, session: Duration) {
     let driving = report
         .run
         .as_ref()
@@ -51,6 +75,10 @@ pub fn render(
             seconds_text(longest)
         );
     }
+}
+
+/// The proposer's cost and tokens, when it reported any.
+fn proposer_cost(out: &mut String, history: &History) {
     let cost = history.cost_usd();
     let tokens = history.tokens().total();
     match (cost > 0.0, tokens > 0) {
@@ -65,6 +93,11 @@ pub fn render(
         }
         (false, false) => {}
     }
+}
+
+/// The best against the baseline, its held-out metric, and the noise the keeps had to beat.
+fn best_result(out: &mut String, history: &History, pipeline: &Pipeline) {
+    let metric = pipeline.metric.name();
     match (
         history.baseline().and_then(Experiment::metric),
         history.best(),
@@ -103,8 +136,11 @@ pub fn render(
             (pipeline.decision.noise.sigmas * sigma).max(pipeline.decision.min_improvement)
         );
     }
-    // The greedy chain is every keep; a tree's trajectory is its best path, each step against
-    // the node it improved on.
+}
+
+/// The kept steps, each with its change from the step before. The greedy chain is every keep;
+/// a tree's trajectory is its best path, each step against the node it improved on.
+fn trajectory(out: &mut String, history: &History, report: &Report) {
     let (heading, trajectory): (&str, Vec<&Experiment>) = match (&report.tree, history.best()) {
         (Some(_), Some(best)) => (
             "best path",
@@ -113,39 +149,23 @@ pub fn render(
         (Some(_), None) => ("best path", Vec::new()),
         (None, _) => ("trajectory", history.kept().collect()),
     };
-    if !trajectory.is_empty() {
-        let _ = writeln!(out, "{heading}:");
-        let mut previous: Option<f64> = None;
-        for experiment in trajectory {
-            let value = experiment.metric().unwrap_or(0.0);
-            let delta = previous.map_or_else(|| " ".repeat(10), |p| format!("{:+.6}", value - p));
-            previous = Some(value);
-            let _ = writeln!(
-                out,
-                "  #{:<4} {} {value:.6} {delta:>10}  {}",
-                experiment.n,
-                short(experiment),
-                experiment.description_text()
-            );
-        }
+    if trajectory.is_empty() {
+        return;
     }
-    if let Some(facts) = &report.tree {
-        out.push_str(&tree::render(history, facts));
+    let _ = writeln!(out, "{heading}:");
+    let mut previous: Option<f64> = None;
+    for experiment in trajectory {
+        let value = experiment.metric().unwrap_or(0.0);
+        let delta = previous.map_or_else(|| " ".repeat(10), |p| format!("{:+.6}", value - p));
+        previous = Some(value);
+        let _ = writeln!(
+            out,
+            "  #{:<4} {} {value:.6} {delta:>10}  {}",
+            experiment.n,
+            short(experiment),
+            experiment.description_text()
+        );
     }
-    if !ideas.is_empty() {
-        let _ = writeln!(out, "next ideas:");
-        for idea in ideas {
-            let _ = writeln!(out, "  - {idea}");
-        }
-    }
-    let _ = write!(
-        out,
-        "branch `{}` is at {}; results in {}",
-        history.branch,
-        &history.branch_tip()[..7.min(history.branch_tip().len())],
-        pipeline.limits.results
-    );
-    out
 }
 
 fn short(experiment: &Experiment) -> &str {
