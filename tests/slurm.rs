@@ -500,16 +500,12 @@ fn a_job_sbatch_refuses_stops_the_run_with_sbatchs_words() {
     );
 }
 
-#[test]
-fn a_job_lost_with_its_node_is_submitted_again_without_counting_as_a_crash() {
-    if !cluster_up() {
-        return;
-    }
-    let _alone = CLUSTER.write().unwrap_or_else(|e| e.into_inner());
-    // Experiment 1's first job waits long enough for the node to fail under it.
+/// arun started on a run of two experiments whose first job of experiment 1 sleeps `seconds`
+/// before it trains; returned once that job runs.
+fn slow_first_job(seconds: u32) -> (Target, Spawned) {
     let run = format!(
         "if [ $ARUN_EXPERIMENT -eq 1 ] && [ ! -e $PIDFILE.slow ]; then touch $PIDFILE.slow; \
-         sleep 30; fi; {NOTED_RUN}"
+         sleep {seconds}; fi; {NOTED_RUN}"
     );
     let target = slurm_target_running(
         &run,
@@ -524,6 +520,17 @@ fn a_job_lost_with_its_node_is_submitted_again_without_counting_as_a_crash() {
         Duration::from_secs(60),
         || target.path("pids.slow").exists(),
     );
+    (target, child)
+}
+
+#[test]
+fn a_job_lost_with_its_node_is_submitted_again_without_counting_as_a_crash() {
+    if !cluster_up() {
+        return;
+    }
+    let _alone = CLUSTER.write().unwrap_or_else(|e| e.into_inner());
+    // Experiment 1's first job waits long enough for the node to fail under it.
+    let (target, child) = slow_first_job(30);
     let node =
         String::from_utf8(Command::new("hostname").arg("-s").output().unwrap().stdout).unwrap();
     let node = node.trim();
@@ -613,22 +620,7 @@ fn a_controller_away_for_a_while_does_not_stop_the_run() {
         return;
     }
     let _alone = CLUSTER.write().unwrap_or_else(|e| e.into_inner());
-    let run = format!(
-        "if [ $ARUN_EXPERIMENT -eq 1 ]; then touch $PIDFILE.slow; sleep 4; fi; {NOTED_RUN}"
-    );
-    let target = slurm_target_running(
-        &run,
-        serde_json::json!({}),
-        "budget = \"3s\"\nhard-limit = \"60s\"\ngrace = \"1s\"",
-        ONE_BASELINE_RUN,
-    );
-    let child = Spawned(target.spawn(&["--max-experiments", "2"]));
-    wait_until(
-        &target,
-        "experiment 1's job",
-        Duration::from_secs(60),
-        || target.path("pids.slow").exists(),
-    );
+    let (target, child) = slow_first_job(4);
     // The controller goes away (a restart, a failover) while the job runs on and ends; longer
     // than the 18 s Slurm's commands keep trying to reach it.
     let down = ControllerDown::now();

@@ -114,8 +114,7 @@ impl Watch for RunWatch<'_, '_> {
 
     fn tick(&mut self, elapsed: Duration, group: i32) {
         self.line.tick(elapsed);
-        if group > 0
-            && let Some(gpu) = self.gpu
+        if let Some(gpu) = self.gpu
             && self
                 .last_sample
                 .is_none_or(|t| t.elapsed() >= Duration::from_secs(1))
