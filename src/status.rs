@@ -299,6 +299,7 @@ mod tests {
                 started: 1000.0,
                 last_event: 2000.0,
                 active_seconds: 3600.0,
+                sessions: 1,
                 cost_usd: Some(1.5),
                 knob_search: false,
                 state: RunState::Running { pid: Some(42) },

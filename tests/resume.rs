@@ -155,6 +155,12 @@ fn ctrl_c_stops_the_experiment_leaves_the_branch_on_the_last_keep_and_resume_con
         "{}",
         run.stdout()
     );
+    // One session: its time is the run's time, with no share to name.
+    assert!(
+        !run.stdout().contains("of it in this session"),
+        "{}",
+        run.stdout()
+    );
     assert_eq!(
         target.results().lines().count(),
         2,
@@ -171,6 +177,13 @@ fn ctrl_c_stops_the_experiment_leaves_the_branch_on_the_last_keep_and_resume_con
 
     let resumed = target.arun(&["--max-experiments", "3"]);
     resumed.assert_code(0);
+    // The resumed session names its share of the run's time.
+    assert!(
+        resumed.stdout().contains(" driving the run, ")
+            && resumed.stdout().contains(" of it in this session\n"),
+        "{}",
+        resumed.stdout()
+    );
     let results = target.results_redacted();
     assert!(results.ends_with("#1\t1.000400\t0.5\tkeep\tset LR 0.05, MODE hang-once\n#2\t1.000000\t0.5\tkeep\tset LR 0.03, MODE normal\n"), "{results}");
 }

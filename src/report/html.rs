@@ -315,6 +315,7 @@ mod tests {
             started: 0.0,
             last_event: 0.0,
             active_seconds: 0.0,
+            sessions: 1,
             cost_usd: None,
             knob_search: false,
             state: RunState::Abandoned,

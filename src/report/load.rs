@@ -437,8 +437,10 @@ fn run_facts(history: &History, repo: &Path, dir: &Path) -> RunFacts {
     let mut active_seconds = 0.0;
     let mut stretch_start: Option<f64> = None;
     let mut previous = started;
+    let mut sessions = 0;
     for event in events {
         if matches!(event, Event::RunStarted { .. } | Event::Resumed { .. }) {
+            sessions += 1;
             if let Some(start) = stretch_start {
                 active_seconds += previous - start;
             }
@@ -478,6 +480,7 @@ fn run_facts(history: &History, repo: &Path, dir: &Path) -> RunFacts {
         started,
         last_event,
         active_seconds: active_seconds.max(0.0),
+        sessions,
         cost_usd,
         state,
         budget: None,

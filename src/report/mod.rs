@@ -318,6 +318,8 @@ pub struct RunFacts {
     pub last_event: f64,
     /// Seconds an arun was driving the run (the gaps between a stop and a resume left out).
     pub active_seconds: f64,
+    /// How many times an arun started or resumed the run.
+    pub sessions: usize,
     /// Total proposer cost; `None` when no proposal reported one.
     pub cost_usd: Option<f64>,
     /// The proposals came from the built-in knob search, which costs nothing.
@@ -887,6 +889,7 @@ mod tests {
             started: 0.0,
             last_event: 0.0,
             active_seconds: 0.0,
+            sessions: 1,
             cost_usd: None,
             knob_search: true,
             state: RunState::Abandoned,

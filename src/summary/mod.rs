@@ -51,11 +51,15 @@ pub fn render(
 
 /// How long arun drove the run (and this session's share) and the builds' times.
 fn time_and_builds(out: &mut String, report: &Report, session: Duration) {
-    let driving = report
-        .run
-        .as_ref()
-        .map_or(session, |run| Duration::from_secs_f64(run.active_seconds));
-    if driving.as_secs() > session.as_secs() {
+    let (driving, resumed) = report.run.as_ref().map_or((session, false), |run| {
+        (
+            Duration::from_secs_f64(run.active_seconds),
+            run.sessions > 1,
+        )
+    });
+    // Only a resumed run has time from other sessions; in one session the journal's clock
+    // and this session's clock differ by a moment, which is no share worth printing.
+    if resumed {
         let _ = writeln!(
             out,
             "time: {} driving the run, {} of it in this session",
