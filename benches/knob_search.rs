@@ -7,7 +7,7 @@
 //! For each objective and seed, each method gets the starting assignment (the baseline) as its
 //! first trial, then chooses the rest; the regret after N trials is the noise-free value of the
 //! trial with the best observed value, minus the optimum. The table shows the median over seeds.
-//! arun's side is `arun::knobs::strategy::Search`, the code the `knobs` proposer runs; the
+//! arun's side is `arun::propose::knobs::strategy::Search`, the code the `knobs` proposer runs; the
 //! objectives are evaluated by `objectives.py serve`. Optuna runs in benches/.venv, which
 //! `benches/knob_search/setup-venv.sh` creates (pip install optuna).
 //!
@@ -27,8 +27,8 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use arun::config::file;
-use arun::knobs::strategy::{Outcome, Search, Trial, with_pending};
-use arun::knobs::{Domain, Value};
+use arun::config::knob::{Domain, Value};
+use arun::propose::knobs::strategy::{Outcome, Search, Trial, with_pending};
 use serde_json::{Value as Json, json};
 
 const TRIALS: usize = 60;
@@ -274,7 +274,7 @@ fn main() {
     ];
     for results in [50, 100, 200, 400] {
         let search = Search::new(&domains, 0);
-        let mut rng = arun::knobs::random::Rng::new(results as u64);
+        let mut rng = arun::propose::knobs::random::Rng::new(results as u64);
         let trials: Vec<Trial> = (0..results)
             .map(|_| {
                 let values: Vec<Value> = (0..6).map(|_| Value::Number(rng.unit())).collect();
@@ -435,7 +435,7 @@ fn describe(dir: &Path) -> Vec<Objective> {
                 .iter()
                 .zip(&domains)
                 .map(|(k, d)| match &o["start"][&k.name] {
-                    Json::String(literal) => arun::knobs::edit::parse(d, literal).unwrap(),
+                    Json::String(literal) => arun::config::knob_site::parse(d, literal).unwrap(),
                     number => Value::Number(number.as_f64().unwrap()),
                 })
                 .collect();

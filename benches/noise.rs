@@ -15,9 +15,9 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+use arun::config::Goal;
 use arun::config::resolve::{DecisionRules, NoisePolicy, SimplicityRule};
 use arun::decide::{self, Candidate, Measurement, Reference, Status, Verdict};
-use arun::metric::Goal;
 
 fn main() {
     let runs: usize = std::env::var("ARUN_BENCH_RUNS")

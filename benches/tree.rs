@@ -38,10 +38,10 @@
 
 use std::time::Instant;
 
+use arun::config::Goal;
 use arun::config::resolve::{DecisionRules, SearchSpec};
 use arun::decide::{self, Candidate, Measurement, Status, Verdict};
 use arun::journal::{Event, History, RunSettings};
-use arun::metric::Goal;
 use arun::search::{self, Expansion};
 
 const PER_FAMILY: usize = 6;

@@ -466,7 +466,7 @@ fn show_readings(pipeline: &Pipeline, readings: &Readings, log: &Path, report: &
 fn show_knobs(pipeline: &Pipeline, dir: &Path, report: &mut Report) {
     for knob in &pipeline.knobs {
         let text = std::fs::read_to_string(dir.join(&knob.file)).unwrap_or_default();
-        match crate::knobs::edit::locate(&text, &knob.name) {
+        match crate::config::knob_site::locate(&text, &knob.name) {
             Ok(site) => report.say(
                 "knob",
                 format!(
@@ -483,8 +483,8 @@ fn show_knobs(pipeline: &Pipeline, dir: &Path, report: &mut Report) {
     }
 }
 
-fn domain_words(domain: &crate::knobs::Domain) -> String {
-    use crate::knobs::Domain;
+fn domain_words(domain: &crate::config::knob::Domain) -> String {
+    use crate::config::knob::Domain;
     match domain {
         Domain::Float { min, max, log } => {
             format!(

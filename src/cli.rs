@@ -93,7 +93,7 @@ pub struct TableArgs {
     /// Which way the table's metric improves (default: from the metric's name, else from the
     /// changes between keeps).
     #[arg(long, value_name = "minimize|maximize", value_parser = parse_goal)]
-    goal: Option<crate::metric::Goal>,
+    goal: Option<crate::config::Goal>,
 }
 
 impl TableArgs {
@@ -109,10 +109,10 @@ impl TableArgs {
     }
 }
 
-fn parse_goal(text: &str) -> Result<crate::metric::Goal, String> {
+fn parse_goal(text: &str) -> Result<crate::config::Goal, String> {
     match text {
-        "minimize" | "min" => Ok(crate::metric::Goal::Minimize),
-        "maximize" | "max" => Ok(crate::metric::Goal::Maximize),
+        "minimize" | "min" => Ok(crate::config::Goal::Minimize),
+        "maximize" | "max" => Ok(crate::config::Goal::Maximize),
         _ => Err("expected `minimize` or `maximize`".to_string()),
     }
 }
@@ -393,9 +393,9 @@ fn write_best(
 /// `arun schema`: prints the JSON Schema, or with `--markdown` the reference tables.
 fn print_schema(markdown: bool) -> Result<i32, Error> {
     let text = if markdown {
-        crate::schema::reference_markdown()
+        crate::config::schema::reference_markdown()
     } else {
-        crate::schema::pipeline_schema_text()
+        crate::config::schema::pipeline_schema_text()
     };
     let mut out = std::io::stdout();
     out.write_all(text.as_bytes())

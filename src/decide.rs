@@ -9,8 +9,8 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Goal;
 use crate::config::resolve::DecisionRules;
-use crate::metric::Goal;
 
 /// The three outcomes of autoresearch's protocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

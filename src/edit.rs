@@ -667,7 +667,7 @@ fn nearest(file: &[&str], search: &[&str]) -> String {
                  are:\n{}\nCopy the SEARCH lines exactly from the file as it is now.",
                 start + 1,
                 end,
-                crate::prompt::fenced(&shown, "")
+                crate::config::prompt::fenced(&shown, "")
             )
         }
         _ => "no line of its SEARCH part occurs in the file; copy the SEARCH lines exactly from \

@@ -14,9 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Goal;
 use crate::config::resolve::SearchSpec;
 use crate::decide::{Decision, Measurement, Status};
-use crate::metric::Goal;
 use crate::search::Expansion;
 
 /// One line of the journal.
@@ -162,7 +162,7 @@ pub struct RunSettings {
     pub hard_limit_seconds: f64,
     /// The metric's name and which way is better.
     pub metric: String,
-    pub goal: crate::metric::Goal,
+    pub goal: crate::config::Goal,
     /// How each experiment's parent is chosen. Absent (greedy) in journals of older versions.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search: Option<crate::config::resolve::SearchSpec>,

@@ -15,15 +15,15 @@ pub mod git;
 pub mod gpu;
 pub mod init;
 pub mod journal;
-pub mod knobs;
+
 pub mod learnings;
 pub mod metric;
 pub mod progress;
-pub mod prompt;
+
 pub mod propose;
 pub mod report;
 pub mod results;
-pub mod schema;
+
 pub mod scope;
 pub mod scratch;
 pub mod search;

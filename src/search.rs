@@ -15,10 +15,10 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::config::Goal;
 use crate::config::resolve::SearchSpec;
 use crate::decide::Status;
 use crate::journal::{Experiment, History};
-use crate::metric::Goal;
 
 /// What kind of expansion an experiment is; the prompt asks for it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]

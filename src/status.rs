@@ -248,8 +248,8 @@ pub fn terminal_width() -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Goal;
     use crate::decide::Status;
-    use crate::metric::Goal;
     use crate::report::{Current, Phase, Row, RunFacts};
 
     fn row(n: u64, parent: Option<u64>, status: Option<Status>, metric: Option<f64>) -> Row {

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use arun::config::HumanDuration;
 use arun::config::duration::{DURATION_PATTERN, MAX_DURATION};
-use arun::knobs::{Domain, Value, edit as knob_edit};
+use arun::config::knob::{Domain, Value};
+use arun::config::knob_site;
 use arun::report::Located;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
@@ -451,7 +452,7 @@ proptest! {
             prop_assert!(rows.is_empty() || (rows.len() == 1 && !finished), "{:?}", read.err());
             return Ok(());
         };
-        prop_assert_eq!(report.goal == arun::metric::Goal::Maximize, higher);
+        prop_assert_eq!(report.goal == arun::config::Goal::Maximize, higher);
         prop_assert_eq!(&report.metric, metric);
         // The generated rows, as read (a last line without its newline may be cut short).
         let mut best: Option<f64> = None;
@@ -552,11 +553,11 @@ proptest! {
             Domain::Pow2 { min: 0, max: 20 },
             Domain::Choice { choices: vec!["\"relu2\"".to_string(), literal.clone()] },
         ] {
-            let _ = knob_edit::parse(&domain, &literal);
+            let _ = knob_site::parse(&domain, &literal);
         }
-        if let Ok(site) = knob_edit::locate(&text, name) {
+        if let Ok(site) = knob_site::locate(&text, name) {
             prop_assert_eq!(&text[site.span.clone()], site.literal.as_str());
-            let _ = knob_edit::rewrite(&text, &site, &replacement);
+            let _ = knob_site::rewrite(&text, &site, &replacement);
         }
     }
 
@@ -572,12 +573,12 @@ proptest! {
             format!("X = {old}{comment}")
         };
         let text = format!("before = 1\n{line}\nafter = 2\n");
-        let site = knob_edit::locate(&text, "X").unwrap();
-        let literal = knob_edit::format(&domain, Value::Number(value), &site);
-        let rewritten = knob_edit::rewrite(&text, &site, &literal);
-        let again = knob_edit::locate(&rewritten, "X").unwrap();
+        let site = knob_site::locate(&text, "X").unwrap();
+        let literal = knob_site::format(&domain, Value::Number(value), &site);
+        let rewritten = knob_site::rewrite(&text, &site, &literal);
+        let again = knob_site::locate(&rewritten, "X").unwrap();
         prop_assert_eq!(&again.literal, &literal, "{}", rewritten);
-        prop_assert_eq!(knob_edit::parse(&domain, &again.literal), Ok(Value::Number(value)), "{}", literal);
+        prop_assert_eq!(knob_site::parse(&domain, &again.literal), Ok(Value::Number(value)), "{}", literal);
         prop_assert!(rewritten.starts_with("before = 1\n") && rewritten.ends_with("\nafter = 2\n"));
     }
 }

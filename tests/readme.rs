@@ -92,7 +92,7 @@ fn the_reference_matches_the_schema() {
         "<!-- reference:start -->\n",
         "<!-- reference:end -->",
     );
-    let generated = arun::schema::reference_markdown();
+    let generated = arun::config::schema::reference_markdown();
     assert!(
         documented == generated,
         "docs/reference.md's reference is out of date: run `.ci/update-generated`, which replaces \

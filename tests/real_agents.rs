@@ -176,7 +176,7 @@ fn check_accepted(
     vars.push(("PATH", path_with(&binary)));
     let command = format!(
         "{} {extra}",
-        arun::propose::presets::command(
+        arun::config::presets::command(
             preset,
             &["train.py".to_string()],
             &["prepare.py".to_string()]
@@ -259,7 +259,7 @@ fn codex_accepts_the_preset_command_line() {
     ];
     let command = format!(
         "{} {}",
-        arun::propose::presets::command(AgentPreset::Codex, &[], &[]),
+        arun::config::presets::command(AgentPreset::Codex, &[], &[]),
         codex_provider(&server)
     );
     let output = run_agent(&command, dir.path(), &vars, Duration::from_secs(30));

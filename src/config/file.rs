@@ -9,7 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::duration::HumanDuration;
-use crate::metric::{Goal, MemoryUnit};
+use super::metric::{Goal, MemoryUnit};
 
 /// An arun pipeline: what to edit, how to run one experiment, how to read and judge its metric,
 /// who proposes the edits, and when to stop. The file may be at most 1 MiB.

@@ -1,17 +1,28 @@
-//! Pipeline files: read, check against the schema, deserialize (`file`), resolve (`resolve`).
+//! Pipeline files: read, check against the JSON Schema (`schema`), deserialize (`file`), resolve
+//! (`resolve`) into the plain types the rest of arun uses: the metric spec (`metric`), the knobs
+//! and their assignments in the editable files (`knob`, `knob_site`), the prompt templates
+//! (`prompt`) and the agents' command lines (`presets`).
 //!
-//! `load` is the one entry point; it reports every problem it can find, each located at
-//! `file:line:col` with its key path.
+//! `config` is the leaf of the crate: it imports nothing from the other layers (only the text
+//! helpers of `crate::text`), so anything may use it. `load` is the one entry point; it reports
+//! every problem it can find, each located at `file:line:col` with its key path.
 
 pub mod diagnostic;
 pub mod duration;
 pub mod file;
+pub mod knob;
+pub mod knob_site;
+pub mod metric;
+pub mod presets;
+pub mod prompt;
 pub mod resolve;
+pub mod schema;
 
 use std::path::{Path, PathBuf};
 
 pub use diagnostic::{Diagnostic, InvalidPipeline, KeyPath, Problem};
 pub use duration::HumanDuration;
+pub use metric::{Capture, Goal, MemoryUnit, MetricSpec};
 pub use resolve::Pipeline;
 
 use diagnostic::SourceMap;
@@ -69,7 +80,7 @@ pub fn load(path: &Path) -> Result<Pipeline, InvalidPipeline> {
     })?;
     // The schema finds every structural problem; when the file still deserializes (the schema is
     // stricter than the types, e.g. on ranges), resolving it finds the semantic ones too.
-    let mut problems = crate::schema::check(&document);
+    let mut problems = schema::check(&document);
     let raw = match deserialize(&text) {
         Ok(raw) => raw,
         Err(problem) if problems.is_empty() => return Err(locate_all(vec![problem])),

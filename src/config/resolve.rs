@@ -8,9 +8,10 @@ use std::time::Duration;
 use super::diagnostic::{Problem, size};
 use super::duration::HumanDuration;
 use super::file::{self, PipelineFile, ProposerKind};
-use crate::knobs::{Domain, Knob, edit};
-use crate::metric::{Capture, MetricSpec};
-use crate::prompt::{
+use super::knob::{Domain, Knob};
+use super::knob_site;
+use super::metric::{Capture, MetricSpec};
+use super::prompt::{
     DESCRIPTION_MAX_BYTES, INSTRUCTIONS_MAX_BYTES, PromptContext, PromptTemplates, Template,
     TemplateKind,
 };
@@ -723,7 +724,7 @@ fn agent_settings(raw: &PipelineFile, problems: &mut Vec<Problem>) -> Option<Pro
     let command = agent.command.filter(|c| !c.trim().is_empty());
     let base = match (agent.preset, command) {
         (_, Some(command)) => Some(command),
-        (Some(preset), None) => Some(crate::propose::presets::command(
+        (Some(preset), None) => Some(super::presets::command(
             preset,
             &raw.target.editable,
             &raw.target.read_only,
@@ -961,7 +962,7 @@ fn check_knob_value(
     problems: &mut Vec<Problem>,
 ) {
     let at = |key: &str| format!("knob.{i}.{key}");
-    let site = match edit::locate(text, &knob.name) {
+    let site = match knob_site::locate(text, &knob.name) {
         Err(err) => {
             problems.push(Problem::at(&at("name"), err.describe(&knob.name, file)));
             return;
@@ -969,7 +970,7 @@ fn check_knob_value(
         Ok(site) => site,
     };
     let place = format!("`{}` in `{file}:{}`", knob.name, site.line);
-    match edit::parse(domain, &site.literal) {
+    match knob_site::parse(domain, &site.literal) {
         Err(message) => {
             let key = if domain.is_choice() {
                 "choices"

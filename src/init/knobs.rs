@@ -9,7 +9,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
-use crate::knobs::{Domain, edit};
+use crate::config::knob::Domain;
+use crate::config::knob_site;
 
 /// One constant of the file.
 #[derive(Debug, Clone, PartialEq)]
@@ -85,7 +86,7 @@ pub fn constants(path: &str, text: &str) -> Vec<Constant> {
                 None => continue,
             }
         };
-        let Ok(site) = edit::locate(text, &name) else {
+        let Ok(site) = knob_site::locate(text, &name) else {
             continue;
         };
         if site.line != index + 1 || found.iter().any(|c: &Constant| c.name == name) {
@@ -177,8 +178,8 @@ fn suggest_one(constant: &Constant) -> Suggestion {
         max: f64::MAX,
         log: false,
     };
-    let value = match edit::parse(&any_number, literal) {
-        Ok(crate::knobs::Value::Number(v)) => v,
+    let value = match knob_site::parse(&any_number, literal) {
+        Ok(crate::config::knob::Value::Number(v)) => v,
         _ => {
             let what = if literal.starts_with(['"', '\'']) {
                 "a string"

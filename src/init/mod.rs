@@ -427,7 +427,7 @@ fn plan<'p>(
         metric: MetricPlan {
             key: seen.key.clone(),
             regex,
-            goal: kind.map_or(crate::metric::Goal::Minimize, |k| k.goal),
+            goal: kind.map_or(crate::config::Goal::Minimize, |k| k.goal),
             why: describe(seen, kind.as_ref()),
             checked,
         },

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::knobs::{Kind, Suggestion};
 use super::project::{Guess, Project};
-use crate::metric::{Goal, MemoryUnit};
+use crate::config::{Goal, MemoryUnit};
 
 /// Everything the file says, decided.
 pub struct Plan<'a> {

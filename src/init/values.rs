@@ -10,8 +10,8 @@ use std::sync::LazyLock;
 
 use regex::Regex;
 
+use crate::config::{Capture, Goal, MemoryUnit};
 use crate::exec::tail::LogTail;
-use crate::metric::{Capture, Goal, MemoryUnit};
 
 /// How a name and its number are joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

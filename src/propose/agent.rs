@@ -4,11 +4,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::presets::{self, Report};
+use super::transcripts::{self, Report};
 use super::{Proposal, ProposeError, Proposer, Request};
 use crate::config::file::AgentPreset;
+use crate::config::presets;
+use crate::config::prompt::TemplateKind;
 use crate::exec::{self, Ending, Environment, Spawn, Watch};
-use crate::prompt::TemplateKind;
 
 /// How long the agent may take to list next ideas when the run stops.
 const IDEAS_TIMEOUT: Duration = Duration::from_secs(120);
@@ -68,7 +69,7 @@ impl CommandAgent {
             ProposeError::Failed(format!("cannot start the agent `{}`: {err}", self.command))
         })?;
         let report = match self.preset {
-            Some(preset) => presets::read_report(preset, &request.transcript),
+            Some(preset) => transcripts::read_report(preset, &request.transcript),
             None => Report::default(),
         };
         self.check_ending(request, finished.ending, &report, limit)?;

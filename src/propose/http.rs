@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{Proposal, ProposeError, Proposer, Request, Tokens};
+use crate::config::prompt::TemplateKind;
 use crate::edit::Scope;
 use crate::exec::{self, Watch};
-use crate::prompt::TemplateKind;
 use crate::secrets;
 
 /// How long the model may take to list next ideas when the run stops.

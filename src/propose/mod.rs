@@ -4,16 +4,16 @@
 pub mod agent;
 pub mod http;
 pub mod knobs;
-pub mod presets;
+pub mod transcripts;
 
 use std::path::{Path, PathBuf};
 
 use crate::config::Pipeline;
+use crate::config::prompt::{PromptContext, TemplateKind};
 use crate::config::resolve::ProposerSettings;
 use crate::exec::Watch;
 use crate::journal::History;
 pub use crate::journal::Tokens;
-use crate::prompt::{PromptContext, TemplateKind};
 
 /// What the proposer is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

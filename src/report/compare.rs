@@ -287,8 +287,8 @@ fn plot(reports: &[Report], labels: (&str, &str), curve: fn(&Report) -> Option<C
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Goal;
     use crate::decide::Status;
-    use crate::metric::Goal;
     use crate::report::tests::row;
 
     fn run(title: &str, goal: Goal, values: &[(Status, f64)], seconds: Option<f64>) -> Report {

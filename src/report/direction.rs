@@ -2,7 +2,7 @@
 //! the metric's name (`val_acc` rises, `val_bpb` falls), else the changes between consecutive
 //! keeps; and where a table restarts (a new kept baseline much worse than the best before it).
 
-use crate::metric::Goal;
+use crate::config::Goal;
 
 /// A keep worse than the running best by more than this fraction of it starts a new segment:
 /// a greedy loop only keeps improvements, so such a keep is a fresh baseline (another machine,

@@ -285,7 +285,7 @@ fn diff_line(line: &str) -> (&'static str, String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metric::Goal;
+    use crate::config::Goal;
     use crate::report::tests::row;
     use crate::report::{Details, Excerpt, RunFacts, RunState};
 

@@ -9,12 +9,12 @@ use super::direction::Direction;
 use super::{
     BandPoint, Current, Details, Excerpt, NoiseBand, Phase, Report, Row, RunFacts, RunState,
 };
+use crate::config::Goal;
 use crate::config::Pipeline;
 use crate::decide::Status;
 use crate::error::Error;
 use crate::git::{self, Git};
 use crate::journal::{self, Event, Experiment, History};
-use crate::metric::Goal;
 use crate::store::{self, RunDir};
 
 /// How much of each experiment's diff and log the report holds, and of all of them together,

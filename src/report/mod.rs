@@ -11,9 +11,9 @@ pub mod table;
 
 use std::path::{Path, PathBuf};
 
+use crate::config::Goal;
 use crate::decide::Status;
 use crate::error::Error;
-use crate::metric::Goal;
 
 pub use load::{Input, Located, locate};
 

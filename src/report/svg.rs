@@ -5,8 +5,8 @@
 use std::fmt::Write;
 
 use super::{Report, Row};
+use crate::config::Goal;
 use crate::decide::Status;
-use crate::metric::Goal;
 
 /// The notebook's colours.
 const DISCARD: &str = "#cccccc";

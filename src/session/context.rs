@@ -4,11 +4,11 @@
 use std::path::Path;
 
 use super::{Session, oid, short_commit};
+use crate::config::prompt::{self, PromptContext};
 use crate::config::resolve::{SearchSpec, TargetSpec};
 use crate::decide::Status;
 use crate::error::Error;
 use crate::journal::Experiment;
-use crate::prompt::{self, PromptContext};
 use crate::results;
 use crate::search::{Expansion, Tree};
 
@@ -49,8 +49,8 @@ impl Session {
             metric: prompt::MetricInfo {
                 name: pipeline.metric.name().to_string(),
                 goal: match pipeline.metric.goal {
-                    crate::metric::Goal::Minimize => "minimize".to_string(),
-                    crate::metric::Goal::Maximize => "maximize".to_string(),
+                    crate::config::Goal::Minimize => "minimize".to_string(),
+                    crate::config::Goal::Maximize => "maximize".to_string(),
                 },
                 better: pipeline.metric.goal.better_word().to_string(),
             },

@@ -13,13 +13,13 @@ use git2::Oid;
 
 use super::measure::{Measure, measure};
 use crate::config::Pipeline;
+use crate::config::prompt::PromptContext;
 use crate::decide::Measurement;
 use crate::exec::{self, Environment, Executor, Spawn};
 use crate::git::{self, Git, GitError, Head};
 use crate::gpu::GpuMonitor;
 use crate::journal::History;
 use crate::progress::Line;
-use crate::prompt::PromptContext;
 use crate::propose::{Proposal, ProposeError, Proposer, Request, Task};
 use crate::scope::{self, Baseline, Inspection, Snapshot};
 
@@ -249,7 +249,7 @@ impl CommandJob {
         self,
         repeat: u32,
         worker: usize,
-        metric: &crate::metric::MetricSpec,
+        metric: &crate::config::MetricSpec,
         gpu: Option<&GpuMonitor>,
         done: Sender<Done>,
     ) {
@@ -268,7 +268,7 @@ impl CommandJob {
     }
 
     /// Runs the held-out check.
-    pub(super) fn held_out(self, metric: &crate::metric::MetricSpec, done: Sender<Done>) {
+    pub(super) fn held_out(self, metric: &crate::config::MetricSpec, done: Sender<Done>) {
         let measured = self.measure(metric, None);
         self.line.finish();
         let _ = done.send(Done {
@@ -279,7 +279,7 @@ impl CommandJob {
 
     fn measure(
         &self,
-        metric: &crate::metric::MetricSpec,
+        metric: &crate::config::MetricSpec,
         gpu: Option<&GpuMonitor>,
     ) -> std::io::Result<Option<Measurement>> {
         self.line.phase(self.label.clone(), Some(self.budget));

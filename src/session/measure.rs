@@ -26,7 +26,7 @@ pub(super) struct Measure<'a> {
     pub(super) log: &'a Path,
     pub(super) limit: Duration,
     pub(super) grace: Duration,
-    pub(super) metric: &'a crate::metric::MetricSpec,
+    pub(super) metric: &'a crate::config::MetricSpec,
     /// The log as the user finds it, for messages.
     pub(super) log_name: &'a str,
     /// The worker's CPUs, when it has its own.

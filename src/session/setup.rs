@@ -389,10 +389,10 @@ fn same_duration(a: Duration, b: Duration) -> bool {
     (a.as_secs_f64() - b.as_secs_f64()).abs() < 1e-3
 }
 
-fn goal_word(goal: crate::metric::Goal) -> &'static str {
+fn goal_word(goal: crate::config::Goal) -> &'static str {
     match goal {
-        crate::metric::Goal::Minimize => "lower is better",
-        crate::metric::Goal::Maximize => "higher is better",
+        crate::config::Goal::Minimize => "lower is better",
+        crate::config::Goal::Maximize => "higher is better",
     }
 }
 

@@ -943,7 +943,7 @@ impl Session {
             line: self.progress.line(),
             label: self.label(n, "held-out check", worker),
         };
-        let spec = crate::metric::MetricSpec {
+        let spec = crate::config::MetricSpec {
             primary: check.capture,
             goal: self.pipeline.metric.goal,
             extra: Vec::new(),

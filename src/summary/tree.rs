@@ -7,9 +7,9 @@
 use std::collections::BTreeSet;
 use std::fmt::Write;
 
+use crate::config::Goal;
 use crate::decide::Status;
 use crate::journal::{Experiment, History};
-use crate::metric::Goal;
 use crate::report::TreeFacts;
 use crate::search::{Expansion, Tree};
 

@@ -38,9 +38,9 @@ impl TemplateKind {
 
     fn builtin(self) -> &'static str {
         match self {
-            TemplateKind::Propose => include_str!("../templates/propose.md.j2"),
-            TemplateKind::FixCrash => include_str!("../templates/fix-crash.md.j2"),
-            TemplateKind::Summary => include_str!("../templates/summary.md.j2"),
+            TemplateKind::Propose => include_str!("../../templates/propose.md.j2"),
+            TemplateKind::FixCrash => include_str!("../../templates/fix-crash.md.j2"),
+            TemplateKind::Summary => include_str!("../../templates/summary.md.j2"),
         }
     }
 }

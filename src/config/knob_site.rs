@@ -16,7 +16,7 @@
 
 use std::ops::Range;
 
-use super::space::{Domain, Value, format_number};
+use super::knob::{Domain, Value, format_number};
 
 /// Where a knob's value sits in a file.
 #[derive(Debug, Clone, PartialEq, Eq)]

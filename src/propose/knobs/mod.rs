@@ -1,23 +1,28 @@
 //! The built-in knob search as a proposer: no LLM, no network. Each proposal asks the strategy
-//! (`knobs::strategy`) for the most promising untried assignment of the declared knobs, given
+//! (`strategy`) for the most promising untried assignment of the declared knobs, given
 //! every recorded experiment, and writes it into the editable files, changing only the values.
 //!
 //! The assignment is journaled in the proposal's details (`{"knobs": {"LR": 0.06, ...}}`), so the
 //! history the search learns from is the journal itself: a resumed run replays it and continues
 //! the same search. Experiments without details (the baseline) are read from their commit.
 
+pub mod gp;
+pub mod random;
+pub mod strategy;
+
 use std::collections::BTreeMap;
 
 use serde_json::{Map, Value as Json, json};
 
 use super::{Proposal, ProposeError, Proposer, Request};
+use crate::config::Goal;
+use crate::config::knob::{Domain, Knob, Value};
+use crate::config::knob_site;
 use crate::decide::Status;
 use crate::exec::Watch;
 use crate::git::{self, Git};
 use crate::journal::Experiment;
-use crate::knobs::strategy::{self, Outcome, Search, Trial};
-use crate::knobs::{Domain, Knob, Value, edit};
-use crate::metric::Goal;
+use strategy::{Outcome, Search, Trial};
 
 /// How many next ideas the stop summary lists.
 const IDEAS: usize = 5;
@@ -109,9 +114,9 @@ impl KnobSearch {
             let Some(Some(text)) = files.get(&knob.file) else {
                 return Ok(None);
             };
-            let parsed = edit::locate(text, &knob.name)
+            let parsed = knob_site::locate(text, &knob.name)
                 .ok()
-                .and_then(|site| edit::parse(&knob.domain, &site.literal).ok());
+                .and_then(|site| knob_site::parse(&knob.domain, &site.literal).ok());
             match parsed {
                 Some(value) => values.push(value),
                 None => return Ok(None),
@@ -127,7 +132,7 @@ impl KnobSearch {
         let commit = first.commit.as_deref().and_then(git::parse_oid)?;
         let git = Git::open(request.repo).ok()?;
         let text = git.file_at(commit, &knob.file).ok()??;
-        Some(edit::locate(&text, &knob.name).ok()?.literal)
+        Some(knob_site::locate(&text, &knob.name).ok()?.literal)
     }
 
     /// The knob values in the work tree as it is.
@@ -136,7 +141,7 @@ impl KnobSearch {
             .iter()
             .map(|knob| {
                 let (_, site) = locate(request, knob)?;
-                edit::parse(&knob.domain, &site.literal).map_err(|message| {
+                knob_site::parse(&knob.domain, &site.literal).map_err(|message| {
                     ProposeError::Failed(format!("`{}` in `{}`: {message}", knob.name, knob.file))
                 })
             })
@@ -151,16 +156,16 @@ impl KnobSearch {
                 Some(text) => text,
                 None => locate(request, knob)?.0,
             };
-            let site = edit::locate(&text, &knob.name)
+            let site = knob_site::locate(&text, &knob.name)
                 .map_err(|err| ProposeError::Failed(err.describe(&knob.name, &knob.file)))?;
             let first = self.first_literal(request, knob);
-            let literal = edit::format_like(
+            let literal = knob_site::format_like(
                 &knob.domain,
                 *value,
                 &site,
                 first.as_deref().unwrap_or(&site.literal),
             );
-            files.insert(&knob.file, edit::rewrite(&text, &site, &literal));
+            files.insert(&knob.file, knob_site::rewrite(&text, &site, &literal));
         }
         for (file, text) in files {
             let path = request.repo.join(file);
@@ -180,7 +185,7 @@ impl KnobSearch {
                 continue;
             }
             let shown = |value: Value| match locate(request, knob) {
-                Ok((_, site)) => edit::format(&knob.domain, value, &site),
+                Ok((_, site)) => knob_site::format(&knob.domain, value, &site),
                 Err(_) => knob.domain.show(value),
             };
             parts.push(format!("{} {} -> {}", knob.name, shown(*old), shown(*new)));
@@ -243,11 +248,11 @@ impl Proposer for KnobSearch {
 }
 
 /// The file holding `knob` in the work tree, and where the knob is in it.
-fn locate(request: &Request, knob: &Knob) -> Result<(String, edit::Site), ProposeError> {
+fn locate(request: &Request, knob: &Knob) -> Result<(String, knob_site::Site), ProposeError> {
     let path = request.repo.join(&knob.file);
     let text = std::fs::read_to_string(&path)
         .map_err(|err| ProposeError::Failed(format!("cannot read `{}`: {err}", path.display())))?;
-    let site = edit::locate(&text, &knob.name)
+    let site = knob_site::locate(&text, &knob.name)
         .map_err(|err| ProposeError::Failed(err.describe(&knob.name, &knob.file)))?;
     Ok((text, site))
 }

@@ -8,9 +8,9 @@ use jsonschema::paths::LocationSegment;
 use schemars::generate::SchemaSettings;
 use serde_json::Value;
 
-use crate::config::duration::{DURATION_PATTERN, HumanDuration};
-use crate::config::file::PipelineFile;
-use crate::config::{KeyPath, Problem};
+use super::duration::{DURATION_PATTERN, HumanDuration};
+use super::file::PipelineFile;
+use super::{KeyPath, Problem};
 
 /// The schema as JSON. TOML has no null, so `null` is removed from every type.
 pub fn pipeline_schema() -> &'static Value {

@@ -2,7 +2,7 @@
 //! `int`, `pow2`, `choice`), the grid values are rounded to, and the map to the unit interval the
 //! search works in.
 
-use crate::config::file::{self, KnobKind, Scale};
+use super::file::{self, KnobKind, Scale};
 
 /// A declared knob, resolved: where it is and what it may be.
 #[derive(Debug, Clone, PartialEq)]

@@ -23,7 +23,7 @@ use std::collections::BTreeSet;
 
 use super::gp::{self, Gp, Point};
 use super::random::Rng;
-use super::space::{Domain, Value};
+use crate::config::knob::{Domain, Value};
 
 /// One tried assignment (values in the order of the knobs) and its result.
 #[derive(Debug, Clone, PartialEq)]
