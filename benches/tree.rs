@@ -41,8 +41,9 @@ use std::time::Instant;
 use arun::config::Goal;
 use arun::config::resolve::{DecisionRules, SearchSpec};
 use arun::decide::{self, Candidate, Measurement, Status, Verdict};
+use arun::journal::Expansion;
 use arun::journal::{Event, History, RunSettings};
-use arun::search::{self, Expansion};
+use arun::search;
 
 const PER_FAMILY: usize = 6;
 const BUDGETS: [usize; 3] = [50, 100, 200];
@@ -480,7 +481,7 @@ impl<'a> Simulation<'a> {
                 worker: None,
             });
             let experiment = self.history.experiment(n).expect("started");
-            let reference = decide::reference(&self.history, experiment, self.rules);
+            let reference = self.history.reference(experiment, self.rules);
             let verdict = decide::judge(
                 Candidate {
                     runs: &experiment.runs,

@@ -597,7 +597,7 @@ fn directions(history: &History, tree: &Tree) -> Vec<Direction> {
     let mut groups: BTreeMap<String, (u64, Direction)> = BTreeMap::new();
     for child in tree.expansions().filter(|c| !tree.improved(c)) {
         let outcome = tree.outcome(child);
-        let description = crate::results::one_line(&child.description_text());
+        let description = crate::text::one_line(&child.description_text());
         let entry = groups.entry(description.clone()).or_insert((
             child.n,
             Direction {
@@ -643,7 +643,7 @@ fn directions(history: &History, tree: &Tree) -> Vec<Direction> {
 
 /// Text for a Markdown table cell: one line, pipes escaped.
 fn cell(text: &str) -> String {
-    crate::results::one_line(text).replace('|', "\\|")
+    crate::text::one_line(text).replace('|', "\\|")
 }
 
 #[cfg(test)]

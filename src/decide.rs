@@ -96,34 +96,6 @@ pub struct Reference {
     pub sigma: Option<f64>,
 }
 
-/// What `experiment` is judged against in `history`: the best kept result in the greedy chain,
-/// its parent in a tree (a node is kept when it improves on the node it was made from).
-pub fn reference(
-    history: &crate::journal::History,
-    experiment: &crate::journal::Experiment,
-    rules: &DecisionRules,
-) -> Reference {
-    let (best, against) = match history.search() {
-        crate::config::resolve::SearchSpec::Greedy => (history.best(), "the best"),
-        crate::config::resolve::SearchSpec::Tree { .. } => (
-            experiment.parent.and_then(|p| history.experiment(p)),
-            "its parent",
-        ),
-    };
-    Reference {
-        best: if experiment.is_baseline() {
-            None
-        } else {
-            best.and_then(crate::journal::Experiment::metric)
-        },
-        against,
-        baseline_memory_gb: history
-            .baseline()
-            .and_then(crate::journal::Experiment::memory_gb),
-        sigma: rules.noise.sigma.or_else(|| history.sigma()),
-    }
-}
-
 /// The mean metric of successful runs.
 pub fn mean_metric(runs: &[Measurement]) -> Option<f64> {
     let values: Vec<f64> = runs.iter().filter_map(|r| r.metric).collect();

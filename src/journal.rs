@@ -15,9 +15,27 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Goal;
-use crate::config::resolve::SearchSpec;
-use crate::decide::{Decision, Measurement, Status};
-use crate::search::Expansion;
+use crate::config::resolve::{DecisionRules, SearchSpec};
+use crate::decide::{Decision, Measurement, Reference, Status};
+
+/// What kind of expansion an experiment is; the prompt asks for it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Expansion {
+    /// Improve on the parent (the greedy chain's only kind).
+    #[default]
+    Improve,
+    /// A new approach from the baseline, different from the other drafts.
+    Draft,
+    /// Every node was a dead end: a new approach from the baseline, different from every branch.
+    Broaden,
+}
+
+impl Expansion {
+    pub fn is_improve(&self) -> bool {
+        *self == Expansion::Improve
+    }
+}
 
 /// One line of the journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -758,6 +776,28 @@ impl History {
             .rev()
             .take_while(|e| e.status() != Some(Status::Keep))
             .count() as u64
+    }
+
+    /// What `experiment` is judged against: the best kept result in the greedy chain, its parent
+    /// in a tree (a node is kept when it improves on the node it was made from).
+    pub fn reference(&self, experiment: &Experiment, rules: &DecisionRules) -> Reference {
+        let (best, against) = match self.search() {
+            SearchSpec::Greedy => (self.best(), "the best"),
+            SearchSpec::Tree { .. } => (
+                experiment.parent.and_then(|p| self.experiment(p)),
+                "its parent",
+            ),
+        };
+        Reference {
+            best: if experiment.is_baseline() {
+                None
+            } else {
+                best.and_then(Experiment::metric)
+            },
+            against,
+            baseline_memory_gb: self.baseline().and_then(Experiment::memory_gb),
+            sigma: rules.noise.sigma.or_else(|| self.sigma()),
+        }
     }
 
     /// The run-to-run noise: pooled standard deviation of every experiment measured more than

@@ -36,7 +36,7 @@ pub fn append(file: &Path, key: &str, text: &str) -> io::Result<()> {
     if entries.iter().any(|line| line.starts_with(&prefix)) {
         return Ok(());
     }
-    let mut text = crate::results::one_line(text);
+    let mut text = crate::text::one_line(text);
     if let Some((at, _)) = text.char_indices().nth(MAX_ENTRY) {
         text.truncate(at);
         text.push_str("...");

@@ -10,6 +10,7 @@ use std::path::Path;
 
 use crate::decide::Status;
 use crate::journal::{Experiment, History};
+use crate::text::one_line;
 
 /// The header line for a metric called `metric`.
 pub fn header(metric: &str) -> String {
@@ -33,11 +34,6 @@ pub fn row(experiment: &Experiment) -> String {
         "{commit}\t{metric:.6}\t{memory:.1}\t{status}\t{}\n",
         one_line(&experiment.description_text())
     )
-}
-
-/// Tabs and line breaks would break the table; they become spaces, runs of spaces one space.
-pub fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Creates the file with its header unless it exists.

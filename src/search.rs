@@ -13,31 +13,10 @@
 //!
 //! The choice is a pure function of the journal, so a resumed run makes the same choices.
 
-use serde::{Deserialize, Serialize};
-
 use crate::config::Goal;
 use crate::config::resolve::SearchSpec;
 use crate::decide::Status;
-use crate::journal::{Experiment, History};
-
-/// What kind of expansion an experiment is; the prompt asks for it.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Expansion {
-    /// Improve on the parent (the greedy chain's only kind).
-    #[default]
-    Improve,
-    /// A new approach from the baseline, different from the other drafts.
-    Draft,
-    /// Every node was a dead end: a new approach from the baseline, different from every branch.
-    Broaden,
-}
-
-impl Expansion {
-    pub fn is_improve(&self) -> bool {
-        *self == Expansion::Improve
-    }
-}
+use crate::journal::{Expansion, Experiment, History};
 
 /// The next experiment's parent and kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -50,7 +50,7 @@ fn run_state(out: &mut String, report: &Report, summary: &Summary, width: usize,
         out,
         "  state   {}; started {}, {} driving{}",
         run.state.describe(),
-        report::local_time(run.started),
+        crate::text::local_time(run.started),
         clock(Duration::from_secs_f64(run.active_seconds)),
         summary
             .per_hour
@@ -105,7 +105,7 @@ fn in_flight_line(report: &Report, run: &RunFacts, current: &Current, now: f64) 
             "#{} was {} when its arun stopped, at {}{description}",
             current.n,
             current.phase.word(),
-            report::local_time(run.last_event)
+            crate::text::local_time(run.last_event)
         )
     }
 }

@@ -285,7 +285,7 @@ fn held_message(repo: &Path, holder: Option<&Holder>) -> String {
             h.tag,
             h.pipeline,
             h.pid,
-            crate::report::local_time(h.since)
+            crate::text::local_time(h.since)
         ),
         None => "another arun process".to_string(),
     };

@@ -1,4 +1,5 @@
-//! Small text helpers used across the crate: cutting a text to a length, quoting a shell word.
+//! Small text helpers used across the crate: cutting a text to a length, quoting a shell word,
+//! one line from many, a Unix time in local time.
 
 /// `text` cut to at most `max_chars` characters; a text that was cut ends with `mark` (`"…"`,
 /// `"..."` or nothing), which counts in the length.
@@ -25,6 +26,31 @@ pub fn shell_quote(text: &str) -> String {
     } else {
         format!("'{}'", text.replace('\'', r"'\''"))
     }
+}
+
+/// `text` on one line: tabs and line breaks become spaces, runs of spaces one space (a table
+/// row, a progress line, a log line).
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// A Unix time as local `YYYY-MM-DD HH:MM`.
+pub fn local_time(time: f64) -> String {
+    // SAFETY: localtime_r with valid pointers to locals.
+    let tm = unsafe {
+        let seconds = time as libc::time_t;
+        let mut tm: libc::tm = std::mem::zeroed();
+        libc::localtime_r(&seconds, &mut tm);
+        tm
+    };
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02}",
+        tm.tm_year + 1900,
+        tm.tm_mon + 1,
+        tm.tm_mday,
+        tm.tm_hour,
+        tm.tm_min
+    )
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::duration::{DURATION_PATTERN, HumanDuration};
 use super::file::PipelineFile;
 use super::{KeyPath, Problem};
+use crate::text::one_line;
 
 /// The schema as JSON. TOML has no null, so `null` is removed from every type.
 pub fn pipeline_schema() -> &'static Value {
@@ -131,10 +132,6 @@ pub fn reference_markdown() -> String {
         sections.extend(nested.into_iter().rev());
     }
     out
-}
-
-fn one_line(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// A short type name for the reference, and the schema of a nested table to document.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::transcripts::{self, Report};
-use super::{Proposal, ProposeError, Proposer, Request};
+use super::{Proposal, ProposeError, Proposer, Request, clip};
 use crate::config::file::AgentPreset;
 use crate::config::presets;
 use crate::config::prompt::TemplateKind;
@@ -239,14 +239,6 @@ impl<'w> Transcript<'w> {
             ideas: Vec::new(),
         }
     }
-}
-
-/// The longest description, the `...` of a cut included; it is one line of a table.
-const MAX_DESCRIPTION: usize = 200;
-
-fn clip(text: &str) -> String {
-    let text = crate::results::one_line(text);
-    crate::text::cut(&text, MAX_DESCRIPTION, "...")
 }
 
 impl Watch for Transcript<'_> {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{Proposal, ProposeError, Proposer, Request, Tokens};
+use super::{Proposal, ProposeError, Proposer, Request, Tokens, clip};
 use crate::config::prompt::TemplateKind;
 use crate::edit::Scope;
 use crate::exec::{self, Watch};
@@ -27,9 +27,6 @@ const MAX_RESPONSE_BYTES: u64 = 16 * 1024 * 1024;
 /// Editable files up to this many lines in all may also be answered as whole files (those the
 /// prompt showed whole).
 const WHOLE_FILE_LINES: usize = 300;
-/// The longest description, the `...` of a cut included; it is one line of a table (as the
-/// agent's are).
-const MAX_DESCRIPTION: usize = 200;
 
 pub struct Settings {
     /// Up to `/v1`, without a trailing slash.
@@ -217,7 +214,7 @@ fn post(
 
 /// The start of a server's answer for an error message.
 fn snippet(text: &str) -> String {
-    let text = crate::results::one_line(text);
+    let text = crate::text::one_line(text);
     match text.char_indices().nth(300) {
         Some((at, _)) => format!("{}...", &text[..at]),
         None => text,
@@ -318,19 +315,13 @@ impl Transcript {
 }
 
 /// The `DESCRIPTION:` line of an answer outside its reasoning sections, the last one winning,
-/// cut to [`MAX_DESCRIPTION`] characters.
+/// cut to [`super::MAX_DESCRIPTION`] characters.
 fn description(answer: &str) -> Option<String> {
     crate::edit::without_reasoning(answer)
         .lines()
         .filter_map(|l| l.trim().strip_prefix("DESCRIPTION:"))
         .map(clip)
         .rfind(|d| !d.is_empty())
-}
-
-/// One line of at most [`MAX_DESCRIPTION`] characters, with no secret in it.
-fn clip(text: &str) -> String {
-    let text = crate::results::one_line(&secrets::redact(text));
-    crate::text::cut(&text, MAX_DESCRIPTION, "...")
 }
 
 fn add(total: Option<Tokens>, more: Option<Tokens>) -> Option<Tokens> {
@@ -470,6 +461,7 @@ impl Proposer for HttpModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::propose::MAX_DESCRIPTION;
 
     #[test]
     fn usage_counts_whatever_part_the_server_reports() {

@@ -15,6 +15,16 @@ use crate::exec::Watch;
 use crate::journal::History;
 pub use crate::journal::Tokens;
 
+/// The longest description, the `...` of a cut included; it is one line of a table.
+pub const MAX_DESCRIPTION: usize = 200;
+
+/// What a proposer wrote as one line of at most [`MAX_DESCRIPTION`] characters, with no secret
+/// in it: a description, an idea, an error it reported.
+pub fn clip(text: &str) -> String {
+    let text = crate::text::one_line(&crate::secrets::redact(text));
+    crate::text::cut(&text, MAX_DESCRIPTION, "...")
+}
+
 /// What the proposer is asked to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Task {

@@ -35,7 +35,7 @@ pub fn write(inputs: &[Input], output: Option<&Path>) -> Result<(PathBuf, Vec<St
             table.display()
         )));
     }
-    let page = render(&reports, &super::local_time(crate::journal::now()));
+    let page = render(&reports, &crate::text::local_time(crate::journal::now()));
     crate::store::write_atomic(&path, page.as_bytes())
         .map_err(|err| Error::io(format!("cannot write `{}`", path.display()), err))?;
     let warnings = reports

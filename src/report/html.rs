@@ -142,7 +142,7 @@ fn facts(report: &Report) -> Vec<String> {
     let mut first = format!(
         "branch {}, started {}",
         run.branch,
-        super::local_time(run.started)
+        crate::text::local_time(run.started)
     );
     if let Some(budget) = run.budget {
         first.push_str(&format!(
@@ -173,12 +173,12 @@ fn facts(report: &Report) -> Vec<String> {
         state.push_str(&format!(
             "; experiment {} at {}",
             doing.join(", "),
-            super::local_time(run.last_event)
+            crate::text::local_time(run.last_event)
         ));
     } else {
         state.push_str(&format!(
             "; last event {}",
-            super::local_time(run.last_event)
+            crate::text::local_time(run.last_event)
         ));
     }
     lines.push(state);

@@ -353,7 +353,7 @@ fn journal_row(history: &History, experiment: &Experiment) -> Row {
             Some(Ok(value)) => Some(*value),
             _ => None,
         },
-        description: crate::results::one_line(&experiment.description_text()),
+        description: crate::text::one_line(&experiment.description_text()),
         extra: Vec::new(),
         reason: experiment.decision.as_ref().map(|d| d.reason.clone()),
         details: None,

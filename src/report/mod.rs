@@ -22,7 +22,7 @@ pub use load::{Input, Located, locate};
 pub fn write(input: &Input, output: Option<&Path>) -> Result<(PathBuf, Vec<String>), Error> {
     let located = locate(input)?;
     let report = load::read(&located, true)?;
-    let page = html::render(&report, &local_time(crate::journal::now()))
+    let page = html::render(&report, &crate::text::local_time(crate::journal::now()))
         .map_err(|message| Error::io("cannot write the report", std::io::Error::other(message)))?;
     let path = match (output, &located) {
         (Some(path), _) => path.to_path_buf(),
@@ -134,7 +134,8 @@ pub struct TreeFacts {
 impl TreeFacts {
     /// The tree's shape of a run's history; `None` for a greedy run.
     pub fn of(history: &crate::journal::History) -> Option<TreeFacts> {
-        use crate::search::{Expansion, Tree};
+        use crate::journal::Expansion;
+        use crate::search::Tree;
         let crate::config::resolve::SearchSpec::Tree { patience, .. } = history.search() else {
             return None;
         };
@@ -379,25 +380,6 @@ pub fn seconds_text(seconds: f64) -> String {
     } else {
         crate::progress::clock(std::time::Duration::from_secs_f64(seconds))
     }
-}
-
-/// A Unix time as local `YYYY-MM-DD HH:MM`.
-pub fn local_time(time: f64) -> String {
-    // SAFETY: localtime_r with valid pointers to locals.
-    let tm = unsafe {
-        let seconds = time as libc::time_t;
-        let mut tm: libc::tm = std::mem::zeroed();
-        libc::localtime_r(&seconds, &mut tm);
-        tm
-    };
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}",
-        tm.tm_year + 1900,
-        tm.tm_mon + 1,
-        tm.tm_mday,
-        tm.tm_hour,
-        tm.tm_min
-    )
 }
 
 /// Where the run stands.

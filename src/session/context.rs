@@ -8,9 +8,9 @@ use crate::config::prompt::{self, PromptContext};
 use crate::config::resolve::{SearchSpec, TargetSpec};
 use crate::decide::Status;
 use crate::error::Error;
+use crate::journal::Expansion;
 use crate::journal::Experiment;
-use crate::results;
-use crate::search::{Expansion, Tree};
+use crate::search::Tree;
 
 /// Bytes of an editable file shown in a prompt; of a read-only or context file.
 const EDITABLE_BYTES: usize = 256 * 1024;
@@ -73,7 +73,7 @@ impl Session {
                 .filter(|e| e.n != experiment.n && e.description.is_some())
                 .map(|e| prompt::RunningRow {
                     n: e.n,
-                    description: crate::results::one_line(&e.description_text()),
+                    description: crate::text::one_line(&e.description_text()),
                 })
                 .collect(),
             crash,
@@ -99,7 +99,7 @@ impl Session {
                 metric: metric_text(e),
                 memory_gb: format!("{:.1}", e.memory_gb().unwrap_or(0.0)),
                 status: e.status().map(|s| s.to_string()).unwrap_or_default(),
-                description: results::one_line(&e.description_text()),
+                description: crate::text::one_line(&e.description_text()),
             })
             .collect()
     }
@@ -124,7 +124,7 @@ impl Session {
                     commit: short_commit(e),
                     metric: format!("{metric:.6}"),
                     delta,
-                    description: results::one_line(&e.description_text()),
+                    description: crate::text::one_line(&e.description_text()),
                 }
             })
             .collect()
@@ -154,7 +154,7 @@ impl Session {
                     (Some(value), Some(before)) => format!("{:+.6}", value - before),
                     _ => String::new(),
                 },
-                description: results::one_line(&node.description_text()),
+                description: crate::text::one_line(&node.description_text()),
             })
             .collect();
         let tried_of = |n: u64| -> Vec<prompt::TreeTry> {
@@ -170,11 +170,11 @@ impl Session {
                             Some(Status::Crash) | None => String::new(),
                             _ => metric(outcome),
                         },
-                        description: results::one_line(&child.description_text()),
+                        description: crate::text::one_line(&child.description_text()),
                         reason: outcome
                             .decision
                             .as_ref()
-                            .map(|d| results::one_line(&d.reason))
+                            .map(|d| crate::text::one_line(&d.reason))
                             .unwrap_or_default(),
                     }
                 })

@@ -13,11 +13,12 @@ use crate::decide::{self, Candidate, Measurement, Status, Verdict};
 use crate::error::Error;
 use crate::exec;
 use crate::git::{self, GitError, Head};
+use crate::journal::Expansion;
 use crate::journal::{self, Event, Experiment};
 use crate::propose::{self, Proposal, ProposeError, Task};
 use crate::results;
 use crate::scope::{Baseline, Inspection};
-use crate::search::{self, Expansion};
+use crate::search;
 
 impl Session {
     /// Starts the next experiment when there is room for one and no limit says otherwise: a
@@ -514,7 +515,7 @@ impl Session {
             let message = format!(
                 "{}: {}",
                 self.history.tag,
-                results::one_line(&experiment.description_text())
+                crate::text::one_line(&experiment.description_text())
             );
             let commit = match (&experiment.files, &experiment.rejected) {
                 (Some(files), _) => self.git.commit_files(base, files, &message)?,
@@ -773,7 +774,7 @@ impl Session {
     fn decide(&mut self, n: u64) -> Result<(), Error> {
         let experiment = self.experiment(n)?;
         let rules = &self.pipeline.decision;
-        let reference = decide::reference(&self.history, experiment, rules);
+        let reference = self.history.reference(experiment, rules);
         let verdict = decide::judge(
             Candidate {
                 runs: &experiment.runs,
@@ -862,7 +863,7 @@ impl Session {
             return;
         }
         let metric = self.pipeline.metric.name();
-        let description = results::one_line(&experiment.description_text());
+        let description = crate::text::one_line(&experiment.description_text());
         let text = match status {
             Status::Keep => {
                 let value = experiment.metric().unwrap_or(0.0);

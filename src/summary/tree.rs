@@ -9,9 +9,10 @@ use std::fmt::Write;
 
 use crate::config::Goal;
 use crate::decide::Status;
+use crate::journal::Expansion;
 use crate::journal::{Experiment, History};
 use crate::report::TreeFacts;
-use crate::search::{Expansion, Tree};
+use crate::search::Tree;
 
 /// At most this many nodes are drawn: the best path, then the best of the others with the nodes
 /// they hang from; the rest are counted under the node they hang from.
@@ -383,7 +384,7 @@ impl<'h> View<'h> {
             }
         }
         let description = crate::text::cut(
-            &crate::results::one_line(&asked.description_text()),
+            &crate::text::one_line(&asked.description_text()),
             DESCRIPTION_CHARS,
             "...",
         );
