@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 
 use arun::config::Goal;
 use arun::config::resolve::{DecisionRules, NoisePolicy, SimplicityRule};
-use arun::decide::{self, Candidate, Measurement, Reference, Status, Verdict};
+use arun::run::decide::{self, Candidate, Measurement, Reference, Status, Verdict};
 
 fn main() {
     let runs: usize = std::env::var("ARUN_BENCH_RUNS")

@@ -40,10 +40,10 @@ use std::time::Instant;
 
 use arun::config::Goal;
 use arun::config::resolve::{DecisionRules, SearchSpec};
-use arun::decide::{self, Candidate, Measurement, Status, Verdict};
-use arun::journal::Expansion;
-use arun::journal::{Event, History, RunSettings};
-use arun::search;
+use arun::run::decide::{self, Candidate, Measurement, Status, Verdict};
+use arun::run::journal::Expansion;
+use arun::run::journal::{Event, History, RunSettings};
+use arun::run::search;
 
 const PER_FAMILY: usize = 6;
 const BUDGETS: [usize; 3] = [50, 100, 200];

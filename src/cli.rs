@@ -97,11 +97,11 @@ pub struct TableArgs {
 }
 
 impl TableArgs {
-    fn input(self, path: Option<PathBuf>, tag: Option<String>) -> crate::report::Input {
-        crate::report::Input {
+    fn input(self, path: Option<PathBuf>, tag: Option<String>) -> crate::view::report::Input {
+        crate::view::report::Input {
             path,
             tag,
-            choice: crate::report::load::Choice {
+            choice: crate::view::report::load::Choice {
                 metric: self.metric,
                 goal: self.goal,
             },
@@ -340,14 +340,14 @@ fn write_report(
     table: TableArgs,
 ) -> Result<i32, Error> {
     let (path, warnings) = if inputs.len() > 1 {
-        let inputs: Vec<crate::report::Input> = inputs
+        let inputs: Vec<crate::view::report::Input> = inputs
             .into_iter()
             .map(|path| table.clone().input(Some(path), tag.clone()))
             .collect();
-        crate::report::compare::write(&inputs, output.as_deref())?
+        crate::view::report::compare::write(&inputs, output.as_deref())?
     } else {
         let input = table.input(inputs.into_iter().next(), tag);
-        crate::report::write(&input, output.as_deref())?
+        crate::view::report::write(&input, output.as_deref())?
     };
     for warning in warnings {
         eprintln!("warning: {warning}");
@@ -364,7 +364,7 @@ fn print_status(
     table: TableArgs,
 ) -> Result<i32, Error> {
     let input = table.input(input, tag);
-    let text = crate::status::status(&input, rows, crate::status::terminal_width())?;
+    let text = crate::view::status::status(&input, rows, crate::view::status::terminal_width())?;
     let mut out = std::io::stdout();
     out.write_all(text.as_bytes())
         .map_err(|err| Error::io("cannot write the status to stdout", err))?;
@@ -377,12 +377,12 @@ fn write_best(
     tag: Option<String>,
     output: Option<PathBuf>,
 ) -> Result<i32, Error> {
-    let input = crate::report::Input {
+    let input = crate::view::report::Input {
         path: input,
         tag,
         ..Default::default()
     };
-    let written = crate::best::write(&input, output.as_deref())?;
+    let written = crate::view::best::write(&input, output.as_deref())?;
     if let Some(note) = &written.note {
         eprintln!("note: {note}");
     }
@@ -410,22 +410,22 @@ fn run_pipeline(args: RunArgs) -> Result<i32, Error> {
         return Ok(exit_codes::USAGE);
     };
     let pipeline = crate::config::load(file)?;
-    let options = crate::session::RunOptions {
+    let options = crate::run::session::RunOptions {
         tag: args.tag,
         resume: args.resume,
         max_experiments: args.max_experiments,
         max_time: args.max_time.map(|d| d.0),
         budget: args.budget.map(|d| d.0),
     };
-    match crate::session::run(pipeline, options)? {
-        crate::session::Ending::Finished(_) => Ok(exit_codes::SUCCESS),
-        crate::session::Ending::Interrupted => Ok(exit_codes::INTERRUPTED),
+    match crate::run::session::run(pipeline, options)? {
+        crate::run::session::Ending::Finished(_) => Ok(exit_codes::SUCCESS),
+        crate::run::session::Ending::Interrupted => Ok(exit_codes::INTERRUPTED),
     }
 }
 
 /// Checks a pipeline and prints the report on stdout; the exit code says whether it is ready.
 fn check(pipeline: &std::path::Path) -> Result<i32, Error> {
-    let report = crate::check::check(pipeline)?;
+    let report = crate::run::check::check(pipeline)?;
     let mut out = std::io::stdout();
     out.write_all(report.render().as_bytes())
         .map_err(|err| Error::io("cannot write the check to stdout", err))?;

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use crate::config::InvalidPipeline;
 use crate::exit_codes;
-use crate::secrets::redact;
+use crate::run::secrets::redact;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -18,7 +18,7 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Git(#[from] crate::git::GitError),
+    Git(#[from] crate::run::git::GitError),
     /// The run cannot start as things are (dirty tree, taken branch, missing files).
     #[error("{0}")]
     Setup(String),

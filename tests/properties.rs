@@ -11,7 +11,7 @@ use arun::config::HumanDuration;
 use arun::config::duration::{DURATION_PATTERN, MAX_DURATION};
 use arun::config::knob::{Domain, Value};
 use arun::config::knob_site;
-use arun::report::Located;
+use arun::view::report::Located;
 use proptest::prelude::*;
 use proptest::test_runner::Config;
 
@@ -296,19 +296,19 @@ proptest! {
         } else {
             Vec::new()
         };
-        let scope = arun::edit::Scope {
+        let scope = arun::propose::edit::Scope {
             editable: &editable,
             whole_files,
             shown_in_part: &shown_in_part,
         };
-        let Ok(edits) = arun::edit::parse(&answer, &scope) else {
+        let Ok(edits) = arun::propose::edit::parse(&answer, &scope) else {
             return Ok(());
         };
         let dir = tempfile::tempdir().unwrap();
         for path in &editable {
             std::fs::write(dir.path().join(path), &file).unwrap();
         }
-        let result = arun::edit::apply(dir.path(), &edits);
+        let result = arun::propose::edit::apply(dir.path(), &edits);
         if result.is_err() {
             // All or nothing: a failed apply leaves every file as it was.
             for path in &editable {
@@ -364,7 +364,7 @@ proptest! {
             pipeline: None,
             choice: Default::default(),
         };
-        if let Ok(report) = arun::report::load::read(&located, true) {
+        if let Ok(report) = arun::view::report::load::read(&located, true) {
             let lines = bytes.split(|&b| b == b'\n').count();
             prop_assert!(report.rows.len() < lines.max(1));
             for (i, row) in report.rows.iter().enumerate() {
@@ -446,7 +446,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("results.tsv");
         std::fs::write(&path, &text).unwrap();
-        let read = arun::report::load::read_table(&path, None, &Default::default());
+        let read = arun::view::report::load::read_table(&path, None, &Default::default());
         let Ok(report) = read else {
             // Refused only when no row was usable: no generated row can be, then.
             prop_assert!(rows.is_empty() || (rows.len() == 1 && !finished), "{:?}", read.err());

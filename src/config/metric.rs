@@ -1,5 +1,5 @@
 //! Metric specs: what number an experiment is judged on, which way is better, and the regexes
-//! that read it and other values from the experiment's output (`crate::metric` reads them).
+//! that read it and other values from the experiment's output (`crate::run::readings` reads them).
 
 use regex::Regex;
 use schemars::JsonSchema;

@@ -124,7 +124,7 @@ impl GpuPlan {
     }
 }
 
-/// How the parent of each experiment is chosen (`crate::search` does the choosing). Journaled
+/// How the parent of each experiment is chosen (`crate::run::search` does the choosing). Journaled
 /// with the run's settings, so that a resume makes the same choices.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "strategy", rename_all = "kebab-case")]

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use crate::config::HumanDuration;
 use crate::error::Error;
-use crate::exec::{self, Environment, Spawn};
-use crate::progress::Progress;
-use crate::scratch::Scratch;
+use crate::run::exec::{self, Environment, Spawn};
+use crate::run::scratch::Scratch;
+use crate::view::progress::Progress;
 use project::{Guess, Project};
 use render::{MetricPlan, Plan};
 use values::{MetricKind, Seen, Values};

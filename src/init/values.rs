@@ -11,7 +11,7 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use crate::config::{Capture, Goal, MemoryUnit};
-use crate::exec::tail::LogTail;
+use crate::run::exec::tail::LogTail;
 
 /// How a name and its number are joined.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

@@ -9,7 +9,7 @@ use super::{Proposal, ProposeError, Proposer, Request, clip};
 use crate::config::file::AgentPreset;
 use crate::config::presets;
 use crate::config::prompt::TemplateKind;
-use crate::exec::{self, Ending, Environment, Spawn, Watch};
+use crate::run::exec::{self, Ending, Environment, Spawn, Watch};
 
 /// How long the agent may take to list next ideas when the run stops.
 const IDEAS_TIMEOUT: Duration = Duration::from_secs(120);
@@ -243,7 +243,7 @@ impl<'w> Transcript<'w> {
 
 impl Watch for Transcript<'_> {
     fn line(&mut self, line: &str) {
-        let trimmed = crate::exec::tail::strip_ansi(line).trim().to_string();
+        let trimmed = crate::run::exec::tail::strip_ansi(line).trim().to_string();
         if let Some(rest) = trimmed.strip_prefix("DESCRIPTION:") {
             let text = clip(rest);
             if !text.is_empty() {

@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 
 use super::{Proposal, ProposeError, Proposer, Request, Tokens, clip};
 use crate::config::prompt::TemplateKind;
-use crate::edit::Scope;
-use crate::exec::{self, Watch};
-use crate::secrets;
+use crate::propose::edit::Scope;
+use crate::run::exec::{self, Watch};
+use crate::run::secrets;
 
 /// How long the model may take to list next ideas when the run stops.
 const IDEAS_TIMEOUT: Duration = Duration::from_secs(120);
@@ -317,7 +317,7 @@ impl Transcript {
 /// The `DESCRIPTION:` line of an answer outside its reasoning sections, the last one winning,
 /// cut to [`super::MAX_DESCRIPTION`] characters.
 fn description(answer: &str) -> Option<String> {
-    crate::edit::without_reasoning(answer)
+    crate::propose::edit::without_reasoning(answer)
         .lines()
         .filter_map(|l| l.trim().strip_prefix("DESCRIPTION:"))
         .map(clip)
@@ -396,8 +396,8 @@ impl Proposer for HttpModel {
             transcript.write(&format!("answer {attempt}"), &answer);
             let description = description(&answer);
             last_description = description.clone().or(last_description);
-            let applied = crate::edit::parse(&answer, &scope)
-                .and_then(|edits| crate::edit::apply(request.repo, &edits));
+            let applied = crate::propose::edit::parse(&answer, &scope)
+                .and_then(|edits| crate::propose::edit::apply(request.repo, &edits));
             match applied {
                 Ok(changed) if !changed.is_empty() => {
                     return Ok(Proposal {

@@ -2,6 +2,7 @@
 //! proposer edits the work tree (or fails); git, budgets and decisions stay with the session.
 
 pub mod agent;
+pub mod edit;
 pub mod http;
 pub mod knobs;
 pub mod transcripts;
@@ -11,9 +12,9 @@ use std::path::{Path, PathBuf};
 use crate::config::Pipeline;
 use crate::config::prompt::{PromptContext, TemplateKind};
 use crate::config::resolve::ProposerSettings;
-use crate::exec::Watch;
-use crate::journal::History;
-pub use crate::journal::Tokens;
+use crate::run::exec::Watch;
+use crate::run::journal::History;
+pub use crate::run::journal::Tokens;
 
 /// The longest description, the `...` of a cut included; it is one line of a table.
 pub const MAX_DESCRIPTION: usize = 200;
@@ -21,7 +22,7 @@ pub const MAX_DESCRIPTION: usize = 200;
 /// What a proposer wrote as one line of at most [`MAX_DESCRIPTION`] characters, with no secret
 /// in it: a description, an idea, an error it reported.
 pub fn clip(text: &str) -> String {
-    let text = crate::text::one_line(&crate::secrets::redact(text));
+    let text = crate::text::one_line(&crate::run::secrets::redact(text));
     crate::text::cut(&text, MAX_DESCRIPTION, "...")
 }
 

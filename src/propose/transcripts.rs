@@ -9,7 +9,7 @@ use regex::Regex;
 use serde_json::Value;
 
 use crate::config::file::AgentPreset;
-use crate::journal::Tokens;
+use crate::run::journal::Tokens;
 
 /// What an agent reported in its transcript, besides the edit itself.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -238,7 +238,7 @@ fn aider(text: &str) -> Report {
     };
     let mut report = Report::default();
     for line in text.lines() {
-        let line = crate::exec::tail::strip_ansi(line);
+        let line = crate::run::exec::tail::strip_ansi(line);
         let Some(captures) = LINE.captures(line.trim()) else {
             continue;
         };

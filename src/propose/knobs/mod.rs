@@ -18,10 +18,10 @@ use super::{Proposal, ProposeError, Proposer, Request};
 use crate::config::Goal;
 use crate::config::knob::{Domain, Knob, Value};
 use crate::config::knob_site;
-use crate::decide::Status;
-use crate::exec::Watch;
-use crate::git::{self, Git};
-use crate::journal::Experiment;
+use crate::run::decide::Status;
+use crate::run::exec::Watch;
+use crate::run::git::{self, Git};
+use crate::run::journal::Experiment;
 use strategy::{Outcome, Search, Trial};
 
 /// How many next ideas the stop summary lists.
