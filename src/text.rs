@@ -1,5 +1,6 @@
 //! Small text helpers used across the crate: cutting a text to a length, quoting a shell word,
-//! one line from many, a Unix time in local time.
+//! one line from many, a Unix time in local time, a short commit id, a line without
+//! terminal escapes.
 
 /// `text` cut to at most `max_chars` characters; a text that was cut ends with `mark` (`"…"`,
 /// `"..."` or nothing), which counts in the length.
@@ -53,6 +54,49 @@ pub fn local_time(time: f64) -> String {
     )
 }
 
+/// A commit id's 7-character abbreviation, as results.tsv and git's short form write it (a
+/// shorter text is returned whole).
+pub fn short_commit(commit: &str) -> &str {
+    commit.get(..7).unwrap_or(commit)
+}
+
+/// Removes ANSI escape sequences (colours, cursor moves).
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\x1b' {
+            out.push(c);
+            continue;
+        }
+        match chars.peek() {
+            // CSI: ESC [ parameters, ended by a letter or @..~
+            Some('[') => {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // OSC: ESC ] ... BEL or ESC \
+            Some(']') => {
+                chars.next();
+                while let Some(c) = chars.next() {
+                    if c == '\x07' || (c == '\x1b' && chars.peek() == Some(&'\\')) {
+                        chars.next_if_eq(&'\\');
+                        break;
+                    }
+                }
+            }
+            _ => {
+                chars.next();
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +115,23 @@ mod tests {
         assert_eq!(shell_quote("it's"), r"'it'\''s'");
         assert_eq!(shell_quote(""), "''");
         assert_eq!(shell_quote("a b"), "'a b'");
+    }
+
+    #[test]
+    fn escapes_are_removed_and_the_text_kept() {
+        assert_eq!(strip_ansi("\x1b[1;32mok\x1b[0m done"), "ok done");
+        assert_eq!(strip_ansi("\x1b]0;title\x07step 3"), "step 3");
+        assert_eq!(
+            strip_ansi("\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\"),
+            "link"
+        );
+        assert_eq!(strip_ansi("plain: 1.5 é"), "plain: 1.5 é");
+    }
+
+    #[test]
+    fn short_commits_and_one_lines() {
+        assert_eq!(short_commit("0123456789abcdef"), "0123456");
+        assert_eq!(short_commit("abc"), "abc");
+        assert_eq!(one_line("a\tb\n\n  c "), "a b c");
     }
 }

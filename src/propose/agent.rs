@@ -243,7 +243,7 @@ impl<'w> Transcript<'w> {
 
 impl Watch for Transcript<'_> {
     fn line(&mut self, line: &str) {
-        let trimmed = crate::run::exec::tail::strip_ansi(line).trim().to_string();
+        let trimmed = crate::text::strip_ansi(line).trim().to_string();
         if let Some(rest) = trimmed.strip_prefix("DESCRIPTION:") {
             let text = clip(rest);
             if !text.is_empty() {

@@ -238,7 +238,7 @@ fn aider(text: &str) -> Report {
     };
     let mut report = Report::default();
     for line in text.lines() {
-        let line = crate::run::exec::tail::strip_ansi(line);
+        let line = crate::text::strip_ansi(line);
         let Some(captures) = LINE.captures(line.trim()) else {
             continue;
         };

@@ -611,7 +611,7 @@ pub fn hash_file(path: &Path) -> Option<String> {
 
 /// The 7-character abbreviation used in results.tsv.
 pub fn short(commit: Oid) -> String {
-    commit.to_string()[..7].to_string()
+    crate::text::short_commit(&commit.to_string()).to_string()
 }
 
 pub fn parse_oid(text: &str) -> Option<Oid> {

@@ -454,6 +454,11 @@ impl Experiment {
         self.decision.as_ref().map(|d| d.status)
     }
 
+    /// Its commit's 7-character id, empty before it is committed.
+    pub fn short_commit(&self) -> &str {
+        crate::text::short_commit(self.commit.as_deref().unwrap_or(""))
+    }
+
     /// The metric: the mean over its runs.
     pub fn metric(&self) -> Option<f64> {
         crate::run::decide::mean_metric(&self.runs)

@@ -176,7 +176,7 @@ impl Line {
     /// The latest non-empty output line, shown on the live line.
     pub fn output(&self, line: &str) {
         if self.bar.is_some() {
-            let clean = crate::run::exec::tail::strip_ansi(line);
+            let clean = crate::text::strip_ansi(line);
             let clean = clean.trim();
             if !clean.is_empty() {
                 self.state().last_output = crate::text::cut(clean, 200, "");

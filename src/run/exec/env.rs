@@ -133,13 +133,11 @@ mod tests {
     fn inherits_a_non_utf8_environment_without_panicking() {
         // `std::env::vars` panics on such a variable; run a child with one so this process's
         // environment stays as it is.
+        // The test's name as the harness knows it: this module's path without the crate's name.
+        let module = module_path!().trim_start_matches("arun::");
+        let child = format!("{module}::child_inherits_the_environment");
         let output = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "exec::env::tests::child_inherits_the_environment",
-                "--nocapture",
-                "--ignored",
-            ])
+            .args(["--exact", &child, "--nocapture", "--ignored"])
             .env(bytes(b"ARUN_TEST_LATIN1"), bytes(b"j\xf6rg"))
             .output()
             .unwrap();

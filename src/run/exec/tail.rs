@@ -84,7 +84,7 @@ pub fn clean_tail(path: &Path, max_bytes: u64, max_lines: usize) -> io::Result<S
                 .next()
                 .unwrap_or("");
             // Other control characters (bells, backspaces) mean nothing in a prompt.
-            strip_ansi(last)
+            crate::text::strip_ansi(last)
                 .chars()
                 .filter(|&c| c == '\t' || !c.is_control())
                 .collect::<String>()
@@ -98,43 +98,6 @@ pub fn clean_tail(path: &Path, max_bytes: u64, max_lines: usize) -> io::Result<S
     }
     let skip = lines.len().saturating_sub(max_lines);
     Ok(lines[skip..].join("\n"))
-}
-
-/// Removes ANSI escape sequences (colours, cursor moves).
-pub fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c != '\x1b' {
-            out.push(c);
-            continue;
-        }
-        match chars.peek() {
-            // CSI: ESC [ parameters, ended by a letter or @..~
-            Some('[') => {
-                chars.next();
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            // OSC: ESC ] ... BEL or ESC \
-            Some(']') => {
-                chars.next();
-                while let Some(c) = chars.next() {
-                    if c == '\x07' || (c == '\x1b' && chars.peek() == Some(&'\\')) {
-                        chars.next_if_eq(&'\\');
-                        break;
-                    }
-                }
-            }
-            _ => {
-                chars.next();
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]

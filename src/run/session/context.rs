@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{Session, oid, short_commit};
+use super::{Session, oid};
 use crate::config::prompt::{self, PromptContext};
 use crate::config::resolve::{SearchSpec, TargetSpec};
 use crate::error::Error;
@@ -95,7 +95,7 @@ impl Session {
             .iter()
             .map(|e| prompt::ResultRow {
                 n: e.n,
-                commit: short_commit(e),
+                commit: e.short_commit().to_string(),
                 metric: metric_text(e),
                 memory_gb: format!("{:.1}", e.memory_gb().unwrap_or(0.0)),
                 status: e.status().map(|s| s.to_string()).unwrap_or_default(),
@@ -121,7 +121,7 @@ impl Session {
                     .unwrap_or_default();
                 previous = Some(metric);
                 prompt::KeptRow {
-                    commit: short_commit(e),
+                    commit: e.short_commit().to_string(),
                     metric: format!("{metric:.6}"),
                     delta,
                     description: crate::text::one_line(&e.description_text()),

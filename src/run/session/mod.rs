@@ -730,14 +730,6 @@ fn oid(text: &str) -> Result<Oid, Error> {
     git::parse_oid(text).ok_or_else(|| Error::RunFailed(format!("`{text}` is not a commit id")))
 }
 
-fn short_commit(experiment: &Experiment) -> String {
-    experiment
-        .commit
-        .as_deref()
-        .map(|c| c[..c.len().min(7)].to_string())
-        .unwrap_or_default()
-}
-
 /// Whether `experiment` is a crash the proposer gets to fix (`attempts` tries at most).
 fn wants_fix(experiment: &Experiment, attempts: u32) -> bool {
     experiment.status() == Some(Status::Crash)

@@ -8,7 +8,7 @@ use std::time::Instant;
 use git2::Oid;
 
 use super::jobs::{CommandJob, Done, Outcome, ProposeJob};
-use super::{Check, Flight, Session, Step, Stop, failure, oid, short_commit, wants_fix};
+use super::{Check, Flight, Session, Step, Stop, failure, oid, wants_fix};
 use crate::error::Error;
 use crate::propose::{self, Proposal, ProposeError, Task};
 use crate::run::decide::{self, Candidate, Measurement, Status, Verdict};
@@ -887,7 +887,7 @@ impl Session {
             "{} #{} {status} {}",
             self.history.tag,
             experiment.n,
-            short_commit(experiment)
+            experiment.short_commit()
         );
         let file = crate::run::learnings::path(&self.root);
         if let Err(err) = crate::run::learnings::append(&file, &key, &text) {

@@ -338,7 +338,7 @@ fn journal_row(history: &History, experiment: &Experiment) -> Row {
         parent: experiment.parent,
         built_on,
         fix_of: experiment.fix_of,
-        commit: short(experiment.commit.as_deref().unwrap_or("")),
+        commit: experiment.short_commit().to_string(),
         status,
         label: None,
         metric: match status {
@@ -377,7 +377,10 @@ fn experiment_details(
         .or_else(|| experiment.commit.as_deref().and_then(git::parse_oid));
     let base = git::parse_oid(&experiment.base_commit);
     let mut details = Details {
-        diff_command: format!("git diff {} {reference}", short(&experiment.base_commit)),
+        diff_command: format!(
+            "git diff {} {reference}",
+            crate::text::short_commit(&experiment.base_commit)
+        ),
         log_path: shown(&dir.join("logs").join(format!("{n}.log")), git.workdir()),
         ..Details::default()
     };
@@ -668,10 +671,6 @@ fn chain(rows: &mut [Row], restarts: &[u64]) {
 fn table_metric_name(path: &Path) -> Option<String> {
     let bytes = std::fs::read(path).ok()?;
     super::table::parse(&bytes, None).ok().map(|t| t.metric)
-}
-
-fn short(commit: &str) -> String {
-    commit[..commit.len().min(7)].to_string()
 }
 
 fn dir_name(path: &Path) -> String {

@@ -43,7 +43,7 @@ pub fn render(
         out,
         "branch `{}` is at {}; results in {}",
         history.branch,
-        &history.branch_tip()[..7.min(history.branch_tip().len())],
+        crate::text::short_commit(&history.branch_tip()),
         pipeline.limits.results
     );
     out
@@ -117,7 +117,7 @@ fn best_result(out: &mut String, history: &History, pipeline: &Pipeline) {
             let _ = writeln!(
                 out,
                 "best: {} {metric} {value:.6} (baseline {baseline:.6}, {change:+.6}, {percent:+.2}%)",
-                short(best)
+                best.short_commit()
             );
         }
         _ => {
@@ -166,13 +166,8 @@ fn trajectory(out: &mut String, history: &History, report: &Report) {
             out,
             "  #{:<4} {} {value:.6} {delta:>10}  {}",
             experiment.n,
-            short(experiment),
+            experiment.short_commit(),
             experiment.description_text()
         );
     }
-}
-
-fn short(experiment: &Experiment) -> &str {
-    let commit = experiment.commit.as_deref().unwrap_or("");
-    &commit[..commit.len().min(7)]
 }
