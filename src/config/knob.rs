@@ -45,130 +45,13 @@ impl Domain {
     /// Checks a `[[knob]]` declaration; problems come as (key, message).
     pub fn from_declaration(knob: &file::Knob) -> Result<Domain, Vec<(&'static str, String)>> {
         let mut problems = Vec::new();
-        let numeric = |problems: &mut Vec<(&'static str, String)>| match (knob.min, knob.max) {
-            (Some(min), Some(max)) if min.is_finite() && max.is_finite() && min < max => {
-                Some((min, max))
-            }
-            (Some(_), Some(_)) => {
-                problems.push(("max", "`max` must be greater than `min`".to_string()));
-                None
-            }
-            _ => {
-                problems.push((
-                    "kind",
-                    "a numeric knob needs both `min` and `max`".to_string(),
-                ));
-                None
-            }
-        };
         let domain = match knob.kind {
-            KnobKind::Choice => {
-                if knob.choices.len() < 2 {
-                    problems.push((
-                        "choices",
-                        "a `choice` knob needs at least two `choices`".to_string(),
-                    ));
-                }
-                let mut seen = std::collections::BTreeSet::new();
-                for choice in &knob.choices {
-                    if choice.trim().is_empty() || choice.contains('\n') {
-                        problems.push((
-                            "choices",
-                            format!("`{choice}` must be a literal on one line"),
-                        ));
-                    } else if !seen.insert(choice.trim()) {
-                        problems.push(("choices", format!("`{choice}` is listed twice")));
-                    }
-                }
-                Domain::Choice {
-                    choices: knob.choices.iter().map(|c| c.trim().to_string()).collect(),
-                }
-            }
-            KnobKind::Float => {
-                let log = knob.scale.unwrap_or_default() == Scale::Log;
-                match numeric(&mut problems) {
-                    Some((min, _)) if log && min <= 0.0 => {
-                        problems.push((
-                            "min",
-                            "must be above zero on a log scale; use `scale = \"linear\"`"
-                                .to_string(),
-                        ));
-                        Domain::Float {
-                            min: 1.0,
-                            max: 2.0,
-                            log,
-                        }
-                    }
-                    Some((min, max)) => Domain::Float { min, max, log },
-                    None => Domain::Float {
-                        min: 1.0,
-                        max: 2.0,
-                        log,
-                    },
-                }
-            }
-            KnobKind::Int => match numeric(&mut problems) {
-                Some((min, max)) if min.fract() != 0.0 || max.fract() != 0.0 => {
-                    problems.push((
-                        "min",
-                        "an `int` knob needs whole numbers for `min` and `max`".to_string(),
-                    ));
-                    Domain::Int { min: 0, max: 1 }
-                }
-                Some((min, max)) => Domain::Int {
-                    min: min as i64,
-                    max: max as i64,
-                },
-                None => Domain::Int { min: 0, max: 1 },
-            },
-            KnobKind::Pow2 => match numeric(&mut problems) {
-                Some((min, _)) if min < 1.0 => {
-                    problems.push((
-                        "min",
-                        "a `pow2` knob starts at 1 or above (2^0)".to_string(),
-                    ));
-                    Domain::Pow2 { min: 0, max: 1 }
-                }
-                Some((min, max)) => {
-                    let low = min.log2().ceil() as i32;
-                    let high = max.log2().floor() as i32;
-                    if high <= low {
-                        problems.push((
-                            "max",
-                            format!(
-                                "there must be at least two powers of two between `min` {min} \
-                                 and `max` {max}"
-                            ),
-                        ));
-                    }
-                    Domain::Pow2 {
-                        min: low,
-                        max: high.max(low + 1),
-                    }
-                }
-                None => Domain::Pow2 { min: 0, max: 1 },
-            },
+            KnobKind::Choice => choice_domain(knob, &mut problems),
+            KnobKind::Float => float_domain(knob, &mut problems),
+            KnobKind::Int => int_domain(knob, &mut problems),
+            KnobKind::Pow2 => pow2_domain(knob, &mut problems),
         };
-        if knob.kind != KnobKind::Choice && !knob.choices.is_empty() {
-            problems.push((
-                "choices",
-                "only a `choice` knob has `choices`; remove them or use `kind = \"choice\"`"
-                    .to_string(),
-            ));
-        }
-        if knob.kind == KnobKind::Choice && (knob.min.is_some() || knob.max.is_some()) {
-            problems.push((
-                "kind",
-                "a `choice` knob has `choices`, not `min` and `max`".to_string(),
-            ));
-        }
-        if knob.kind != KnobKind::Float && knob.scale.is_some() {
-            problems.push((
-                "scale",
-                "only a `float` knob has a `scale`; `int` is linear, `pow2` is logarithmic"
-                    .to_string(),
-            ));
-        }
+        misplaced_keys(knob, &mut problems);
         if problems.is_empty() {
             Ok(domain)
         } else {
@@ -303,6 +186,151 @@ impl Domain {
             (_, Value::Number(v)) => format_number(v),
             (_, Value::Choice(i)) => format!("choice {i}"),
         }
+    }
+}
+
+/// The choices of a `choice` knob, trimmed: at least two, each a literal on one line, none twice.
+fn choice_domain(knob: &file::Knob, problems: &mut Vec<(&'static str, String)>) -> Domain {
+    if knob.choices.len() < 2 {
+        problems.push((
+            "choices",
+            "a `choice` knob needs at least two `choices`".to_string(),
+        ));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for choice in &knob.choices {
+        if choice.trim().is_empty() || choice.contains('\n') {
+            problems.push((
+                "choices",
+                format!("`{choice}` must be a literal on one line"),
+            ));
+        } else if !seen.insert(choice.trim()) {
+            problems.push(("choices", format!("`{choice}` is listed twice")));
+        }
+    }
+    Domain::Choice {
+        choices: knob.choices.iter().map(|c| c.trim().to_string()).collect(),
+    }
+}
+
+/// A numeric knob's `min` and `max`, when both are given, finite and in order.
+fn numeric_range(
+    knob: &file::Knob,
+    problems: &mut Vec<(&'static str, String)>,
+) -> Option<(f64, f64)> {
+    match (knob.min, knob.max) {
+        (Some(min), Some(max)) if min.is_finite() && max.is_finite() && min < max => {
+            Some((min, max))
+        }
+        (Some(_), Some(_)) => {
+            problems.push(("max", "`max` must be greater than `min`".to_string()));
+            None
+        }
+        _ => {
+            problems.push((
+                "kind",
+                "a numeric knob needs both `min` and `max`".to_string(),
+            ));
+            None
+        }
+    }
+}
+
+/// A `float` knob's range; a log scale needs it above zero. A range with problems becomes a
+/// placeholder, since the declaration is rejected anyway.
+fn float_domain(knob: &file::Knob, problems: &mut Vec<(&'static str, String)>) -> Domain {
+    let log = knob.scale.unwrap_or_default() == Scale::Log;
+    match numeric_range(knob, problems) {
+        Some((min, _)) if log && min <= 0.0 => {
+            problems.push((
+                "min",
+                "must be above zero on a log scale; use `scale = \"linear\"`".to_string(),
+            ));
+            Domain::Float {
+                min: 1.0,
+                max: 2.0,
+                log,
+            }
+        }
+        Some((min, max)) => Domain::Float { min, max, log },
+        None => Domain::Float {
+            min: 1.0,
+            max: 2.0,
+            log,
+        },
+    }
+}
+
+/// An `int` knob's range, which must be whole numbers.
+fn int_domain(knob: &file::Knob, problems: &mut Vec<(&'static str, String)>) -> Domain {
+    match numeric_range(knob, problems) {
+        Some((min, max)) if min.fract() != 0.0 || max.fract() != 0.0 => {
+            problems.push((
+                "min",
+                "an `int` knob needs whole numbers for `min` and `max`".to_string(),
+            ));
+            Domain::Int { min: 0, max: 1 }
+        }
+        Some((min, max)) => Domain::Int {
+            min: min as i64,
+            max: max as i64,
+        },
+        None => Domain::Int { min: 0, max: 1 },
+    }
+}
+
+/// A `pow2` knob's range as exponents: the powers of two between `min` and `max`, at least two.
+fn pow2_domain(knob: &file::Knob, problems: &mut Vec<(&'static str, String)>) -> Domain {
+    match numeric_range(knob, problems) {
+        Some((min, _)) if min < 1.0 => {
+            problems.push((
+                "min",
+                "a `pow2` knob starts at 1 or above (2^0)".to_string(),
+            ));
+            Domain::Pow2 { min: 0, max: 1 }
+        }
+        Some((min, max)) => {
+            let low = min.log2().ceil() as i32;
+            let high = max.log2().floor() as i32;
+            if high <= low {
+                problems.push((
+                    "max",
+                    format!(
+                        "there must be at least two powers of two between `min` {min} \
+                         and `max` {max}"
+                    ),
+                ));
+            }
+            Domain::Pow2 {
+                min: low,
+                max: high.max(low + 1),
+            }
+        }
+        None => Domain::Pow2 { min: 0, max: 1 },
+    }
+}
+
+/// Keys that belong to another kind of knob: `choices` on a numeric knob, `min` and `max` on a
+/// `choice`, `scale` on anything but a `float`.
+fn misplaced_keys(knob: &file::Knob, problems: &mut Vec<(&'static str, String)>) {
+    if knob.kind != KnobKind::Choice && !knob.choices.is_empty() {
+        problems.push((
+            "choices",
+            "only a `choice` knob has `choices`; remove them or use `kind = \"choice\"`"
+                .to_string(),
+        ));
+    }
+    if knob.kind == KnobKind::Choice && (knob.min.is_some() || knob.max.is_some()) {
+        problems.push((
+            "kind",
+            "a `choice` knob has `choices`, not `min` and `max`".to_string(),
+        ));
+    }
+    if knob.kind != KnobKind::Float && knob.scale.is_some() {
+        problems.push((
+            "scale",
+            "only a `float` knob has a `scale`; `int` is linear, `pow2` is logarithmic".to_string(),
+        ));
     }
 }
 

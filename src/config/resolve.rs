@@ -1032,7 +1032,49 @@ fn resolve_workers(
     problems: &mut Vec<Problem>,
 ) -> WorkersSpec {
     let count = raw.count.unwrap_or(1).max(1);
-    let gpus = match &raw.gpus {
+    let gpus = resolve_gpus(raw.gpus.as_ref(), count, problems);
+    if let Some(cpus) = &raw.cpus
+        && (cpus.len() != count as usize || cpus.iter().any(Vec::is_empty))
+    {
+        problems.push(Problem::at(
+            "workers.cpus",
+            format!(
+                "{} lists of CPUs for {count} workers: give one non-empty list per worker",
+                cpus.len()
+            ),
+        ));
+    }
+    let pin_env = raw
+        .pin_env
+        .clone()
+        .unwrap_or_else(|| vec!["CUDA_VISIBLE_DEVICES".to_string()]);
+    for name in &pin_env {
+        if !valid_env_name(name) {
+            problems.push(Problem::at(
+                "workers.pin-env",
+                format!("`{name}` is not a valid environment variable name"),
+            ));
+        }
+    }
+    let share = resolve_share(&raw.share, problems);
+    WorkersSpec {
+        count,
+        gpus,
+        pin_env,
+        cpus: raw.cpus.clone(),
+        threads: raw.threads,
+        ahead: raw.ahead.unwrap_or(if count > 1 && !instant_proposals {
+            count
+        } else {
+            0
+        }),
+        share,
+    }
+}
+
+/// `[workers] gpus`: `auto`, one list shared out among the workers, or one list per worker.
+fn resolve_gpus(gpus: Option<&file::Gpus>, count: u32, problems: &mut Vec<Problem>) -> GpuPlan {
+    match gpus {
         None => GpuPlan::Unset,
         Some(file::Gpus::Auto(word)) if word == "auto" => GpuPlan::Auto,
         Some(file::Gpus::Auto(word)) => {
@@ -1061,53 +1103,22 @@ fn resolve_workers(
             }
             GpuPlan::PerWorker(lists.clone())
         }
-    };
-    if let Some(cpus) = &raw.cpus
-        && (cpus.len() != count as usize || cpus.iter().any(Vec::is_empty))
-    {
-        problems.push(Problem::at(
-            "workers.cpus",
-            format!(
-                "{} lists of CPUs for {count} workers: give one non-empty list per worker",
-                cpus.len()
-            ),
-        ));
     }
-    let pin_env = raw
-        .pin_env
-        .clone()
-        .unwrap_or_else(|| vec!["CUDA_VISIBLE_DEVICES".to_string()]);
-    for name in &pin_env {
-        if !valid_env_name(name) {
-            problems.push(Problem::at(
-                "workers.pin-env",
-                format!("`{name}` is not a valid environment variable name"),
-            ));
-        }
-    }
-    let mut share = Vec::new();
-    for (i, path) in raw.share.iter().enumerate() {
+}
+
+/// `[workers] share`: paths inside the repository, relative to it, made clean.
+fn resolve_share(share: &[String], problems: &mut Vec<Problem>) -> Vec<String> {
+    let mut clean_paths = Vec::new();
+    for (i, path) in share.iter().enumerate() {
         match relative_path(path) {
-            Some(clean) => share.push(clean),
+            Some(clean) => clean_paths.push(clean),
             None => problems.push(Problem::at(
                 &format!("workers.share.{i}"),
                 format!("`{path}` must be a path inside the repository, relative to it"),
             )),
         }
     }
-    WorkersSpec {
-        count,
-        gpus,
-        pin_env,
-        cpus: raw.cpus.clone(),
-        threads: raw.threads,
-        ahead: raw.ahead.unwrap_or(if count > 1 && !instant_proposals {
-            count
-        } else {
-            0
-        }),
-        share,
-    }
+    clean_paths
 }
 
 /// `sbatch` arguments arun sets itself, which `sbatch-args` may not set.
@@ -1157,21 +1168,7 @@ fn resolve_executor(
              `executor.slurm.cpus-per-task` instead",
         ));
     }
-    for (i, arg) in slurm.sbatch_args.iter().enumerate() {
-        let name = arg.split('=').next().unwrap_or(arg);
-        let own = SBATCH_OWN_ARGS
-            .iter()
-            .any(|own| name == *own || (own.len() == 2 && name.starts_with(own)));
-        if own {
-            problems.push(Problem::at(
-                &format!("executor.slurm.sbatch-args.{i}"),
-                format!(
-                    "`{arg}`: arun sets this itself (the job's name, comment, output file, \
-                     working directory, `--parsable` and the batch script)"
-                ),
-            ));
-        }
-    }
+    check_sbatch_args(&slurm.sbatch_args, problems);
     if let Some(mem) = &slurm.mem {
         let digits = mem.trim_end_matches(['K', 'M', 'G', 'T']);
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
@@ -1183,26 +1180,7 @@ fn resolve_executor(
     }
     let build_in_job = slurm.build_in_job.unwrap_or(false);
     if let Some(time) = slurm.time_limit {
-        let mut needed = experiment.hard_limit;
-        if build_in_job && experiment.build.is_some() {
-            needed = needed.max(experiment.build_timeout);
-        }
-        if time.0 < needed {
-            problems.push(Problem::at(
-                "executor.slurm.time-limit",
-                format!(
-                    "{} is shorter than the {} a job may need (the experiment's hard limit{}); \
-                     Slurm would end the job before arun's own limit",
-                    HumanDuration(time.0),
-                    HumanDuration(needed),
-                    if build_in_job {
-                        " or the build timeout"
-                    } else {
-                        ""
-                    }
-                ),
-            ));
-        }
+        check_time_limit(time.0, experiment, build_in_job, problems);
     }
     ExecutorSpec::Slurm(std::sync::Arc::new(SlurmSpec {
         partition: slurm.partition,
@@ -1219,6 +1197,55 @@ fn resolve_executor(
             .map_or(Duration::from_secs(3600), |d| d.0),
         build_in_job,
     }))
+}
+
+/// `sbatch-args` may not set what arun sets itself (see [`SBATCH_OWN_ARGS`]).
+fn check_sbatch_args(args: &[String], problems: &mut Vec<Problem>) {
+    for (i, arg) in args.iter().enumerate() {
+        let name = arg.split('=').next().unwrap_or(arg);
+        let own = SBATCH_OWN_ARGS
+            .iter()
+            .any(|own| name == *own || (own.len() == 2 && name.starts_with(own)));
+        if own {
+            problems.push(Problem::at(
+                &format!("executor.slurm.sbatch-args.{i}"),
+                format!(
+                    "`{arg}`: arun sets this itself (the job's name, comment, output file, \
+                     working directory, `--parsable` and the batch script)"
+                ),
+            ));
+        }
+    }
+}
+
+/// A Slurm time limit must leave room for the longest a job may take: the experiment's hard
+/// limit, or the build timeout when the build runs in the job.
+fn check_time_limit(
+    time: Duration,
+    experiment: &ExperimentSpec,
+    build_in_job: bool,
+    problems: &mut Vec<Problem>,
+) {
+    let mut needed = experiment.hard_limit;
+    if build_in_job && experiment.build.is_some() {
+        needed = needed.max(experiment.build_timeout);
+    }
+    if time < needed {
+        problems.push(Problem::at(
+            "executor.slurm.time-limit",
+            format!(
+                "{} is shorter than the {} a job may need (the experiment's hard limit{}); \
+                 Slurm would end the job before arun's own limit",
+                HumanDuration(time),
+                HumanDuration(needed),
+                if build_in_job {
+                    " or the build timeout"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
 }
 
 fn resolve_limits(raw: &file::Limits, name: &str, problems: &mut Vec<Problem>) -> LimitsSpec {

@@ -225,27 +225,7 @@ fn key_path(location: &jsonschema::paths::Location) -> KeyPath {
 fn explain(path: &KeyPath, kind: &ValidationErrorKind, instance: &Value) -> Vec<Problem> {
     let problem = |message: String| vec![Problem::new(path.clone(), message)];
     match kind {
-        ValidationErrorKind::AdditionalProperties { unexpected } => {
-            let known = known_keys(path);
-            unexpected
-                .iter()
-                .map(|key| {
-                    let mut message = format!("unknown key `{key}`");
-                    match closest(key, &known) {
-                        Some(near) => message.push_str(&format!("; did you mean `{near}`?")),
-                        None if !known.is_empty() => {
-                            message.push_str(&format!("; expected one of: {}", known.join(", ")))
-                        }
-                        None => {}
-                    }
-                    Problem {
-                        key: path.key(key),
-                        at_key: true,
-                        message,
-                    }
-                })
-                .collect()
-        }
+        ValidationErrorKind::AdditionalProperties { unexpected } => unknown_keys(path, unexpected),
         ValidationErrorKind::Required { property } => {
             let key = property.as_str().unwrap_or_default();
             let table = if path.is_root() {
@@ -306,6 +286,30 @@ fn explain(path: &KeyPath, kind: &ValidationErrorKind, instance: &Value) -> Vec<
         )),
         _ => problem(kind_fallback(kind, instance)),
     }
+}
+
+/// One problem per unknown key of the table at `path`, at the key, with the known key it is
+/// closest to, else the keys the table has.
+fn unknown_keys(path: &KeyPath, unexpected: &[String]) -> Vec<Problem> {
+    let known = known_keys(path);
+    unexpected
+        .iter()
+        .map(|key| {
+            let mut message = format!("unknown key `{key}`");
+            match closest(key, &known) {
+                Some(near) => message.push_str(&format!("; did you mean `{near}`?")),
+                None if !known.is_empty() => {
+                    message.push_str(&format!("; expected one of: {}", known.join(", ")))
+                }
+                None => {}
+            }
+            Problem {
+                key: path.key(key),
+                at_key: true,
+                message,
+            }
+        })
+        .collect()
 }
 
 /// The allowed values when every branch of a `oneOf` is a `const` (documented enums).

@@ -144,6 +144,8 @@ struct Probe {
     _scratch: Option<Scratch>,
 }
 
+/// The values the project prints: from the log given, else from a short run of a scratch copy
+/// (built first when it has a build).
 fn probe(repo: &Path, project: &Project, options: &Options) -> Result<Probe, Error> {
     if let Some(log) = &options.log {
         let values = values::read_log(log)
@@ -158,32 +160,10 @@ fn probe(repo: &Path, project: &Project, options: &Options) -> Result<Probe, Err
     }
     let scratch = Scratch::of_repository(repo)
         .map_err(|err| Error::io(format!("cannot copy `{}`", repo.display()), err))?;
-    let mut env = Environment::inherit_scrubbed(&[]);
-    for (name, value, _) in &project.env {
-        env.set(name.clone(), value.clone());
-    }
-    env.set("ARUN_BUDGET_SECONDS", options.probe.as_secs().to_string());
+    let env = probe_environment(project, options);
     let mut progress = Progress::new();
     if let Some(build) = &project.build {
-        let log = scratch.logs().join("build.log");
-        progress.phase(format!("init: building with `{}`", build.value), None);
-        let finished = run(
-            &build.value,
-            scratch.path(),
-            &env,
-            &log,
-            Duration::from_secs(1800),
-            &mut progress,
-        )?;
-        progress.clear();
-        if !finished.ending.success() {
-            return Err(Error::Setup(format!(
-                "the build `{}` failed ({}); fix it, or say the commands with `--run`:\n{}",
-                build.value,
-                finished.ending.describe(Duration::from_secs(1800)),
-                exec::tail::clean_tail(&log, 4096, 20).unwrap_or_default()
-            )));
-        }
+        build_in(&scratch, build, &env, &mut progress)?;
     }
     let log = scratch.logs().join("probe.log");
     progress.phase(
@@ -215,7 +195,59 @@ fn probe(repo: &Path, project: &Project, options: &Options) -> Result<Probe, Err
             exec::tail::clean_tail(&log, 4096, 20).unwrap_or_default()
         )));
     }
-    let source = match ending {
+    let source = probe_source(project, options, &finished);
+    Ok(Probe {
+        values,
+        log,
+        source,
+        finished_in: ending.success().then_some(finished.elapsed),
+        _scratch: Some(scratch),
+    })
+}
+
+/// The environment of the build and the probe run: the project's variables, and the probe's
+/// length as the budget.
+fn probe_environment(project: &Project, options: &Options) -> Environment {
+    let mut env = Environment::inherit_scrubbed(&[]);
+    for (name, value, _) in &project.env {
+        env.set(name.clone(), value.clone());
+    }
+    env.set("ARUN_BUDGET_SECONDS", options.probe.as_secs().to_string());
+    env
+}
+
+/// Runs the project's build in the scratch copy; a failed build stops `arun init`.
+fn build_in(
+    scratch: &Scratch,
+    build: &Guess,
+    env: &Environment,
+    progress: &mut Progress,
+) -> Result<(), Error> {
+    let log = scratch.logs().join("build.log");
+    progress.phase(format!("init: building with `{}`", build.value), None);
+    let finished = run(
+        &build.value,
+        scratch.path(),
+        env,
+        &log,
+        Duration::from_secs(1800),
+        progress,
+    )?;
+    progress.clear();
+    if !finished.ending.success() {
+        return Err(Error::Setup(format!(
+            "the build `{}` failed ({}); fix it, or say the commands with `--run`:\n{}",
+            build.value,
+            finished.ending.describe(Duration::from_secs(1800)),
+            exec::tail::clean_tail(&log, 4096, 20).unwrap_or_default()
+        )));
+    }
+    Ok(())
+}
+
+/// The probe run in words, for the comments: stopped at the probe's length, or finished.
+fn probe_source(project: &Project, options: &Options, finished: &exec::Finished) -> String {
+    match finished.ending {
         exec::Ending::TimedOut => format!(
             "a probe run of `{}`, stopped after {} before it finished (only values printed \
              during training were seen; `--probe` longer, or `--log` of a whole run, for the \
@@ -228,14 +260,7 @@ fn probe(repo: &Path, project: &Project, options: &Options) -> Result<Probe, Err
             project.run.value,
             finished.elapsed.as_secs_f64()
         ),
-    };
-    Ok(Probe {
-        values,
-        log,
-        source,
-        finished_in: ending.success().then_some(finished.elapsed),
-        _scratch: Some(scratch),
-    })
+    }
 }
 
 fn run(

@@ -87,6 +87,41 @@ impl HttpModel {
         format!("{}/chat/completions", self.settings.base_url)
     }
 
+    /// One answer to the conversation so far, and the tokens it used; a failure goes to the
+    /// transcript, and after answers that were paid for (`paid`) it says what they cost.
+    fn answer(
+        &mut self,
+        messages: &[Value],
+        request: &Request,
+        paid: Option<Tokens>,
+        transcript: &mut Transcript,
+        watch: &mut dyn Watch,
+    ) -> Result<(String, Option<Tokens>), ProposeError> {
+        let (answer, used) = match self.complete(messages, request.pipeline.proposer.timeout, watch)
+        {
+            Ok(answer) => answer,
+            Err(ProposeError::Failed(reason)) if paid.is_some() => {
+                // The answers before this one were paid for.
+                transcript.write("error", &reason);
+                return Err(ProposeError::PaidFailure {
+                    reason,
+                    cost_usd: None,
+                    tokens: paid,
+                });
+            }
+            Err(err) => {
+                if let ProposeError::Failed(reason) = &err {
+                    transcript.write("error", reason);
+                }
+                return Err(err);
+            }
+        };
+        if used.is_none() {
+            self.warn_no_usage(request, watch);
+        }
+        Ok((answer, used))
+    }
+
     /// One chat completion: the answer's text and the tokens it used. Waits in steps so that
     /// Ctrl-C is noticed while the model thinks.
     fn complete(
@@ -324,6 +359,30 @@ fn description(answer: &str) -> Option<String> {
         .rfind(|d| !d.is_empty())
 }
 
+/// Applies the edit an answer holds; the error, for the model, when it does not apply or
+/// changes nothing.
+fn apply_answer(answer: &str, scope: &Scope, repo: &Path) -> Result<(), String> {
+    let applied = crate::propose::edit::parse(answer, scope)
+        .and_then(|edits| crate::propose::edit::apply(repo, &edits));
+    match applied {
+        Ok(changed) if !changed.is_empty() => Ok(()),
+        Ok(_) => Err("the edit changes nothing in the files".to_string()),
+        Err(error) => Err(secrets::redact(&error).into_owned()),
+    }
+}
+
+/// Adds the answer whose edit did not apply, and why, to the conversation, asking for another.
+fn ask_again(messages: &mut Vec<Value>, answer: String, error: &str) {
+    messages.push(json!({"role": "assistant", "content": answer}));
+    messages.push(json!({
+        "role": "user",
+        "content": format!(
+            "Your edit could not be applied:\n\n{error}\n\nAnswer again in the same \
+             format, with the DESCRIPTION line and every block of your edit."
+        ),
+    }));
+}
+
 fn add(total: Option<Tokens>, more: Option<Tokens>) -> Option<Tokens> {
     match (total, more) {
         (Some(a), Some(b)) => Some(a + b),
@@ -370,36 +429,13 @@ impl Proposer for HttpModel {
         let mut last_description = None;
         let mut last_error = String::new();
         for attempt in 1..=tries {
-            let (answer, used) =
-                match self.complete(&messages, request.pipeline.proposer.timeout, watch) {
-                    Ok(answer) => answer,
-                    Err(ProposeError::Failed(reason)) if tokens.is_some() => {
-                        // The answers before this one were paid for.
-                        transcript.write("error", &reason);
-                        return Err(ProposeError::PaidFailure {
-                            reason,
-                            cost_usd: None,
-                            tokens,
-                        });
-                    }
-                    Err(err) => {
-                        if let ProposeError::Failed(reason) = &err {
-                            transcript.write("error", reason);
-                        }
-                        return Err(err);
-                    }
-                };
-            if used.is_none() {
-                self.warn_no_usage(request, watch);
-            }
+            let (answer, used) = self.answer(&messages, request, tokens, &mut transcript, watch)?;
             tokens = add(tokens, used);
             transcript.write(&format!("answer {attempt}"), &answer);
             let description = description(&answer);
             last_description = description.clone().or(last_description);
-            let applied = crate::propose::edit::parse(&answer, &scope)
-                .and_then(|edits| crate::propose::edit::apply(request.repo, &edits));
-            match applied {
-                Ok(changed) if !changed.is_empty() => {
+            match apply_answer(&answer, &scope, request.repo) {
+                Ok(()) => {
                     return Ok(Proposal {
                         description,
                         details: Value::Null,
@@ -407,18 +443,10 @@ impl Proposer for HttpModel {
                         tokens,
                     });
                 }
-                Ok(_) => last_error = "the edit changes nothing in the files".to_string(),
-                Err(error) => last_error = secrets::redact(&error).into_owned(),
+                Err(error) => last_error = error,
             }
             transcript.write(&format!("edit {attempt} did not apply"), &last_error);
-            messages.push(json!({"role": "assistant", "content": answer}));
-            messages.push(json!({
-                "role": "user",
-                "content": format!(
-                    "Your edit could not be applied:\n\n{last_error}\n\nAnswer again in the same \
-                     format, with the DESCRIPTION line and every block of your edit."
-                ),
-            }));
+            ask_again(&mut messages, answer, &last_error);
         }
         Err(ProposeError::Rejected {
             description: last_description.unwrap_or_else(|| "an edit that did not apply".into()),

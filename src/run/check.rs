@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use crate::config::resolve::ExperimentSpec;
 use crate::config::{HumanDuration, Pipeline};
 use crate::error::Error;
 use crate::exit_codes;
@@ -362,6 +363,20 @@ fn run_baseline(
     let readings = watch.scanner.readings();
     let script_memory = watch.scanner.memory_gb(&readings);
     let gpu_memory = watch.peak.gb();
+    show_ending(spec, &finished, &readings, log, report);
+    show_readings(pipeline, &readings, log, report);
+    show_memory(pipeline, gpu_memory, script_memory, report);
+    Ok(())
+}
+
+/// How the baseline ended: a timeout or a failure is a problem, overrunning the budget a note.
+fn show_ending(
+    spec: &ExperimentSpec,
+    finished: &exec::Finished,
+    readings: &Readings,
+    log: &Path,
+    report: &mut Report,
+) {
     report.say(
         "run",
         format!(
@@ -409,7 +424,16 @@ fn run_baseline(
         ),
         _ => {}
     }
-    show_readings(pipeline, &readings, log, report);
+}
+
+/// The peak memory: the GPU's, else the script's `[metric] memory` value, else that the guard
+/// is off.
+fn show_memory(
+    pipeline: &Pipeline,
+    gpu_memory: Option<f64>,
+    script_memory: Option<f64>,
+    report: &mut Report,
+) {
     match (gpu_memory, script_memory, &pipeline.metric.memory) {
         (Some(gb), _, _) => report.say("memory", format!("{gb:.2} GiB peak on the GPU")),
         (None, Some(gb), Some((name, _))) => {
@@ -421,7 +445,6 @@ fn run_baseline(
         ),
         (None, Some(_), None) => {}
     }
-    Ok(())
 }
 
 /// The metric and each extra value, or what did not match.

@@ -450,6 +450,77 @@ pub struct Experiment {
 }
 
 impl Experiment {
+    /// Takes in an event about this experiment's proposal, commit, build, runs or decision; the
+    /// events that start, record or leave it are the history's (see `History::apply`).
+    fn apply(&mut self, event: &Event) {
+        match event {
+            Event::Proposed {
+                description,
+                violations,
+                details,
+                cost_usd,
+                tokens,
+                rejected,
+                files,
+                undo,
+                ..
+            } => {
+                self.description = Some(description.clone());
+                self.violations = violations.clone();
+                self.details = details.clone();
+                self.add_cost(*cost_usd, *tokens);
+                self.rejected = rejected.clone();
+                self.files = files.clone();
+                self.undo = undo.clone();
+            }
+            Event::ProposalFailed {
+                reason,
+                cost_usd,
+                tokens,
+                ..
+            } => {
+                self.failures.push(reason.clone());
+                self.add_cost(*cost_usd, *tokens);
+            }
+            Event::Committed {
+                commit,
+                lines_added,
+                lines_removed,
+                ..
+            } => {
+                self.commit = Some(commit.clone());
+                self.lines = (*lines_added, *lines_removed);
+            }
+            Event::Built { seconds, .. } => self.build_seconds = Some(*seconds),
+            Event::Measured {
+                repeat,
+                measurement,
+                worker,
+                ..
+            } => {
+                self.worker = *worker;
+                // A repeat journaled again after a restart replaces the one before.
+                self.runs.truncate(*repeat as usize);
+                self.runs.push(measurement.clone());
+            }
+            Event::Decided { decision, .. } => self.decision = Some(decision.clone()),
+            Event::HeldOut { value, failure, .. } => {
+                self.held_out = Some(match (value, failure) {
+                    (Some(v), _) => Ok(*v),
+                    (None, f) => Err(f.clone().unwrap_or_default()),
+                });
+            }
+            // Named rather than `_`, so that a new event has to be placed in one match or the
+            // other.
+            Event::RunStarted { .. }
+            | Event::ExperimentStarted { .. }
+            | Event::Recorded { .. }
+            | Event::Resumed { .. }
+            | Event::Interrupted { .. }
+            | Event::Stopped { .. } => {}
+        }
+    }
+
     pub fn status(&self) -> Option<Status> {
         self.decision.as_ref().map(|d| d.status)
     }
@@ -562,102 +633,25 @@ impl History {
                 fix_of,
                 attempt,
                 expansion,
-            } => {
-                // A number started again after failed proposals keeps their count and cost.
-                let again = self.experiments.iter().position(|e| e.n == *n);
-                let (failures, cost_usd, tokens) = match again.map(|i| &self.experiments[i]) {
-                    Some(e) if !e.recorded => (e.failures.clone(), e.cost_usd, e.tokens),
-                    _ => (Vec::new(), None, None),
-                };
-                let started = Experiment {
-                    n: *n,
-                    parent: *parent,
-                    base_commit: base_commit.clone(),
-                    fix_of: *fix_of,
-                    attempt: *attempt,
-                    expansion: *expansion,
-                    started: *time,
-                    failures,
-                    cost_usd,
-                    tokens,
-                    ..Experiment::default()
-                };
-                match again {
-                    Some(i) => {
-                        self.record_order.retain(|&r| r != i);
-                        self.experiments[i] = started;
-                    }
-                    None => self.experiments.push(started),
-                }
-            }
-            Event::Proposed {
-                n,
-                description,
-                violations,
-                details,
-                cost_usd,
-                tokens,
-                rejected,
-                files,
-                undo,
-                ..
-            } => {
+            } => self.start_experiment(Experiment {
+                n: *n,
+                parent: *parent,
+                base_commit: base_commit.clone(),
+                fix_of: *fix_of,
+                attempt: *attempt,
+                expansion: *expansion,
+                started: *time,
+                ..Experiment::default()
+            }),
+            Event::Proposed { n, .. }
+            | Event::ProposalFailed { n, .. }
+            | Event::Committed { n, .. }
+            | Event::Built { n, .. }
+            | Event::Measured { n, .. }
+            | Event::Decided { n, .. }
+            | Event::HeldOut { n, .. } => {
                 if let Some(e) = self.experiment_mut(*n) {
-                    e.description = Some(description.clone());
-                    e.violations = violations.clone();
-                    e.details = details.clone();
-                    e.add_cost(*cost_usd, *tokens);
-                    e.rejected = rejected.clone();
-                    e.files = files.clone();
-                    e.undo = undo.clone();
-                }
-            }
-            Event::ProposalFailed {
-                n,
-                reason,
-                cost_usd,
-                tokens,
-                ..
-            } => {
-                if let Some(e) = self.experiment_mut(*n) {
-                    e.failures.push(reason.clone());
-                    e.add_cost(*cost_usd, *tokens);
-                }
-            }
-            Event::Committed {
-                n,
-                commit,
-                lines_added,
-                lines_removed,
-                ..
-            } => {
-                if let Some(e) = self.experiment_mut(*n) {
-                    e.commit = Some(commit.clone());
-                    e.lines = (*lines_added, *lines_removed);
-                }
-            }
-            Event::Built { n, seconds, .. } => {
-                if let Some(e) = self.experiment_mut(*n) {
-                    e.build_seconds = Some(*seconds);
-                }
-            }
-            Event::Measured {
-                n,
-                repeat,
-                measurement,
-                worker,
-                ..
-            } => {
-                if let Some(e) = self.experiment_mut(*n) {
-                    e.worker = *worker;
-                    // A repeat journaled again after a restart replaces the one before.
-                    e.runs.truncate(*repeat as usize);
-                    e.runs.push(measurement.clone());
-                }
-            }
-            Event::Decided { n, decision, .. } => {
-                if let Some(e) = self.experiment_mut(*n) {
-                    e.decision = Some(decision.clone());
+                    e.apply(event);
                 }
             }
             Event::Recorded { n, .. } => {
@@ -668,17 +662,27 @@ impl History {
                     self.record_order.push(i);
                 }
             }
-            Event::HeldOut {
-                n, value, failure, ..
-            } => {
-                if let Some(e) = self.experiment_mut(*n) {
-                    e.held_out = Some(match (value, failure) {
-                        (Some(v), _) => Ok(*v),
-                        (None, f) => Err(f.clone().unwrap_or_default()),
-                    });
-                }
-            }
             Event::Resumed { .. } | Event::Interrupted { .. } | Event::Stopped { .. } => {}
+        }
+    }
+
+    /// Adds an experiment just started, or replaces the entry of a number started again.
+    fn start_experiment(&mut self, mut started: Experiment) {
+        // A number started again after failed proposals keeps their count and cost.
+        let again = self.experiments.iter().position(|e| e.n == started.n);
+        if let Some(e) = again.map(|i| &self.experiments[i])
+            && !e.recorded
+        {
+            started.failures = e.failures.clone();
+            started.cost_usd = e.cost_usd;
+            started.tokens = e.tokens;
+        }
+        match again {
+            Some(i) => {
+                self.record_order.retain(|&r| r != i);
+                self.experiments[i] = started;
+            }
+            None => self.experiments.push(started),
         }
     }
 

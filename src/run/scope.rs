@@ -195,6 +195,18 @@ pub fn inspect(
             .push("moved HEAD (put back; its files kept)".to_string());
     }
     inspect_refs(git, before, &mut found)?;
+    inspect_exclude(git, before, &mut found)?;
+    inspect_files(git, base, before, editable, &mut found)?;
+    inspect_ignored(git, before, &mut found)?;
+    found.violations.sort();
+    found.violations.dedup();
+    found.undo.remove.sort();
+    found.undo.remove.dedup();
+    Ok(found)
+}
+
+/// Puts back `.git/info/exclude` when the proposer changed it, noting that it did.
+fn inspect_exclude(git: &Git, before: &Snapshot, found: &mut Inspection) -> Result<(), GitError> {
     let exclude = exclude_path(git);
     let exclude_now = std::fs::read(&exclude)
         .ok()
@@ -212,8 +224,18 @@ pub fn inspect(
             .notes
             .push("changed `.git/info/exclude` (restored)".to_string());
     }
+    Ok(())
+}
 
-    // Tracked changes and untracked files as git sees them with the user's own patterns.
+/// Tracked changes and untracked files as git sees them with the user's own patterns: edits to
+/// `editable` files, and everything else as a violation, with how to undo it.
+fn inspect_files(
+    git: &Git,
+    base: Oid,
+    before: &Snapshot,
+    editable: &[String],
+    found: &mut Inspection,
+) -> Result<(), GitError> {
     for change in git.changes_since(base)? {
         let path = change.path;
         if editable.contains(&path) {
@@ -241,7 +263,12 @@ pub fn inspect(
             }
         }
     }
-    // Ignored files: new ones are removed, changed ones noted.
+    Ok(())
+}
+
+/// Ignored files: new ones are removed, changed or deleted ones noted (they are the user's
+/// data, and not kept).
+fn inspect_ignored(git: &Git, before: &Snapshot, found: &mut Inspection) -> Result<(), GitError> {
     let (_, ignored_now) = untracked_and_ignored(git)?;
     let mut seen = BTreeSet::new();
     for path in ignored_now {
@@ -267,11 +294,7 @@ pub fn inspect(
             ));
         }
     }
-    found.violations.sort();
-    found.violations.dedup();
-    found.undo.remove.sort();
-    found.undo.remove.dedup();
-    Ok(found)
+    Ok(())
 }
 
 /// Undoes what `inspect` found: HEAD, the index and tracked files back at `head`/`base`, then

@@ -17,6 +17,7 @@ use crate::run::decide::Status;
 use crate::run::git::{self, Git};
 use crate::run::journal::{Experiment, History};
 use crate::run::search::Tree;
+use crate::run::store::RunDir;
 use crate::view::report::{self, Input, Located, Report, RunState};
 
 /// The change from the baseline, beside the files.
@@ -41,21 +42,14 @@ pub struct Written {
 /// Reads the run the input names and writes its best result to `output` (default
 /// `<run dir>/best/`).
 pub fn write(input: &Input, output: Option<&Path>) -> Result<Written, Error> {
-    let located = report::locate(input)?;
-    let (repo, tag, run_dir, pipeline) = match located {
+    let (repo, tag, run_dir, pipeline) = match report::locate(input)? {
         Located::Run {
             repo,
             tag,
             dir,
             pipeline,
         } => (repo, tag, dir, pipeline),
-        Located::Table { path, .. } => {
-            return Err(Error::NoRun(format!(
-                "`{}` is a results table without a journal; `arun best` needs a run made by arun \
-                 (its `.git/arun/<tag>/journal.jsonl` and `refs/arun/<tag>/<n>`)",
-                path.display()
-            )));
-        }
+        Located::Table { path, .. } => return Err(table_without_journal(&path)),
     };
     let history = report::load::read_history(&run_dir)?;
     let Some(baseline) = history
@@ -77,35 +71,10 @@ pub fn write(input: &Input, output: Option<&Path>) -> Result<Written, Error> {
              does not load and its journal names none; name the pipeline file instead"
         ))
     })?;
-    let dir = match output {
-        Some(path) => {
-            refuse_work_tree(path, &repo)?;
-            path.to_path_buf()
-        }
-        None => run_dir.path().join(DIR),
-    };
-    if let Some(clash) = editable.iter().find(|f| *f == DIFF || *f == SUMMARY) {
-        return Err(Error::io(
-            format!("cannot write the best result to `{}`", dir.display()),
-            std::io::Error::other(format!(
-                "the editable file `{clash}` has the name of the file `arun best` writes beside it"
-            )),
-        ));
-    }
+    let dir = destination(output, &repo, &run_dir, &editable)?;
 
     let git = Git::open(&repo)?;
-    let commit = |experiment: &Experiment| -> Result<Oid, Error> {
-        let reference = format!("refs/arun/{tag}/{}", experiment.n);
-        git.ref_target(&reference)?
-            .or_else(|| experiment.commit.as_deref().and_then(git::parse_oid))
-            .ok_or_else(|| {
-                Error::NoRun(format!(
-                    "the commit of #{} is gone: no `{reference}` in `{}`",
-                    experiment.n,
-                    repo.display()
-                ))
-            })
-    };
+    let commit = |experiment: &Experiment| commit_of(&git, &repo, &tag, experiment);
     let (base_commit, best_commit) = (commit(baseline)?, commit(best)?);
     let mut files: Vec<(String, Option<String>)> = Vec::new();
     for path in &editable {
@@ -138,6 +107,55 @@ pub fn write(input: &Input, output: Option<&Path>) -> Result<Written, Error> {
         None => replace_dir(&dir, &contents)?,
     }
     Ok(Written { dir, note })
+}
+
+/// Why a results table without a journal is no run `arun best` can read.
+fn table_without_journal(path: &Path) -> Error {
+    Error::NoRun(format!(
+        "`{}` is a results table without a journal; `arun best` needs a run made by arun \
+         (its `.git/arun/<tag>/journal.jsonl` and `refs/arun/<tag>/<n>`)",
+        path.display()
+    ))
+}
+
+/// Where the files go: `output` (never the work tree), else `<run dir>/best/`. An editable file
+/// named like `best.diff` or `SUMMARY.md` would be overwritten, so it is refused.
+fn destination(
+    output: Option<&Path>,
+    repo: &Path,
+    run_dir: &RunDir,
+    editable: &[String],
+) -> Result<PathBuf, Error> {
+    let dir = match output {
+        Some(path) => {
+            refuse_work_tree(path, repo)?;
+            path.to_path_buf()
+        }
+        None => run_dir.path().join(DIR),
+    };
+    if let Some(clash) = editable.iter().find(|f| *f == DIFF || *f == SUMMARY) {
+        return Err(Error::io(
+            format!("cannot write the best result to `{}`", dir.display()),
+            std::io::Error::other(format!(
+                "the editable file `{clash}` has the name of the file `arun best` writes beside it"
+            )),
+        ));
+    }
+    Ok(dir)
+}
+
+/// The commit of an experiment: its ref, else the commit its journal entry names.
+fn commit_of(git: &Git, repo: &Path, tag: &str, experiment: &Experiment) -> Result<Oid, Error> {
+    let reference = format!("refs/arun/{tag}/{}", experiment.n);
+    git.ref_target(&reference)?
+        .or_else(|| experiment.commit.as_deref().and_then(git::parse_oid))
+        .ok_or_else(|| {
+            Error::NoRun(format!(
+                "the commit of #{} is gone: no `{reference}` in `{}`",
+                experiment.n,
+                repo.display()
+            ))
+        })
 }
 
 /// The run's editable files: the pipeline's, else every file a proposal edited (a journal

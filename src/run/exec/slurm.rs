@@ -378,15 +378,8 @@ fn follow(
     let mut patience = Patience::default();
     let ending = loop {
         tail.poll(&mut |line| watch.line(line))?;
-        if interrupt::requested() {
-            stop(id, spawn.grace, files, STOP_INTERRUPTED)?;
-            break Some(Ending::Interrupted);
-        }
-        if let Some(at) = started
-            && at.elapsed() >= spawn.limit
-        {
-            stop(id, spawn.grace, files, STOP_TIMED_OUT)?;
-            break Some(Ending::TimedOut);
+        if let Some(ending) = stop_if_due(id, spawn, files, started)? {
+            break Some(ending);
         }
         let due = asked.is_none_or(|t| t.elapsed() >= STATE_POLL) || files.exit.exists();
         let answer = if due {
@@ -405,16 +398,7 @@ fn follow(
                     let waited = queued_since.elapsed();
                     watch.queued(waited, &status.reason);
                     if waited >= spec.start_timeout {
-                        cancel(id)?;
-                        return Err(io::Error::other(format!(
-                            "Slurm job {id} did not start within {} (still {}, reason: {}); \
-                             it was cancelled. Check the partition and resources it asks for \
-                             (`squeue --me`, `sinfo`), or raise `executor.slurm.start-timeout`; \
-                             a resume submits it again",
-                            crate::config::HumanDuration(spec.start_timeout),
-                            status.state,
-                            status.reason
-                        )));
+                        return Err(cancel_unstarted(spec, id, &status));
                     }
                 }
                 Phase::Running => {
@@ -438,14 +422,58 @@ fn follow(
     };
     tail.poll(&mut |line| watch.line(line))?;
     tail.finish(&mut |line| watch.line(line));
-    let elapsed = match (started, files.exit()) {
+    let elapsed = run_time(ending, started, files);
+    Ok(Some(Finished { ending, elapsed }))
+}
+
+/// Stops job `id` on Ctrl-C, or once it has run (since `started`) for its time limit; the
+/// ending, when it was stopped.
+fn stop_if_due(
+    id: u64,
+    spawn: &Spawn,
+    files: &Files,
+    started: Option<Instant>,
+) -> io::Result<Option<Ending>> {
+    if interrupt::requested() {
+        stop(id, spawn.grace, files, STOP_INTERRUPTED)?;
+        return Ok(Some(Ending::Interrupted));
+    }
+    if let Some(at) = started
+        && at.elapsed() >= spawn.limit
+    {
+        stop(id, spawn.grace, files, STOP_TIMED_OUT)?;
+        return Ok(Some(Ending::TimedOut));
+    }
+    Ok(None)
+}
+
+/// Cancels job `id`, still queued after `executor.slurm.start-timeout`; the error says what to
+/// check (or is the cancel's own, when that failed).
+fn cancel_unstarted(spec: &SlurmSpec, id: u64, status: &Status) -> io::Error {
+    if let Err(err) = cancel(id) {
+        return err;
+    }
+    io::Error::other(format!(
+        "Slurm job {id} did not start within {} (still {}, reason: {}); \
+         it was cancelled. Check the partition and resources it asks for \
+         (`squeue --me`, `sinfo`), or raise `executor.slurm.start-timeout`; \
+         a resume submits it again",
+        crate::config::HumanDuration(spec.start_timeout),
+        status.state,
+        status.reason
+    ))
+}
+
+/// How long the job ran: as its exit file says when it ended by itself, else from when it was
+/// seen running until now.
+fn run_time(ending: Ending, started: Option<Instant>, files: &Files) -> Duration {
+    match (started, files.exit()) {
         (_, Some((_, seconds))) if !matches!(ending, Ending::Interrupted | Ending::TimedOut) => {
             Duration::from_secs(seconds)
         }
         (Some(at), _) => at.elapsed(),
         (None, _) => Duration::ZERO,
-    };
-    Ok(Some(Finished { ending, elapsed }))
+    }
 }
 
 /// How long the controller may fail to answer (a restart, a failover) before the run stops.

@@ -194,6 +194,22 @@ fn reopen_run(
     Ok((history, journal))
 }
 
+/// A new run: runs the preflight checks, fixes the run's settings, then creates its journal and
+/// branch.
+fn new_run(
+    pipeline: &mut Pipeline,
+    options: &RunOptions,
+    git: &Git,
+    run: &RunDir,
+    tag: &str,
+    progress: &Progress,
+) -> Result<(History, Journal), Error> {
+    setup::run_preflight(pipeline, git.workdir(), progress)?;
+    let settings = setup::settings_for(pipeline, options.budget);
+    setup::use_settings(pipeline, &settings);
+    setup::begin_run(pipeline, git, run, tag, settings)
+}
+
 /// Runs the pipeline until a limit, an interruption or an error; prints the summary.
 pub fn run(pipeline: Pipeline, options: RunOptions) -> Result<Ending, Error> {
     exec::interrupt::install()
@@ -243,10 +259,7 @@ impl Session {
         let (history, journal) = if resuming {
             reopen_run(&mut pipeline, &options, &git, &run, &progress)?
         } else {
-            setup::run_preflight(&pipeline, git.workdir(), &progress)?;
-            let settings = setup::settings_for(&pipeline, options.budget);
-            setup::use_settings(&mut pipeline, &settings);
-            setup::begin_run(&pipeline, &git, &run, &tag, settings)?
+            new_run(&mut pipeline, &options, &git, &run, &tag, &progress)?
         };
         git.exclude(&[format!("/{}", pipeline.limits.results)])?;
         setup::ensure_branch(&git, &history, &progress)?;
@@ -278,26 +291,32 @@ impl Session {
             limit: None,
             ending: None,
         };
+        session.get_ready(&tag, resuming)?;
+        Ok(session)
+    }
+
+    /// Resumes the run or announces the new one, readies the work trees and the experiments in
+    /// flight, and shows the results so far.
+    fn get_ready(&mut self, tag: &str, resuming: bool) -> Result<(), Error> {
         if resuming {
-            session.resume(&tag)?;
+            self.resume(tag)?;
         } else {
-            session.progress.note(&format!(
+            self.progress.note(&format!(
                 "arun: run `{tag}` on branch `{}` in {}",
-                session.history.branch,
-                session.git.workdir().display()
+                self.history.branch,
+                self.git.workdir().display()
             ));
         }
-        session.prepare_work_trees()?;
-        session.resume_flights();
+        self.prepare_work_trees()?;
+        self.resume_flights();
         setup::show_table(
-            &session.root,
-            &session.run,
-            &session.view,
-            session.pipeline.metric.name(),
-            &session.history,
-            &session.progress,
-        )?;
-        Ok(session)
+            &self.root,
+            &self.run,
+            &self.view,
+            self.pipeline.metric.name(),
+            &self.history,
+            &self.progress,
+        )
     }
 
     /// Resuming: sets aside what the stopped arun left in the work tree, journals the resumption

@@ -372,48 +372,7 @@ impl Session {
         let files = files?;
         let proposal = match outcome {
             Ok(proposal) => proposal,
-            Err(ProposeError::Rejected {
-                description,
-                reason,
-                cost_usd,
-                tokens,
-            }) => {
-                // An answer that could not be used: recorded as a crash, unrun.
-                self.progress.note(&format!("arun: #{n}: {reason}"));
-                self.record_event(Event::Proposed {
-                    time: journal::now(),
-                    n,
-                    description,
-                    violations: tampered,
-                    details: serde_json::Value::Null,
-                    cost_usd,
-                    tokens,
-                    rejected: Some(reason),
-                    files: None,
-                    undone: Vec::new(),
-                    undo: found.map(|found| found.undo),
-                })?;
-                self.set_step(n, Step::Commit);
-                return Ok(());
-            }
-            // The job undid everything the proposer did.
-            Err(ProposeError::Interrupted) => {
-                self.ending.get_or_insert(Stop::Interrupted);
-                return Ok(());
-            }
-            Err(ProposeError::Exhausted(reason)) => {
-                self.flights.remove(&n);
-                self.limit.get_or_insert(reason);
-                return Ok(());
-            }
-            Err(ProposeError::Failed(reason)) => {
-                return self.proposal_failed(n, reason, None, None);
-            }
-            Err(ProposeError::PaidFailure {
-                reason,
-                cost_usd,
-                tokens,
-            }) => return self.proposal_failed(n, reason, cost_usd, tokens),
+            Err(error) => return self.proposal_unusable(n, error, tampered, found),
         };
         let (Some(found), Some(files)) = (found, files) else {
             return self.proposal_failed(
@@ -463,6 +422,59 @@ impl Session {
         })?;
         self.set_step(n, Step::Commit);
         Ok(())
+    }
+
+    /// Journals an answer that brought no edit to commit: a rejected one (a crash, unrun), or a
+    /// failure; an interruption or a spent budget ends the session instead.
+    fn proposal_unusable(
+        &mut self,
+        n: u64,
+        error: ProposeError,
+        tampered: Vec<String>,
+        found: Option<Inspection>,
+    ) -> Result<(), Error> {
+        match error {
+            ProposeError::Rejected {
+                description,
+                reason,
+                cost_usd,
+                tokens,
+            } => {
+                // An answer that could not be used: recorded as a crash, unrun.
+                self.progress.note(&format!("arun: #{n}: {reason}"));
+                self.record_event(Event::Proposed {
+                    time: journal::now(),
+                    n,
+                    description,
+                    violations: tampered,
+                    details: serde_json::Value::Null,
+                    cost_usd,
+                    tokens,
+                    rejected: Some(reason),
+                    files: None,
+                    undone: Vec::new(),
+                    undo: found.map(|found| found.undo),
+                })?;
+                self.set_step(n, Step::Commit);
+                Ok(())
+            }
+            // The job undid everything the proposer did.
+            ProposeError::Interrupted => {
+                self.ending.get_or_insert(Stop::Interrupted);
+                Ok(())
+            }
+            ProposeError::Exhausted(reason) => {
+                self.flights.remove(&n);
+                self.limit.get_or_insert(reason);
+                Ok(())
+            }
+            ProposeError::Failed(reason) => self.proposal_failed(n, reason, None, None),
+            ProposeError::PaidFailure {
+                reason,
+                cost_usd,
+                tokens,
+            } => self.proposal_failed(n, reason, cost_usd, tokens),
+        }
     }
 
     fn proposal_failed(

@@ -205,13 +205,6 @@ fn plot(reports: &[Report], labels: (&str, &str), curve: fn(&Report) -> Option<C
     let (left, right, top, bottom) = (86.0, WIDTH - 20.0, 20.0, 440.0);
     let curves: Vec<Option<Curve>> = reports.iter().map(curve).collect();
     let points = || curves.iter().flatten().flatten().flatten();
-    let finite = |v: &f64| v.is_finite();
-    let span = |values: Vec<f64>| -> Option<(f64, f64)> {
-        let low = values.iter().copied().filter(finite).reduce(f64::min)?;
-        let high = values.iter().copied().filter(finite).reduce(f64::max)?;
-        let pad = ((high - low) * 0.05).max(high.abs() * 1e-3).max(1e-9);
-        Some((low - pad, high + pad))
-    };
     let (Some((x0, x1)), Some((y0, y1))) = (
         span(points().map(|p| p.0).collect()),
         span(points().map(|p| p.1).collect()),
@@ -248,24 +241,7 @@ fn plot(reports: &[Report], labels: (&str, &str), curve: fn(&Report) -> Option<C
     }
     for (i, curve) in curves.iter().enumerate() {
         let Some(curve) = curve else { continue };
-        let mut d = String::new();
-        let mut previous: Option<f64> = None;
-        for point in curve {
-            match (point, previous) {
-                (Some((x, y)), None) => {
-                    let _ = write!(d, "M{:.1} {:.1}", px(*x), py(*y));
-                    previous = Some(*y);
-                }
-                (Some((x, y)), Some(_)) => {
-                    let _ = write!(d, " H{:.1} V{:.1}", px(*x), py(*y));
-                    previous = Some(*y);
-                }
-                (None, _) => {
-                    d.push(' ');
-                    previous = None;
-                }
-            }
-        }
+        let d = steps(curve, px, py);
         let _ = write!(
             svg,
             r#"<path class="run" data-run="{i}" d="{}" fill="none" stroke="{}" stroke-width="2.5"/>"#,
@@ -285,6 +261,39 @@ fn plot(reports: &[Report], labels: (&str, &str), curve: fn(&Report) -> Option<C
         escape(y_label)
     );
     svg
+}
+
+/// The range of the finite values, padded a little so that no point sits on the frame.
+fn span(values: Vec<f64>) -> Option<(f64, f64)> {
+    let finite = |v: &f64| v.is_finite();
+    let low = values.iter().copied().filter(finite).reduce(f64::min)?;
+    let high = values.iter().copied().filter(finite).reduce(f64::max)?;
+    let pad = ((high - low) * 0.05).max(high.abs() * 1e-3).max(1e-9);
+    Some((low - pad, high + pad))
+}
+
+/// A curve as an SVG path of steps (across, then up or down to each new best), with `px` and
+/// `py` turning values into the plot's coordinates; a gap between segments starts a new line.
+fn steps(curve: &Curve, px: impl Fn(f64) -> f64, py: impl Fn(f64) -> f64) -> String {
+    let mut d = String::new();
+    let mut previous: Option<f64> = None;
+    for point in curve {
+        match (point, previous) {
+            (Some((x, y)), None) => {
+                let _ = write!(d, "M{:.1} {:.1}", px(*x), py(*y));
+                previous = Some(*y);
+            }
+            (Some((x, y)), Some(_)) => {
+                let _ = write!(d, " H{:.1} V{:.1}", px(*x), py(*y));
+                previous = Some(*y);
+            }
+            (None, _) => {
+                d.push(' ');
+                previous = None;
+            }
+        }
+    }
+    d
 }
 
 #[cfg(test)]
