@@ -43,7 +43,7 @@ pub fn render(
         out,
         "branch `{}` is at {}; results in {}",
         history.branch,
-        crate::text::short_commit(&history.branch_tip()),
+        crate::text::short_commit(history.branch_tip()),
         pipeline.limits.results
     );
     out
