@@ -350,6 +350,16 @@ fn ctrl_c_cancels_the_jobs_in_flight_and_a_resume_runs_them_again() {
             == 2
             && hung(&target).len() == 2
     });
+    // `arun status` shows them as Slurm holds them.
+    let status = run_status(&target);
+    for n in hung(&target) {
+        let job = jobs_of(&target)
+            .into_iter()
+            .find(|job| job.name == format!("arun-test-{n}-0") && job.state == "RUNNING")
+            .unwrap();
+        let line = format!(" job {} arun-test-{n}-0 (#{n}): running ", job.id);
+        assert!(status.contains(&line), "no `{line}` in:\n{status}");
+    }
     common::signal(child.0.id(), libc::SIGINT);
     let out = child.wait();
     assert_eq!(out.status.code(), Some(130), "{}", out.stderr);
@@ -482,6 +492,60 @@ fn a_job_that_never_starts_stops_the_run_with_slurms_reason() {
     assert!(active(&jobs).is_empty(), "{jobs:?}");
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert!(noted(&target).is_empty(), "nothing ran");
+}
+
+/// `arun status` of the target's run, while its arun drives it.
+fn run_status(target: &Target) -> String {
+    let pipeline = target.pipeline.to_str().unwrap().to_string();
+    let status = target.arun_command(&["status", &pipeline, "--tag", "test"]);
+    status.assert_code(0);
+    status.stdout()
+}
+
+#[test]
+fn arun_status_shows_a_queued_job_with_slurms_reason() {
+    let Some(_cluster) = shared_cluster() else {
+        return;
+    };
+    let target = slurm_target(
+        serde_json::json!({}),
+        "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
+        "sbatch-args = [\"--begin=now+1hour\"]\nstart-timeout = \"10m\"",
+    );
+    let child = Spawned(target.spawn(&["--max-experiments", "2"]));
+    wait_until(
+        &target,
+        "the baseline's job",
+        Duration::from_secs(60),
+        || !active(&jobs_of(&target)).is_empty(),
+    );
+    let job = active(&jobs_of(&target)).remove(0);
+    let line = format!(
+        "  slurm   job {} arun-test-0-0 (#0): queued (BeginTime)\n",
+        job.id
+    );
+    let mut status = String::new();
+    // Slurm may take a moment to name its reason.
+    wait_until(
+        &target,
+        "the queued job in `arun status`",
+        Duration::from_secs(30),
+        || {
+            status = run_status(&target);
+            status.contains(&line)
+        },
+    );
+    common::signal(child.0.id(), libc::SIGINT);
+    let out = child.wait();
+    assert_eq!(out.status.code(), Some(130), "{}", out.stderr);
+    let jobs = jobs_of(&target);
+    assert!(active(&jobs).is_empty(), "{jobs:?}");
+    // A run that is not running asks Slurm nothing.
+    assert!(
+        !run_status(&target).contains("slurm "),
+        "{}",
+        run_status(&target)
+    );
 }
 
 #[test]

@@ -6,18 +6,35 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use crate::error::Error;
+use crate::run::exec::slurm::{self, JobNow};
 use crate::view::progress::clock;
 use crate::view::report::{self, Current, Input, Report, RunFacts, RunState, Summary};
+
+/// What Slurm says about a running run's jobs; `None` for a run on this machine or one that is
+/// not running.
+pub type SlurmAnswer = Option<Result<Vec<JobNow>, String>>;
 
 /// Reads the run the input names and renders its status for a terminal `width` columns wide.
 pub fn status(input: &Input, rows: usize, width: usize) -> Result<String, Error> {
     let located = report::locate(input)?;
     let report = report::load::read(&located, false)?;
-    Ok(render(&report, rows, width, crate::run::journal::now()))
+    let slurm = match (&report.run, &report.tag) {
+        (Some(run), Some(tag)) if run.on_slurm && matches!(run.state, RunState::Running { .. }) => {
+            Some(slurm::jobs_now(tag, run.started).map_err(|err| err.to_string()))
+        }
+        _ => None,
+    };
+    Ok(render(
+        &report,
+        rows,
+        width,
+        crate::run::journal::now(),
+        &slurm,
+    ))
 }
 
 /// The status screen; `now` is the Unix time elapsed times are counted to.
-pub fn render(report: &Report, rows: usize, width: usize, now: f64) -> String {
+pub fn render(report: &Report, rows: usize, width: usize, now: f64, slurm: &SlurmAnswer) -> String {
     let summary = report.summary();
     let mut out = String::new();
     let _ = writeln!(
@@ -30,6 +47,7 @@ pub fn render(report: &Report, rows: usize, width: usize, now: f64) -> String {
             .map_or_else(String::new, |tag| format!(", run `{tag}`"))
     );
     run_state(&mut out, report, &summary, width, now);
+    slurm_jobs(&mut out, slurm, width);
     figures(&mut out, report, &summary);
     last_rows(&mut out, report, rows);
     fit(&out, width)
@@ -74,6 +92,39 @@ fn run_state(out: &mut String, report: &Report, summary: &Summary, width: usize,
         if let Some(output) = &current.last_output {
             let _ = writeln!(out, "          > {}", cut(output, width.saturating_sub(12)));
         }
+    }
+}
+
+/// The run's jobs as Slurm holds them: queued (with Slurm's reason) or running (for how long,
+/// where).
+fn slurm_jobs(out: &mut String, slurm: &SlurmAnswer, width: usize) {
+    let jobs = match slurm {
+        None => return,
+        Some(Err(err)) => {
+            let line = format!("cannot ask Slurm about the run's jobs: {err}");
+            let _ = writeln!(out, "  slurm   {}", cut(&line, width.saturating_sub(10)));
+            return;
+        }
+        Some(Ok(jobs)) if jobs.is_empty() => {
+            let _ = writeln!(out, "  slurm   no job of this run is queued or running");
+            return;
+        }
+        Some(Ok(jobs)) => jobs,
+    };
+    for (i, job) in jobs.iter().enumerate() {
+        let heading = if i == 0 { "slurm" } else { "" };
+        let doing = match job.state.as_str() {
+            "PENDING" if job.reason != "None" => format!("queued ({})", job.reason),
+            "PENDING" => "queued".to_string(),
+            "RUNNING" => format!("running {} on {}", job.time, job.nodes),
+            other => format!("{} {}", other.to_lowercase(), job.time),
+        };
+        let line = format!("job {} {} (#{}): {doing}", job.id, job.name, job.n);
+        let _ = writeln!(
+            out,
+            "  {heading:<7} {}",
+            cut(&line, width.saturating_sub(10))
+        );
     }
 }
 
@@ -304,6 +355,7 @@ mod tests {
                 knob_search: false,
                 state: RunState::Running { pid: Some(42) },
                 budget: Some(Duration::from_secs(300)),
+                on_slurm: false,
                 in_flight: vec![
                     Current {
                         n: 3,
@@ -325,7 +377,7 @@ mod tests {
             }),
             tree: None,
         };
-        let text = render(&report, 2, 100, 2062.0);
+        let text = render(&report, 2, 100, 2062.0, &None);
         assert!(
             text.contains("state   running (arun pid 42); started "),
             "{text}"
@@ -358,5 +410,39 @@ mod tests {
         for line in text.lines() {
             assert!(line.chars().count() <= 100, "too wide: {line}");
         }
+        assert!(!text.contains("slurm"), "a local run asks no Slurm: {text}");
+
+        // A run on Slurm: its jobs as squeue tells them, or why squeue could not.
+        let job = |id: u64, n: u64, state: &str, reason: &str, time: &str, nodes: &str| JobNow {
+            id,
+            name: format!("arun-mar8-{n}-0"),
+            n,
+            state: state.into(),
+            reason: reason.into(),
+            time: time.into(),
+            nodes: nodes.into(),
+        };
+        let jobs = vec![
+            job(41, 3, "RUNNING", "None", "1:05", "gpu7"),
+            job(42, 4, "PENDING", "Resources", "0:00", ""),
+        ];
+        let text = render(&report, 2, 100, 2062.0, &Some(Ok(jobs)));
+        assert!(
+            text.contains("\n  slurm   job 41 arun-mar8-3-0 (#3): running 1:05 on gpu7\n          job 42 arun-mar8-4-0 (#4): queued (Resources)\n"),
+            "{text}"
+        );
+        let text = render(&report, 2, 100, 2062.0, &Some(Ok(Vec::new())));
+        assert!(
+            text.contains("\n  slurm   no job of this run is queued or running\n"),
+            "{text}"
+        );
+        let failed = Some(Err(
+            "`squeue` failed: Unable to contact slurm controller".into()
+        ));
+        let text = render(&report, 2, 100, 2062.0, &failed);
+        assert!(
+            text.contains("\n  slurm   cannot ask Slurm about the run's jobs: `squeue` failed: Unable to contact slurm controller\n"),
+            "{text}"
+        );
     }
 }

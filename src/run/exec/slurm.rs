@@ -43,6 +43,73 @@ pub struct Job {
     pub comment: String,
 }
 
+impl Job {
+    /// The job that does `what` (a run's number, `build`) for experiment `n` of the run `tag`
+    /// in `run_dir`, which started at Unix time `started`: another run, even of the same tag,
+    /// never mistakes it for its own.
+    pub fn new(tag: &str, n: u64, what: &str, run_dir: &Path, started: f64) -> Job {
+        Job {
+            name: format!("arun-{tag}-{n}-{what}"),
+            comment: format!("arun {} {started:.3}", run_dir.display()),
+        }
+    }
+}
+
+/// One of a run's jobs as Slurm holds it now (queued or running), for `arun status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobNow {
+    pub id: u64,
+    pub name: String,
+    /// The experiment it is for.
+    pub n: u64,
+    /// Slurm's state (`PENDING`, `RUNNING`, ...) and reason (`Resources`, `Priority`, `None`).
+    pub state: String,
+    pub reason: String,
+    /// The time it has run, as Slurm writes it (`1:05`), and its nodes.
+    pub time: String,
+    pub nodes: String,
+}
+
+/// The jobs of the run `tag` started at `started` that Slurm holds now: one `squeue` call.
+pub fn jobs_now(tag: &str, started: f64) -> io::Result<Vec<JobNow>> {
+    let out = slurm_command(
+        "squeue",
+        &["--noheader", "--me", "--format=%i|%j|%T|%r|%M|%N|%k"],
+    )?;
+    Ok(parse_jobs_now(&out, tag, started))
+}
+
+/// The lines of `squeue --format=%i|%j|%T|%r|%M|%N|%k` that are jobs of this run: named for its
+/// tag, with its start time at the end of their comment (as `Job::new` writes it).
+fn parse_jobs_now(out: &str, tag: &str, started: f64) -> Vec<JobNow> {
+    let prefix = format!("arun-{tag}-");
+    let stamp = format!(" {started:.3}");
+    let mut jobs: Vec<JobNow> = out
+        .lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.splitn(7, '|').map(str::trim).collect();
+            let [id, name, state, reason, time, nodes, comment] = fields[..] else {
+                return None;
+            };
+            let (n, _what) = name.strip_prefix(&prefix)?.split_once('-')?;
+            if !comment.ends_with(&stamp) {
+                return None;
+            }
+            Some(JobNow {
+                id: id.parse().ok()?,
+                name: name.to_string(),
+                n: n.parse().ok()?,
+                state: state.to_string(),
+                reason: reason.to_string(),
+                time: time.to_string(),
+                nodes: nodes.to_string(),
+            })
+        })
+        .collect();
+    jobs.sort_by_key(|job| job.id);
+    jobs
+}
+
 /// How Slurm ended a job that did not end by itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlurmEnd {
@@ -681,6 +748,44 @@ fn open_log(log: &Path) -> io::Result<LogTail> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_jobs_of_a_run_are_told_by_their_name_and_comment() {
+        let job = Job::new("night", 3, "0", Path::new("/runs/night"), 1764480000.5);
+        assert_eq!(job.name, "arun-night-3-0");
+        let out = format!(
+            "41|{}|RUNNING|None|1:05|gpu7|{}\n\
+             42|arun-night-4-build|PENDING|Resources|0:00||arun /runs/night 1764480000.500\n\
+             43|arun-night-5-0|PENDING|Priority|0:00||arun /elsewhere 1764400000.000\n\
+             44|arun-nightly-5-0|PENDING|Priority|0:00||arun /runs/night 1764480000.500\n\
+             45|train|RUNNING|None|9:00|gpu1|\n",
+            job.name, job.comment
+        );
+        let jobs = parse_jobs_now(&out, "night", 1764480000.5);
+        assert_eq!(
+            jobs,
+            [
+                JobNow {
+                    id: 41,
+                    name: "arun-night-3-0".into(),
+                    n: 3,
+                    state: "RUNNING".into(),
+                    reason: "None".into(),
+                    time: "1:05".into(),
+                    nodes: "gpu7".into(),
+                },
+                JobNow {
+                    id: 42,
+                    name: "arun-night-4-build".into(),
+                    n: 4,
+                    state: "PENDING".into(),
+                    reason: "Resources".into(),
+                    time: "0:00".into(),
+                    nodes: String::new(),
+                },
+            ]
+        );
+    }
 
     #[test]
     fn a_status_line_is_read() {

@@ -681,15 +681,10 @@ impl Session {
         if what == "build" && !spec.build_in_job {
             return exec::Executor::Local;
         }
-        // The run's directory and start time: another run, even of the same tag, never
-        // mistakes this run's jobs for its own.
         let started = self.history.events.first().map_or(0.0, Event::time);
         exec::Executor::Slurm {
             spec: Arc::clone(spec),
-            job: exec::slurm::Job {
-                name: format!("arun-{}-{n}-{what}", self.history.tag),
-                comment: format!("arun {} {started:.3}", self.run.path().display()),
-            },
+            job: exec::slurm::Job::new(&self.history.tag, n, what, self.run.path(), started),
         }
     }
 

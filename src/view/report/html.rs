@@ -320,6 +320,7 @@ mod tests {
             knob_search: false,
             state: RunState::Abandoned,
             budget: None,
+            on_slurm: false,
             in_flight: Vec::new(),
         };
         let page = render(&report(Vec::new(), Some(run)), "now").unwrap();

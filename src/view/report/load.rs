@@ -11,6 +11,7 @@ use super::{
 };
 use crate::config::Goal;
 use crate::config::Pipeline;
+use crate::config::resolve::ExecutorSpec;
 use crate::error::Error;
 use crate::run::decide::Status;
 use crate::run::git::{self, Git};
@@ -252,6 +253,7 @@ pub fn from_history(
         Some(settings) => Some(std::time::Duration::from_secs_f64(settings.budget_seconds)),
         None => pipeline.map(|p| p.experiment.budget),
     };
+    facts.on_slurm = pipeline.is_some_and(|p| matches!(p.executor, ExecutorSpec::Slurm(_)));
     let held_out = history.events.iter().find_map(|event| match event {
         crate::run::journal::Event::HeldOut { name, .. } => Some(name.clone()),
         _ => None,
@@ -487,6 +489,7 @@ fn run_facts(history: &History, repo: &Path, dir: &Path) -> RunFacts {
         cost_usd,
         state,
         budget: None,
+        on_slurm: false,
         in_flight: history
             .in_flight()
             .map(|e| current(history, e, dir))

@@ -331,6 +331,8 @@ pub struct RunFacts {
     pub state: RunState,
     /// The experiment budget, when the pipeline could be read.
     pub budget: Option<std::time::Duration>,
+    /// Its runs are Slurm jobs (`[executor] kind = "slurm"`), as far as the pipeline says.
+    pub on_slurm: bool,
     /// The experiments started but not recorded yet: one, or one per worker with parallel
     /// workers.
     pub in_flight: Vec<Current>,
@@ -879,6 +881,7 @@ mod tests {
             knob_search: true,
             state: RunState::Abandoned,
             budget: None,
+            on_slurm: false,
             in_flight: Vec::new(),
         };
         report.run = Some(run.clone());
