@@ -549,6 +549,63 @@ fn arun_status_shows_a_queued_job_with_slurms_reason() {
 }
 
 #[test]
+fn arun_check_runs_the_baseline_as_a_slurm_job_in_a_copy_the_nodes_see() {
+    let Some(_cluster) = shared_cluster() else {
+        return;
+    };
+    let target = slurm_target(
+        serde_json::json!({}),
+        "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
+        "gres = \"gpu:1\"",
+    );
+    let pipeline = target.pipeline.to_str().unwrap().to_string();
+    let check = target.arun_command(&["check", &pipeline]);
+    check.assert_code(0);
+    let stdout = check.stdout();
+    assert!(stdout.ends_with("ready\n"), "{stdout}");
+    // The repository is made from a template at the first run: the copy is made where it will
+    // be, which the nodes see.
+    let within = target.repo.parent().unwrap();
+    let copy = format!("\ncopy       {}/arun-scratch-", within.display());
+    assert!(stdout.contains(&copy), "{stdout}");
+
+    // The baseline ran as a job of its own, with a GPU Slurm gave it, in the copy.
+    let runs = noted(&target);
+    let (job_id, gpus, _, end) = &runs[&0];
+    assert!(gpus == "0" || gpus == "1", "the job saw GPUs {gpus}");
+    assert!(end.is_some(), "{runs:?}");
+    let out = Command::new("squeue")
+        .args(["--noheader", "--me", "--states=all", "--jobs", job_id])
+        .arg("--format=%j|%T|%k")
+        .output()
+        .unwrap();
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let scratch = format!("arun {}/arun-scratch-", within.display());
+    assert!(
+        line.starts_with("arun-check-0-baseline|COMPLETED|") && line.contains(&scratch),
+        "job {job_id}: {line}"
+    );
+    // The copy is gone.
+    let scratches = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|name| name.starts_with("arun-scratch-"))
+            .collect()
+    };
+    assert!(scratches(within).is_empty());
+
+    // Once the repository exists, the copy is made in its run store.
+    target.arun(&["--max-experiments", "1"]).assert_code(0);
+    let check = target.arun_command(&["check", &pipeline]);
+    check.assert_code(0);
+    let store = target.repo.join(".git/arun");
+    let copy = format!("\ncopy       {}/arun-scratch-", store.display());
+    assert!(check.stdout().contains(&copy), "{}", check.stdout());
+    assert!(scratches(&store).is_empty());
+}
+
+#[test]
 fn a_job_sbatch_refuses_stops_the_run_with_sbatchs_words() {
     let Some(_cluster) = shared_cluster() else {
         return;

@@ -158,7 +158,7 @@ fn probe(repo: &Path, project: &Project, options: &Options) -> Result<Probe, Err
             _scratch: None,
         });
     }
-    let scratch = Scratch::of_repository(repo)
+    let scratch = Scratch::of_repository(repo, &std::env::temp_dir())
         .map_err(|err| Error::io(format!("cannot copy `{}`", repo.display()), err))?;
     let env = probe_environment(project, options);
     let mut progress = Progress::new();

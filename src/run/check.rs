@@ -6,10 +6,11 @@
 //! never matched.
 
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::config::resolve::ExperimentSpec;
+use crate::config::resolve::{ExecutorSpec, ExperimentSpec};
 use crate::config::{HumanDuration, Pipeline};
 use crate::error::Error;
 use crate::exit_codes;
@@ -76,6 +77,9 @@ pub fn check(file: &Path) -> Result<Report, Error> {
     let pipeline = crate::config::load(file)?;
     exec::interrupt::install()
         .map_err(|err| Error::io("cannot install the Ctrl-C handler", err))?;
+    if let ExecutorSpec::Slurm(_) = pipeline.executor {
+        exec::slurm::check_tools().map_err(Error::Setup)?;
+    }
     let mut report = Report::default();
     report.say("pipeline", format!("{} is valid", file.display()));
     let Some(scratch) = copy_target(&pipeline, &mut report)? else {
@@ -136,7 +140,7 @@ fn copy_target(pipeline: &Pipeline, report: &mut Report) -> Result<Option<Scratc
     if repo.exists() {
         let git = crate::run::git::Git::open(repo)?;
         let dirty = git.dirty_tracked()?;
-        let scratch = Scratch::of_repository(repo)
+        let scratch = Scratch::of_repository(repo, &scratch_parent(pipeline))
             .map_err(|err| Error::io(format!("cannot copy `{}`", repo.display()), err))?;
         report.say(
             "target",
@@ -145,6 +149,7 @@ fn copy_target(pipeline: &Pipeline, report: &mut Report) -> Result<Option<Scratc
                 repo.display()
             ),
         );
+        say_where(pipeline, &scratch, report);
         if !dirty.is_empty() {
             report.problem(
                 format!(
@@ -159,7 +164,7 @@ fn copy_target(pipeline: &Pipeline, report: &mut Report) -> Result<Option<Scratc
         return Ok(Some(scratch));
     }
     if let Some(template) = &target.template {
-        let scratch = Scratch::of_directory(template)
+        let scratch = Scratch::of_directory(template, &scratch_parent(pipeline))
             .map_err(|err| Error::io(format!("cannot copy `{}`", template.display()), err))?;
         report.say(
             "target",
@@ -169,6 +174,7 @@ fn copy_target(pipeline: &Pipeline, report: &mut Report) -> Result<Option<Scratc
                 template.display()
             ),
         );
+        say_where(pipeline, &scratch, report);
         return Ok(Some(scratch));
     }
     let fix = match &target.clone {
@@ -183,6 +189,47 @@ fn copy_target(pipeline: &Pipeline, report: &mut Report) -> Result<Option<Scratc
         exit_codes::FAILURE,
     );
     Ok(None)
+}
+
+/// Where the copy is made: the system's temporary directory, or for Slurm jobs a directory the
+/// nodes see as well: the repository's run store (`.git/arun`), or the directory the repository
+/// will be created in.
+fn scratch_parent(pipeline: &Pipeline) -> PathBuf {
+    let repo = &pipeline.target.repo;
+    match pipeline.executor {
+        ExecutorSpec::Local => std::env::temp_dir(),
+        ExecutorSpec::Slurm(_) => crate::run::store::root_of(repo)
+            .or_else(|| repo.parent().map(Path::to_path_buf))
+            .unwrap_or_else(std::env::temp_dir),
+    }
+}
+
+/// For a Slurm job, where the copy is: the job runs there, so the nodes must see it.
+fn say_where(pipeline: &Pipeline, scratch: &Scratch, report: &mut Report) {
+    if let ExecutorSpec::Slurm(_) = pipeline.executor {
+        report.say(
+            "copy",
+            format!(
+                "{} (the Slurm job runs there; the nodes must see it)",
+                scratch.path().display()
+            ),
+        );
+    }
+}
+
+/// Where a command of the check runs: here, or as a Slurm job as a run's would (a build only
+/// with `build-in-job`), named `arun-check-0-<what>` with the copy's path as its comment.
+fn executor(pipeline: &Pipeline, dir: &Path, what: &str) -> exec::Executor {
+    let ExecutorSpec::Slurm(spec) = &pipeline.executor else {
+        return exec::Executor::Local;
+    };
+    if what == "build" && !spec.build_in_job {
+        return exec::Executor::Local;
+    }
+    exec::Executor::Slurm {
+        spec: Arc::clone(spec),
+        job: exec::slurm::Job::new("check", 0, what, dir, crate::run::journal::now()),
+    }
 }
 
 /// Whether the editable and read-only files exist in the copy.
@@ -247,12 +294,8 @@ fn build_ok(
     let spec = &pipeline.experiment;
     progress.phase(format!("check: building with `{build}`"), None);
     let finished = run_command(
-        build,
-        dir,
-        env,
-        log,
-        spec.build_timeout,
-        spec.grace,
+        &executor(pipeline, dir, "build"),
+        &spawn(build, dir, env, log, spec.build_timeout, spec.grace),
         &mut progress.main_line(),
     )?;
     progress.clear();
@@ -274,33 +317,40 @@ fn build_ok(
     Ok(false)
 }
 
+/// Runs `spawn` where `executor` says; Ctrl-C ends the check.
 fn run_command(
-    command: &str,
-    dir: &Path,
-    env: &Environment,
-    log: &Path,
-    limit: Duration,
-    grace: Duration,
+    executor: &exec::Executor,
+    spawn: &Spawn,
     watch: &mut dyn Watch,
 ) -> Result<exec::Finished, Error> {
-    let finished = exec::run(
-        &Spawn {
-            command,
-            dir,
-            env,
-            stdin: None,
-            log,
-            limit,
-            grace,
-            cpus: None,
-        },
-        watch,
-    )
-    .map_err(|err| Error::io(format!("cannot run `{command}`"), err))?;
+    let finished = executor
+        .run(spawn, watch)
+        .map_err(|err| Error::io(format!("cannot run `{}`", spawn.command), err))?;
     if finished.ending == exec::Ending::Interrupted {
         return Err(Error::Setup("interrupted during the check".to_string()));
     }
     Ok(finished)
+}
+
+/// A command of the check: in the copy, with the experiment's environment, on any CPU.
+fn spawn<'a>(
+    command: &'a str,
+    dir: &'a Path,
+    env: &'a Environment,
+    log: &'a Path,
+    limit: Duration,
+    grace: Duration,
+) -> Spawn<'a> {
+    Spawn {
+        command,
+        dir,
+        env,
+        stdin: None,
+        log,
+        limit,
+        grace,
+        cpus: None,
+    }
 }
 
 /// Watches the baseline: the metric regexes on each line, progress, GPU memory once a second.
@@ -317,6 +367,13 @@ impl Watch for BaselineWatch<'_, '_> {
     fn line(&mut self, line: &str) {
         self.scanner.line(line);
         self.line.output(line);
+    }
+    fn queued(&mut self, waited: Duration, reason: &str) {
+        self.line.queued(waited, reason);
+    }
+    fn restart(&mut self) {
+        self.scanner.restart();
+        self.peak = Peak::default();
     }
     fn tick(&mut self, elapsed: Duration, group: i32) {
         self.line.tick(elapsed);
@@ -342,21 +399,22 @@ fn run_baseline(
         format!("check: running the baseline `{}`", spec.run),
         Some(spec.budget),
     );
+    let executor = executor(pipeline, dir, "baseline");
     let mut watch = BaselineWatch {
         scanner: Scanner::new(&pipeline.metric),
         line: progress.main_line(),
         progress,
-        gpu: GpuMonitor::connect(),
+        // NVML sees this machine's GPUs, not a Slurm job's node's.
+        gpu: match executor {
+            exec::Executor::Local => GpuMonitor::connect(),
+            exec::Executor::Slurm { .. } => None,
+        },
         peak: Peak::default(),
         ticks: 0,
     };
     let finished = run_command(
-        &spec.run,
-        dir,
-        env,
-        log,
-        spec.hard_limit,
-        spec.grace,
+        &executor,
+        &spawn(&spec.run, dir, env, log, spec.hard_limit, spec.grace),
         &mut watch,
     )?;
     watch.progress.clear();

@@ -18,10 +18,10 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    /// Copies the work tree of the git repository at `repo`.
-    pub fn of_repository(repo: &Path) -> io::Result<Scratch> {
+    /// Copies the work tree of the git repository at `repo` into a new directory in `within`.
+    pub fn of_repository(repo: &Path, within: &Path) -> io::Result<Scratch> {
         let entries = work_tree_entries(repo).map_err(|err| io::Error::other(err.to_string()))?;
-        let scratch = Scratch::empty(repo)?;
+        let scratch = Scratch::empty(repo, within)?;
         for (path, ignored) in entries {
             let from = repo.join(&path);
             let to = scratch.tree.join(&path);
@@ -37,20 +37,20 @@ impl Scratch {
         Ok(scratch)
     }
 
-    /// Copies a plain directory (a pipeline's template), every file.
-    pub fn of_directory(dir: &Path) -> io::Result<Scratch> {
-        let scratch = Scratch::empty(dir)?;
+    /// Copies a plain directory (a pipeline's template), every file, into a new directory in
+    /// `within`.
+    pub fn of_directory(dir: &Path, within: &Path) -> io::Result<Scratch> {
+        let scratch = Scratch::empty(dir, within)?;
         copy_dir(dir, &scratch.tree)?;
         Ok(scratch)
     }
 
-    fn empty(source: &Path) -> io::Result<Scratch> {
+    fn empty(source: &Path, within: &Path) -> io::Result<Scratch> {
         let name = source
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "repo".to_string());
-        let root =
-            std::env::temp_dir().join(format!("arun-scratch-{}-{}", std::process::id(), unique()));
+        let root = within.join(format!("arun-scratch-{}-{}", std::process::id(), unique()));
         let tree = root.join(name);
         std::fs::create_dir_all(&tree)?;
         Ok(Scratch { root, tree })
@@ -162,7 +162,7 @@ mod tests {
         std::fs::write(repo.join("data/big.bin"), "xyz").unwrap();
         std::fs::write(repo.join("notes.txt"), "n").unwrap();
 
-        let scratch = Scratch::of_repository(repo).unwrap();
+        let scratch = Scratch::of_repository(repo, &std::env::temp_dir()).unwrap();
         let copy = scratch.path().to_path_buf();
         assert_eq!(
             std::fs::read_to_string(copy.join("train.py")).unwrap(),
