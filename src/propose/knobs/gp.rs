@@ -209,7 +209,7 @@ fn erfc(x: f64) -> f64 {
 }
 
 /// Matérn 5/2 correlation at scaled distance `r`.
-fn matern(r: f64) -> f64 {
+pub fn matern(r: f64) -> f64 {
     (1.0 + SQRT5 * r + 5.0 / 3.0 * r * r) * (-SQRT5 * r).exp()
 }
 

@@ -11,10 +11,12 @@
 //!    away; where nothing is known it expects the worst loss seen, which keeps it from wasting
 //!    experiments in far corners), a second one to where experiments crashed, and the next
 //!    assignment is the untried one with the largest expected improvement over the best
-//!    predicted loss, weighed by its chance not to crash. Candidates are random points,
-//!    perturbations of the best results at several scales, and one-knob moves from the best, the
-//!    most promising then polished by a short local search; a small all-discrete space is
-//!    enumerated instead, so the search knows when every assignment has been tried.
+//!    predicted loss, weighed by its chance not to crash (a choice combination hardly tried yet
+//!    is judged at the mean loss, near the numeric settings of the best result). Candidates are
+//!    random points, perturbations of the best results at several scales, and one-knob moves
+//!    from the best, the most promising then polished by a short local search; a small
+//!    all-discrete space is enumerated instead, so the search knows when every assignment has
+//!    been tried.
 //! 3. Assignments still running (other workers, or the earlier proposals of a batch) are neither
 //!    proposed again nor crowded: the model believes each gives what it predicts, and candidates
 //!    within a quarter of a length scale of one rank after the rest.
@@ -84,6 +86,15 @@ const CROWDING_PENALTY: f64 = 100.0;
 /// A choice combination with fewer results than this is judged at the mean result, not the
 /// worst: it may still win.
 const SEEN_ENOUGH: usize = 2;
+/// ...and tried near the numeric settings of the best result: its expected improvement is
+/// weighed by the Matérn correlation with them at this length (a fraction of each range on its
+/// search scale, Euclidean over the numeric knobs), at least `MIN_NEARNESS`. Chosen on
+/// `categorical`, the one objective with choices in the bench's tuning set (200 seeds, 30
+/// evaluations): batches of 4 found the best optimizer in 110, 125, 132, 126, 122 and 120 seeds
+/// at 0.1, 0.15, 0.2, 0.3, 0.4 and 0.5, against 115 without; the sequential search in 122, 130,
+/// 139, 137, 136 and 139, against 137 without.
+const TRANSFER_LENGTH: f64 = 0.2;
+const MIN_NEARNESS: f64 = 1e-3;
 /// The model is fitted to at most this many results (its cost grows with their cube).
 const MAX_FITTED: usize = 200;
 /// All-discrete spaces up to this many assignments are enumerated.
@@ -266,15 +277,27 @@ impl<'a> Search<'a> {
         }
         let mut earlier: Vec<Point> = all.iter().map(|t| self.encode(&t.values)).collect();
         earlier.extend(pending.iter().cloned());
+        let best_result = (0..y.len())
+            .min_by(|&a, &b| y[a].total_cmp(&y[b]))
+            .map(|i| &points[i]);
         let score = |values: &[Value]| {
             let point = self.encode(values);
             let seen = combinations.get(&point.c).copied().unwrap_or(0);
-            let (mean, sd) = if !point.c.is_empty() && seen < SEEN_ENOUGH {
+            let hardly_tried = !point.c.is_empty() && seen < SEEN_ENOUGH;
+            let (mean, sd) = if hardly_tried {
                 gp.predict_with_prior(&point, mean_loss)
             } else {
                 gp.predict(&point)
             };
             let mut improvement = gp::log_expected_improvement(mean, sd, best_mean);
+            // Judged at the mean loss, a hardly-tried combination looks equally promising at
+            // every numeric setting and most uncertain at the bounds, farthest from every
+            // result: that is where its expected improvement peaks. A good optimizer tried with
+            // its weight decay at a bound then looks bad and is dropped. Tried near the settings
+            // that work best so far, it shows what it is worth.
+            if let Some(best) = best_result.filter(|_| hardly_tried) {
+                improvement += nearness(&best.x, &point.x).ln();
+            }
             if let Some((model, rate)) = &crashes {
                 let crash = (model.predict(&point).0 + rate).clamp(0.0, 1.0);
                 improvement += (1.0 - crash).max(MIN_RUN_CHANCE).ln();
@@ -598,6 +621,14 @@ fn distance(a: &Point, b: &Point) -> f64 {
     (numeric + choices).sqrt()
 }
 
+/// How near two settings of the numeric knobs are (positions in the unit cube), for trying a new
+/// choice combination: 1 at the same settings, 0.14 at twice `TRANSFER_LENGTH` apart, and
+/// `MIN_NEARNESS` about five times apart (a whole range at 0.2).
+fn nearness(a: &[f64], b: &[f64]) -> f64 {
+    let d2: f64 = a.iter().zip(b).map(|(x, y)| (x - y) * (x - y)).sum();
+    gp::matern(d2.sqrt() / TRANSFER_LENGTH).max(MIN_NEARNESS)
+}
+
 /// Mean 0 and standard deviation 1 (or just centred when all values are equal).
 fn standardize(values: &[f64]) -> Vec<f64> {
     let n = values.len() as f64;
@@ -822,6 +853,85 @@ mod tests {
         assert!(
             found == 6 && combinations[0] >= 8,
             "best combination found in {found} of 6 seeds; combinations tried {combinations:?}"
+        );
+    }
+
+    #[test]
+    fn tries_a_new_choice_combination_near_the_settings_that_work() {
+        // An optimizer and an activation (choices) with a learning rate and a weight decay (log)
+        // whose best values depend on the optimizer; too high a learning rate crashes. Batches
+        // of 4, as 4 workers get them.
+        let domains = [
+            Domain::Choice {
+                choices: vec!["a".into(), "b".into(), "c".into(), "d".into()],
+            },
+            Domain::Choice {
+                choices: vec!["x".into(), "y".into(), "z".into()],
+            },
+            Domain::Float {
+                min: 1e-5,
+                max: 1.0,
+                log: true,
+            },
+            Domain::Float {
+                min: 1e-4,
+                max: 1.0,
+                log: true,
+            },
+        ];
+        let (mut at_bound, mut proposed) = (0, 0);
+        for seed in 0..4 {
+            let mut rng = Rng::new(seed + 200);
+            let search = Search::new(&domains, seed);
+            let mut history = vec![Trial {
+                values: vec![
+                    Value::Choice(0),
+                    Value::Choice(0),
+                    Value::Number(1e-3),
+                    Value::Number(0.1),
+                ],
+                outcome: Outcome::Loss(3.2),
+            }];
+            while history.len() < 30 {
+                let mut batch: Vec<Vec<Value>> = Vec::new();
+                for _ in 0..4 {
+                    batch.push(search.suggest(&with_pending(&history, &batch)).unwrap());
+                }
+                for values in batch {
+                    let optimizer = number(values[0]) as usize;
+                    let (base, lr, decay) = [
+                        (3.1, 3e-3, 0.1),
+                        (3.0, 2e-2, 1e-2),
+                        (3.1, 3e-4, 0.3),
+                        (3.3, 0.1, 1e-3),
+                    ][optimizer];
+                    let x = (number(values[2]) / lr).log10();
+                    let outcome = if x > 0.7 {
+                        Outcome::Crash
+                    } else {
+                        let activation = [0.02, 0.0, 0.01][number(values[1]) as usize];
+                        let d = (number(values[3]) / decay).log10();
+                        Outcome::Loss(
+                            base + activation + 0.35 * x * x + 0.04 * d * d + 0.01 * rng.normal(),
+                        )
+                    };
+                    if history.len() >= search.initial_design() {
+                        proposed += 1;
+                        let point = search.encode(&values);
+                        if point.x.iter().any(|u| !(0.02..=0.98).contains(u)) {
+                            at_bound += 1;
+                        }
+                    }
+                    history.push(Trial { values, outcome });
+                }
+            }
+        }
+        // Without the pull towards the best result's settings, 52 of these 112 proposals had a
+        // numeric knob within 2% of a bound (where a new combination looked most uncertain);
+        // with it, 21.
+        assert!(
+            at_bound * 4 < proposed,
+            "{at_bound} of {proposed} proposals at a bound"
         );
     }
 
