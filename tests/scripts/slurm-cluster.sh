@@ -78,6 +78,8 @@ start_munge() {
   mkdir -p /run/munge
   chown munge:munge /run/munge
   runuser -u munge -- /usr/sbin/munged </dev/null >/dev/null 2>&1
+  # `stop` stops munged only when this script started it (a machine's own munged stays).
+  mkdir -p "$dir" && touch "$dir/munged.started"
   for _ in $(seq 50); do
     munge -n 2>/dev/null | unmunge >/dev/null 2>&1 && return 0
     sleep 0.1
@@ -117,6 +119,10 @@ stop() {
   done
   pkill -9 -x slurmd 2>/dev/null || true
   pkill -9 -x slurmctld 2>/dev/null || true
+  if [ -e "$dir/munged.started" ]; then
+    pkill -x munged 2>/dev/null || true
+    rm -f "$dir/munged.started"
+  fi
   echo "slurm-cluster: stopped"
 }
 

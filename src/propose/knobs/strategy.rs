@@ -21,7 +21,7 @@
 //!    proposed again nor crowded: the model believes each gives what it predicts, and candidates
 //!    within a quarter of a length scale of one rank after the rest.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::gp::{self, Gp, Point};
 use super::random::Rng;
@@ -235,13 +235,38 @@ impl<'a> Search<'a> {
         count: usize,
         rng: &mut Rng,
     ) -> Vec<Vec<Value>> {
-        // The loss model learns from the results that have a loss; a second process learns where
-        // experiments crash (1) or not (0), and a candidate's expected improvement is weighed by
-        // its chance to run at all. A crash region (too high a learning rate for one optimizer)
-        // says nothing about the loss nearby, where another setting may shine.
-        // Assignments still running are not results: the model is fitted without them, then
-        // believes each will give what it predicts there (a "kriging believer"). That leaves
-        // its picture of the losses as it was, but it no longer expects news near them.
+        let model = self.model(trials);
+        let enumerated = self.enumerate().is_some();
+        let mut seen: BTreeSet<Key> = tried.clone();
+        for v in &pool {
+            seen.insert(self.key(v));
+        }
+        if !enumerated {
+            for v in self.local_candidates(&model, rng) {
+                if seen.insert(self.key(&v)) {
+                    pool.push(v);
+                }
+            }
+        }
+        let score = |values: &[Value]| model.score(&self.encode(values));
+        let mut scored: Vec<(f64, Vec<Value>)> = pool.into_iter().map(|v| (score(&v), v)).collect();
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        if !enumerated {
+            self.polish(&mut scored, &score, &mut seen, rng);
+        }
+        self.distinct(&scored, count)
+    }
+
+    /// What the search knows when it ranks candidates.
+    ///
+    /// The loss model learns from the results that have a loss; a second process learns where
+    /// experiments crash (1) or not (0), and a candidate's expected improvement is weighed by
+    /// its chance to run at all. A crash region (too high a learning rate for one optimizer)
+    /// says nothing about the loss nearby, where another setting may shine.
+    /// Assignments still running are not results: the model is fitted without them, then
+    /// believes each will give what it predicts there (a "kriging believer"). That leaves its
+    /// picture of the losses as it was, but it no longer expects news near them.
+    fn model(&self, trials: &[Trial]) -> Model {
         let pending: Vec<Point> = trials
             .iter()
             .filter(|t| t.outcome == Outcome::Pending)
@@ -253,9 +278,8 @@ impl<'a> Search<'a> {
             .cloned()
             .collect();
         let all = fitted(&done);
-        let trials: Vec<Trial> = all.iter().filter(|t| t.loss().is_some()).cloned().collect();
-        let trials = &trials;
-        let (points, y) = self.observations(trials);
+        let results: Vec<Trial> = all.iter().filter(|t| t.loss().is_some()).cloned().collect();
+        let (points, y) = self.observations(&results);
         let gp = Gp::fit(points.clone(), &y);
         let crashes = self.crash_model(&all);
         let best_mean = points
@@ -267,8 +291,7 @@ impl<'a> Search<'a> {
         // works; but a choice combination that has hardly been tried is judged at the mean loss,
         // so that every combination that could still win gets its chance.
         let mean_loss = y.iter().sum::<f64>() / y.len().max(1) as f64;
-        let mut combinations: std::collections::BTreeMap<Vec<usize>, usize> =
-            std::collections::BTreeMap::new();
+        let mut combinations: BTreeMap<Vec<usize>, usize> = BTreeMap::new();
         for t in &all {
             *combinations.entry(self.encode(&t.values).c).or_default() += 1;
         }
@@ -279,107 +302,76 @@ impl<'a> Search<'a> {
         earlier.extend(pending.iter().cloned());
         let best_result = (0..y.len())
             .min_by(|&a, &b| y[a].total_cmp(&y[b]))
-            .map(|i| &points[i]);
-        let score = |values: &[Value]| {
-            let point = self.encode(values);
-            let seen = combinations.get(&point.c).copied().unwrap_or(0);
-            let hardly_tried = !point.c.is_empty() && seen < SEEN_ENOUGH;
-            let (mean, sd) = if hardly_tried {
-                gp.predict_with_prior(&point, mean_loss)
-            } else {
-                gp.predict(&point)
-            };
-            let mut improvement = gp::log_expected_improvement(mean, sd, best_mean);
-            // Judged at the mean loss, a hardly-tried combination looks equally promising at
-            // every numeric setting and most uncertain at the bounds, farthest from every
-            // result: that is where its expected improvement peaks. A good optimizer tried with
-            // its weight decay at a bound then looks bad and is dropped. Tried near the settings
-            // that work best so far, it shows what it is worth.
-            if let Some(best) = best_result.filter(|_| hardly_tried) {
-                improvement += nearness(&best.x, &point.x).ln();
-            }
-            if let Some((model, rate)) = &crashes {
-                let crash = (model.predict(&point).0 + rate).clamp(0.0, 1.0);
-                improvement += (1.0 - crash).max(MIN_RUN_CHANCE).ln();
-            }
-            // Next to an assignment still running, the outcome is as good as known once it
-            // finishes: a batch (or another worker) spreads out instead.
-            if pending
-                .iter()
-                .any(|q| q.c == point.c && gp.scaled_distance(q, &point) < PENDING_SEPARATION)
-            {
-                improvement -= CROWDING_PENALTY;
-            }
-            // A move the model (or the range) cannot tell apart from an earlier assignment is a
-            // repeat of it.
-            let repeat = earlier.iter().any(|q| {
-                q.c == point.c
-                    && (gp.scaled_distance(q, &point) < MIN_SEPARATION
-                        || distance(q, &point) < MIN_UNIT_SEPARATION)
-            });
-            if repeat {
-                improvement - REPEAT_PENALTY
-            } else {
-                improvement
-            }
-        };
-
-        let enumerated = self.enumerate().is_some();
-        let mut seen: BTreeSet<Key> = tried.clone();
-        for v in &pool {
-            seen.insert(self.key(v));
+            .map(|i| points[i].clone());
+        Model {
+            gp,
+            crashes,
+            best_mean,
+            mean_loss,
+            combinations,
+            earlier,
+            pending,
+            best_result,
+            results,
+            y,
         }
-        if !enumerated {
-            // Around the best results, and one knob at a time from the very best.
-            let mut order: Vec<usize> = (0..y.len()).collect();
-            order.sort_by(|&a, &b| y[a].total_cmp(&y[b]));
-            let mut extra = Vec::new();
-            for &i in order.iter().take(BEST_RESULTS) {
-                let base = &trials[i].values;
-                for k in 0..LOCAL_CANDIDATES {
-                    extra.push(self.perturb(base, SCALES[k % SCALES.len()], rng));
-                }
-            }
-            if let Some(&best) = order.first() {
-                extra.extend(self.one_knob_moves(&trials[best].values));
-            }
-            for v in extra {
-                if seen.insert(self.key(&v)) {
-                    pool.push(v);
-                }
+    }
+
+    /// Candidates around the best results, and one knob at a time from the very best.
+    fn local_candidates(&self, model: &Model, rng: &mut Rng) -> Vec<Vec<Value>> {
+        let mut order: Vec<usize> = (0..model.y.len()).collect();
+        order.sort_by(|&a, &b| model.y[a].total_cmp(&model.y[b]));
+        let mut extra = Vec::new();
+        for &i in order.iter().take(BEST_RESULTS) {
+            let base = &model.results[i].values;
+            for k in 0..LOCAL_CANDIDATES {
+                extra.push(self.perturb(base, SCALES[k % SCALES.len()], rng));
             }
         }
+        if let Some(&best) = order.first() {
+            extra.extend(self.one_knob_moves(&model.results[best].values));
+        }
+        extra
+    }
 
-        let mut scored: Vec<(f64, Vec<Value>)> = pool.into_iter().map(|v| (score(&v), v)).collect();
-        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-        if !enumerated {
-            // Polish the best few with a local search of shrinking steps.
-            let mut polished = Vec::new();
-            for (value, start) in scored.iter().take(POLISHED) {
-                let (mut value, mut current) = (*value, start.clone());
-                for round in 0..POLISH_ROUNDS {
-                    let scale = SCALES[SCALES.len() - 1 - round.min(SCALES.len() - 1)] / 2.0;
-                    for _ in 0..POLISH_TRIES {
-                        let next = self.perturb(&current, scale, rng);
-                        if !seen.insert(self.key(&next)) {
-                            continue;
-                        }
-                        let s = score(&next);
-                        if s > value {
-                            value = s;
-                            current = next;
-                        }
+    /// Polishes the best few of `scored` (best first) with a local search of shrinking steps,
+    /// adding what it finds and keeping the list best first.
+    fn polish(
+        &self,
+        scored: &mut Vec<(f64, Vec<Value>)>,
+        score: &dyn Fn(&[Value]) -> f64,
+        seen: &mut BTreeSet<Key>,
+        rng: &mut Rng,
+    ) {
+        let mut polished = Vec::new();
+        for (value, start) in scored.iter().take(POLISHED) {
+            let (mut value, mut current) = (*value, start.clone());
+            for round in 0..POLISH_ROUNDS {
+                let scale = SCALES[SCALES.len() - 1 - round.min(SCALES.len() - 1)] / 2.0;
+                for _ in 0..POLISH_TRIES {
+                    let next = self.perturb(&current, scale, rng);
+                    if !seen.insert(self.key(&next)) {
+                        continue;
+                    }
+                    let s = score(&next);
+                    if s > value {
+                        value = s;
+                        current = next;
                     }
                 }
-                polished.push((value, current));
             }
-            scored.extend(polished);
-            scored.sort_by(|a, b| b.0.total_cmp(&a.0));
-            scored.dedup_by(|a, b| a.1 == b.1);
+            polished.push((value, current));
         }
-        // Several ideas should be different ideas, not the same one rounded four ways.
+        scored.extend(polished);
+        scored.sort_by(|a, b| b.0.total_cmp(&a.0));
+        scored.dedup_by(|a, b| a.1 == b.1);
+    }
+
+    /// The first `count` of `scored` (best first) that are different ideas, not the same one
+    /// rounded four ways.
+    fn distinct(&self, scored: &[(f64, Vec<Value>)], count: usize) -> Vec<Vec<Value>> {
         let mut chosen: Vec<Vec<Value>> = Vec::new();
-        for (_, values) in &scored {
+        for (_, values) in scored {
             if chosen.len() >= count {
                 break;
             }
@@ -582,6 +574,76 @@ pub fn with_pending(trials: &[Trial], pending: &[Vec<Value>]) -> Vec<Trial> {
         outcome: Outcome::Pending,
     }));
     all
+}
+
+/// The search's picture of the results when it ranks candidates (`Search::model`).
+struct Model {
+    /// The loss model, believing each pending assignment gives what it predicts there.
+    gp: Gp,
+    /// Where experiments crash, and the crash rate, when any crashed.
+    crashes: Option<(Gp, f64)>,
+    /// The best predicted loss at a result: what an improvement is measured from.
+    best_mean: f64,
+    /// The mean loss, at which a hardly-tried choice combination is judged.
+    mean_loss: f64,
+    /// How often each choice combination was tried or is running.
+    combinations: BTreeMap<Vec<usize>, usize>,
+    /// Every assignment tried or running, and the running ones.
+    earlier: Vec<Point>,
+    pending: Vec<Point>,
+    /// The result with the lowest loss.
+    best_result: Option<Point>,
+    /// The results with a loss, and their losses on the model's scale.
+    results: Vec<Trial>,
+    y: Vec<f64>,
+}
+
+impl Model {
+    /// A candidate's log expected improvement, weighed by its chance to run, and pushed down
+    /// next to a running assignment or an earlier one.
+    fn score(&self, point: &Point) -> f64 {
+        let seen = self.combinations.get(&point.c).copied().unwrap_or(0);
+        let hardly_tried = !point.c.is_empty() && seen < SEEN_ENOUGH;
+        let (mean, sd) = if hardly_tried {
+            self.gp.predict_with_prior(point, self.mean_loss)
+        } else {
+            self.gp.predict(point)
+        };
+        let mut improvement = gp::log_expected_improvement(mean, sd, self.best_mean);
+        // Judged at the mean loss, a hardly-tried combination looks equally promising at every
+        // numeric setting and most uncertain at the bounds, farthest from every result: that is
+        // where its expected improvement peaks. A good optimizer tried with its weight decay at
+        // a bound then looks bad and is dropped. Tried near the settings that work best so far,
+        // it shows what it is worth.
+        if let Some(best) = self.best_result.as_ref().filter(|_| hardly_tried) {
+            improvement += nearness(&best.x, &point.x).ln();
+        }
+        if let Some((model, rate)) = &self.crashes {
+            let crash = (model.predict(point).0 + rate).clamp(0.0, 1.0);
+            improvement += (1.0 - crash).max(MIN_RUN_CHANCE).ln();
+        }
+        // Next to an assignment still running, the outcome is as good as known once it
+        // finishes: a batch (or another worker) spreads out instead.
+        if self
+            .pending
+            .iter()
+            .any(|q| q.c == point.c && self.gp.scaled_distance(q, point) < PENDING_SEPARATION)
+        {
+            improvement -= CROWDING_PENALTY;
+        }
+        // A move the model (or the range) cannot tell apart from an earlier assignment is a
+        // repeat of it.
+        let repeat = self.earlier.iter().any(|q| {
+            q.c == point.c
+                && (self.gp.scaled_distance(q, point) < MIN_SEPARATION
+                    || distance(q, point) < MIN_UNIT_SEPARATION)
+        });
+        if repeat {
+            improvement - REPEAT_PENALTY
+        } else {
+            improvement
+        }
+    }
 }
 
 /// The results the model is fitted to: all of them up to `MAX_FITTED`; beyond that the best half
