@@ -606,6 +606,37 @@ fn arun_check_runs_the_baseline_as_a_slurm_job_in_a_copy_the_nodes_see() {
 }
 
 #[test]
+fn arun_check_says_why_sbatch_refused_its_job_and_leaves_no_copy() {
+    let Some(_cluster) = shared_cluster() else {
+        return;
+    };
+    let target = slurm_target(
+        serde_json::json!({}),
+        "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
+        "gres = \"gpu:64\"",
+    );
+    let pipeline = target.pipeline.to_str().unwrap().to_string();
+    let check = target.arun_command(&["check", &pipeline]);
+    assert_ne!(check.code(), Some(0), "{}", check.stdout());
+    let stderr = check.stderr();
+    assert!(
+        stderr.contains("sbatch refused the job arun-check-0-baseline"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("Requested node configuration is not available"),
+        "{stderr}"
+    );
+    let within = target.repo.parent().unwrap();
+    let left: Vec<String> = std::fs::read_dir(within)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("arun-scratch-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
 fn a_job_sbatch_refuses_stops_the_run_with_sbatchs_words() {
     let Some(_cluster) = shared_cluster() else {
         return;

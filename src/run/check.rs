@@ -7,7 +7,6 @@
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::resolve::{ExecutorSpec, ExperimentSpec};
@@ -15,9 +14,10 @@ use crate::config::{HumanDuration, Pipeline};
 use crate::error::Error;
 use crate::exit_codes;
 use crate::run::exec::{self, Environment, Spawn, Watch};
-use crate::run::gpu::{GpuMonitor, Peak};
+use crate::run::gpu::GpuMonitor;
 use crate::run::readings::{Readings, Scanner};
 use crate::run::scratch::Scratch;
+use crate::run::session::RunWatch;
 use crate::view::progress::Progress;
 
 /// What the check found: one line per fact, the problems in the order a run would meet them.
@@ -217,19 +217,11 @@ fn say_where(pipeline: &Pipeline, scratch: &Scratch, report: &mut Report) {
     }
 }
 
-/// Where a command of the check runs: here, or as a Slurm job as a run's would (a build only
-/// with `build-in-job`), named `arun-check-0-<what>` with the copy's path as its comment.
+/// Where a command of the check runs: here, or as a Slurm job as a run's would, named
+/// `arun-check-0-<what>` with the copy's path as its comment.
 fn executor(pipeline: &Pipeline, dir: &Path, what: &str) -> exec::Executor {
-    let ExecutorSpec::Slurm(spec) = &pipeline.executor else {
-        return exec::Executor::Local;
-    };
-    if what == "build" && !spec.build_in_job {
-        return exec::Executor::Local;
-    }
-    exec::Executor::Slurm {
-        spec: Arc::clone(spec),
-        job: exec::slurm::Job::new("check", 0, what, dir, crate::run::journal::now()),
-    }
+    let now = crate::run::journal::now();
+    exec::Executor::of(&pipeline.executor, "check", 0, what, dir, now)
 }
 
 /// Whether the editable and read-only files exist in the copy.
@@ -353,39 +345,6 @@ fn spawn<'a>(
     }
 }
 
-/// Watches the baseline: the metric regexes on each line, progress, GPU memory once a second.
-struct BaselineWatch<'a, 's> {
-    scanner: Scanner<'s>,
-    line: crate::view::progress::Line,
-    progress: &'a mut Progress,
-    gpu: Option<GpuMonitor>,
-    peak: Peak,
-    ticks: u64,
-}
-
-impl Watch for BaselineWatch<'_, '_> {
-    fn line(&mut self, line: &str) {
-        self.scanner.line(line);
-        self.line.output(line);
-    }
-    fn queued(&mut self, waited: Duration, reason: &str) {
-        self.line.queued(waited, reason);
-    }
-    fn restart(&mut self) {
-        self.scanner.restart();
-        self.peak = Peak::default();
-    }
-    fn tick(&mut self, elapsed: Duration, group: i32) {
-        self.line.tick(elapsed);
-        self.ticks += 1;
-        if let Some(gpu) = &self.gpu
-            && self.ticks % 10 == 1
-        {
-            self.peak.observe(gpu.group_memory(group));
-        }
-    }
-}
-
 fn run_baseline(
     pipeline: &Pipeline,
     dir: &Path,
@@ -400,27 +359,23 @@ fn run_baseline(
         Some(spec.budget),
     );
     let executor = executor(pipeline, dir, "baseline");
-    let mut watch = BaselineWatch {
-        scanner: Scanner::new(&pipeline.metric),
-        line: progress.main_line(),
-        progress,
-        // NVML sees this machine's GPUs, not a Slurm job's node's.
-        gpu: match executor {
-            exec::Executor::Local => GpuMonitor::connect(),
-            exec::Executor::Slurm { .. } => None,
-        },
-        peak: Peak::default(),
-        ticks: 0,
+    // NVML sees this machine's GPUs, not a Slurm job's node's.
+    let gpu = match executor {
+        exec::Executor::Local => GpuMonitor::connect(),
+        exec::Executor::Slurm { .. } => None,
     };
+    let line = progress.main_line();
+    let mut scanner = Scanner::new(&pipeline.metric);
+    let mut watch = RunWatch::new(&mut scanner, &line, gpu.as_ref());
     let finished = run_command(
         &executor,
         &spawn(&spec.run, dir, env, log, spec.hard_limit, spec.grace),
         &mut watch,
     )?;
-    watch.progress.clear();
-    let readings = watch.scanner.readings();
-    let script_memory = watch.scanner.memory_gb(&readings);
-    let gpu_memory = watch.peak.gb();
+    let gpu_memory = watch.peak_gb();
+    progress.clear();
+    let readings = scanner.readings();
+    let script_memory = scanner.memory_gb(&readings);
     show_ending(spec, &finished, &readings, log, report);
     show_readings(pipeline, &readings, log, report);
     show_memory(pipeline, gpu_memory, script_memory, report);

@@ -142,6 +142,29 @@ pub enum Executor {
 }
 
 impl Executor {
+    /// Where the pipeline's `executor` runs what job `what` (a run's number, `build`, `check`,
+    /// `baseline`) does for experiment `n` of the run `tag` in `run_dir` started at `started`:
+    /// here, or as a Slurm job (a build only with `build-in-job`).
+    pub fn of(
+        executor: &crate::config::resolve::ExecutorSpec,
+        tag: &str,
+        n: u64,
+        what: &str,
+        run_dir: &std::path::Path,
+        started: f64,
+    ) -> Executor {
+        let crate::config::resolve::ExecutorSpec::Slurm(spec) = executor else {
+            return Executor::Local;
+        };
+        if what == "build" && !spec.build_in_job {
+            return Executor::Local;
+        }
+        Executor::Slurm {
+            spec: Arc::clone(spec),
+            job: slurm::Job::new(tag, n, what, run_dir, started),
+        }
+    }
+
     /// Runs `spawn` to its end where this executor runs things.
     pub fn run(&self, spawn: &Spawn, watch: &mut dyn Watch) -> io::Result<Finished> {
         match self {

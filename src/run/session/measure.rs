@@ -42,13 +42,7 @@ pub(super) fn measure(
     gpu: Option<&GpuMonitor>,
 ) -> std::io::Result<Option<Measurement>> {
     let mut scanner = Scanner::new(run.metric);
-    let mut watch = RunWatch {
-        scanner: &mut scanner,
-        line,
-        gpu,
-        peak: Peak::default(),
-        last_sample: None,
-    };
+    let mut watch = RunWatch::new(&mut scanner, line, gpu);
     let finished = run.executor.run(
         &Spawn {
             command: run.command,
@@ -62,7 +56,7 @@ pub(super) fn measure(
         },
         &mut watch,
     )?;
-    let gpu_peak = watch.peak.gb();
+    let gpu_peak = watch.peak_gb();
     if finished.ending == exec::Ending::Interrupted {
         return Ok(None);
     }
@@ -97,13 +91,32 @@ pub(super) fn measure(
     }))
 }
 
-/// Watches an experiment: metric regexes on each line, progress, GPU memory once a second.
-struct RunWatch<'a, 's> {
+/// Watches an experiment (or `arun check`'s baseline): metric regexes on each line, progress,
+/// GPU memory once a second.
+pub struct RunWatch<'a, 's> {
     scanner: &'a mut Scanner<'s>,
     line: &'a Line,
     gpu: Option<&'a GpuMonitor>,
     peak: Peak,
     last_sample: Option<Instant>,
+}
+
+impl<'a, 's> RunWatch<'a, 's> {
+    /// `gpu`: the monitor of this machine's GPUs, `None` where it cannot see the command's.
+    pub fn new(scanner: &'a mut Scanner<'s>, line: &'a Line, gpu: Option<&'a GpuMonitor>) -> Self {
+        RunWatch {
+            scanner,
+            line,
+            gpu,
+            peak: Peak::default(),
+            last_sample: None,
+        }
+    }
+
+    /// The command's peak GPU memory, when a GPU saw it.
+    pub fn peak_gb(&self) -> Option<f64> {
+        self.peak.gb()
+    }
 }
 
 impl Watch for RunWatch<'_, '_> {

@@ -24,6 +24,7 @@ mod steps;
 mod workers;
 mod workspace;
 
+pub use measure::RunWatch;
 pub use setup::run_preflight;
 
 use std::collections::BTreeMap;
@@ -675,17 +676,15 @@ impl Session {
     /// Where a command of experiment `n` runs: here, or as the Slurm job
     /// `arun-<tag>-<n>-<what>` (`what`: the run's repeat, `build` or `check`).
     fn executor(&self, n: u64, what: &str) -> exec::Executor {
-        let ExecutorSpec::Slurm(spec) = &self.pipeline.executor else {
-            return exec::Executor::Local;
-        };
-        if what == "build" && !spec.build_in_job {
-            return exec::Executor::Local;
-        }
         let started = self.history.events.first().map_or(0.0, Event::time);
-        exec::Executor::Slurm {
-            spec: Arc::clone(spec),
-            job: exec::slurm::Job::new(&self.history.tag, n, what, self.run.path(), started),
-        }
+        exec::Executor::of(
+            &self.pipeline.executor,
+            &self.history.tag,
+            n,
+            what,
+            self.run.path(),
+            started,
+        )
     }
 
     /// The GPU monitor for a run on this machine (NVML cannot see a Slurm job's node).
