@@ -16,10 +16,15 @@
 //! experiments in flight), then evaluated together; their regret is reported at the same number
 //! of evaluations as the sequential search's.
 //!
+//! The medians of a few dozen seeds are themselves noisy, so each ratio in the tables comes with
+//! a 90% bootstrap interval over seeds: the seeds resampled with replacement, the ratio of the
+//! medians taken again each time.
+//!
 //! Run with `cargo bench --bench knob_search` (25 seeds, 60 trials; `ARUN_BENCH_SEEDS=5` for a
 //! quick look; `ARUN_BENCH_OPTUNA_JSON=file` reuses a saved output of `optuna_baselines.py`;
-//! `ARUN_BENCH_BATCHES=0` leaves the batches out; `ARUN_BENCH_ONLY=branin,categorical` runs only
-//! those objectives).
+//! `ARUN_BENCH_OPTUNA=0` leaves Optuna out; `ARUN_BENCH_BATCHES=0` leaves the batches out and
+//! `ARUN_BENCH_BATCHES=4` runs only that size; `ARUN_BENCH_TRIALS=30` stops the sequential
+//! search at 30; `ARUN_BENCH_ONLY=branin,categorical` runs only those objectives).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +33,7 @@ use std::time::Instant;
 
 use arun::config::file;
 use arun::config::knob::{Domain, Value};
+use arun::propose::knobs::random::Rng;
 use arun::propose::knobs::strategy::{Outcome, Search, Trial, with_pending};
 use serde_json::{Value as Json, json};
 
@@ -43,6 +49,9 @@ const OPTUNA: [(&str, &str); 4] = [
     ("gp", "GP"),
     ("random", "random"),
 ];
+/// Resamples of the seeds for a bootstrap interval, and its coverage.
+const RESAMPLES: usize = 2000;
+const COVERAGE: f64 = 0.9;
 
 struct Objective {
     name: String,
@@ -54,11 +63,57 @@ struct Objective {
     set: String,
 }
 
+/// What to run, from the `ARUN_BENCH_*` variables.
+struct Settings {
+    seeds: u64,
+    /// Evaluations of the sequential search, and the checkpoints up to them.
+    trials: usize,
+    checkpoints: Vec<usize>,
+    /// Batch sizes to run (empty: none).
+    batch_sizes: Vec<usize>,
+    optuna: bool,
+}
+
+impl Settings {
+    fn from_env() -> Settings {
+        let number = |name: &str, default: usize| -> usize {
+            std::env::var(name).ok().map_or(default, |v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{name} must be a number, not {v:?}"))
+            })
+        };
+        let trials = number("ARUN_BENCH_TRIALS", TRIALS);
+        assert!(
+            trials >= BATCH_TRIALS,
+            "ARUN_BENCH_TRIALS must be at least {BATCH_TRIALS}"
+        );
+        let batch_sizes = match std::env::var("ARUN_BENCH_BATCHES").as_deref() {
+            Err(_) | Ok("1") => BATCH_SIZES.to_vec(),
+            Ok("0") => Vec::new(),
+            Ok(list) => list
+                .split(',')
+                .map(|q| q.parse().expect("ARUN_BENCH_BATCHES: sizes such as 2,4"))
+                .collect(),
+        };
+        Settings {
+            seeds: number("ARUN_BENCH_SEEDS", 25) as u64,
+            trials,
+            checkpoints: CHECKPOINTS.into_iter().filter(|&c| c <= trials).collect(),
+            batch_sizes,
+            optuna: std::env::var("ARUN_BENCH_OPTUNA").map_or(true, |v| v != "0"),
+        }
+    }
+}
+
+/// Per objective, per seed: regrets at each checkpoint of the sequential search, and at
+/// `BATCH_TRIALS` for each batch size.
+struct Runs {
+    sequential: Vec<Vec<Vec<f64>>>,
+    batches: Vec<Vec<Vec<f64>>>,
+}
+
 fn main() {
-    let seeds: u64 = std::env::var("ARUN_BENCH_SEEDS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(25);
+    let settings = Settings::from_env();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/knob_search");
     let mut objectives = describe(&dir);
     if let Ok(only) = std::env::var("ARUN_BENCH_ONLY") {
@@ -66,202 +121,240 @@ fn main() {
     }
 
     // Optuna runs in its own process while arun's strategy runs here: two cores, both busy.
-    let optuna = match std::env::var("ARUN_BENCH_OPTUNA_JSON") {
-        Ok(path) => Optuna::Saved(PathBuf::from(path)),
-        Err(_) => match venv_python(&dir) {
-            Ok(python) => Optuna::Running(
-                Command::new(python)
-                    .arg(dir.join("optuna_baselines.py"))
-                    .args(["--seeds", &seeds.to_string()])
-                    .args(["--trials", &TRIALS.to_string()])
-                    .arg("--checkpoints")
-                    .arg(CHECKPOINTS.map(|c| c.to_string()).join(","))
-                    .current_dir(&dir)
-                    .stdout(Stdio::piped())
-                    .spawn()
-                    .expect("the venv's python runs"),
-            ),
-            Err(why) => Optuna::Missing(why),
-        },
-    };
-
+    let optuna = start_optuna(&dir, &settings);
     let started = Instant::now();
-    let mut server = Server::start(&dir);
-    let mut arun_results = Vec::new();
-    for objective in &objectives {
-        let runs: Vec<Vec<f64>> = (0..seeds)
-            .map(|seed| run_arun(objective, seed, 1, TRIALS, &mut server))
-            .collect();
-        eprintln!("arun: {} done", objective.name);
-        arun_results.push(runs);
-    }
+    let runs = run_all(&dir, &objectives, &settings);
     let arun_seconds = started.elapsed().as_secs_f64();
-    let batches = std::env::var("ARUN_BENCH_BATCHES").map_or(true, |v| v != "0");
-    let mut batch_results: Vec<Vec<Vec<Vec<f64>>>> = Vec::new();
-    if batches {
-        for objective in &objectives {
-            let per_q = BATCH_SIZES
-                .iter()
-                .map(|&q| {
-                    (0..seeds)
-                        .map(|seed| run_arun(objective, seed, q, BATCH_TRIALS, &mut server))
-                        .collect()
-                })
-                .collect();
-            eprintln!("arun: {} batches done", objective.name);
-            batch_results.push(per_q);
-        }
-    }
-
-    let optuna_json: Option<Json> = match optuna {
-        // A saved output still being written (Optuna started beside this bench) is waited for.
-        Optuna::Saved(path) => loop {
-            let text = std::fs::read(&path).unwrap_or_default();
-            if let Ok(json) = serde_json::from_slice(&text) {
-                break Some(json);
-            }
-            std::thread::sleep(std::time::Duration::from_secs(10));
-        },
-        Optuna::Running(child) => {
-            let output = child.wait_with_output().unwrap();
-            assert!(output.status.success(), "optuna_baselines.py failed");
-            Some(serde_json::from_slice(&output.stdout).unwrap())
-        }
-        Optuna::Missing(why) => {
-            eprintln!("knob_search: Optuna is not available ({why}); its columns are empty");
-            None
-        }
-    };
+    let optuna_json = optuna.finish();
 
     println!(
-        "median regret over {seeds} seeds (lower is better); arun's strategy took {:.1} ms per \
-         suggestion on average{}",
-        1000.0 * arun_seconds / (seeds as f64 * objectives.len() as f64 * (TRIALS - 1) as f64),
+        "median regret over {} seeds (lower is better), 90% bootstrap intervals of the ratios in \
+         brackets; arun's strategy took {:.1} ms per suggestion on average{}",
+        settings.seeds,
+        1000.0 * arun_seconds
+            / (settings.seeds as f64 * objectives.len() as f64 * (settings.trials - 1) as f64),
         optuna_json
             .as_ref()
             .and_then(|j| j["optuna"].as_str())
             .map(|v| format!("; Optuna {v}"))
             .unwrap_or_default()
     );
-    let other = |objective: &Objective, method: &str| -> Option<Vec<Vec<f64>>> {
-        let runs = optuna_json.as_ref()?["results"][&objective.name][method].as_array()?;
-        Some(
-            runs.iter()
-                .map(|r| {
-                    r.as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|v| v.as_f64().unwrap())
-                        .collect()
-                })
-                .collect(),
-        )
-    };
-    let cell = |v: Option<f64>| v.map_or("n/a".to_string(), format_regret);
     for set in ["tuning", "held-out"] {
-        println!();
-        println!("{set} objectives:");
-        println!();
-        let names: Vec<&str> = OPTUNA.iter().map(|(_, shown)| *shown).collect();
-        println!(
-            "| objective | arun @15 | best Optuna @15 | arun @30 | {} | arun/best @30 | arun @60 | \
-             best Optuna @60 |",
-            names
-                .iter()
-                .map(|n| format!("{n} @30"))
-                .collect::<Vec<_>>()
-                .join(" | ")
+        print_set(set, &objectives, &runs, optuna_json.as_ref(), &settings);
+    }
+    if !settings.batch_sizes.is_empty() {
+        print_batches(&objectives, &runs, &settings);
+    }
+    print_suggestion_times();
+}
+
+fn start_optuna(dir: &Path, settings: &Settings) -> Optuna {
+    if !settings.optuna {
+        return Optuna::Missing("ARUN_BENCH_OPTUNA=0".to_string());
+    }
+    if let Ok(path) = std::env::var("ARUN_BENCH_OPTUNA_JSON") {
+        return Optuna::Saved(PathBuf::from(path));
+    }
+    match venv_python(dir) {
+        Ok(python) => Optuna::Running(
+            Command::new(python)
+                .arg(dir.join("optuna_baselines.py"))
+                .args(["--seeds", &settings.seeds.to_string()])
+                .args(["--trials", &settings.trials.to_string()])
+                .arg("--checkpoints")
+                .arg(
+                    settings
+                        .checkpoints
+                        .iter()
+                        .map(|c| c.to_string())
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )
+                .current_dir(dir)
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("the venv's python runs"),
+        ),
+        Err(why) => Optuna::Missing(why),
+    }
+}
+
+/// arun's search on every objective and seed: sequential, then in batches.
+fn run_all(dir: &Path, objectives: &[Objective], settings: &Settings) -> Runs {
+    let mut server = Server::start(dir);
+    let seeds = 0..settings.seeds;
+    let mut sequential = Vec::new();
+    for objective in objectives {
+        sequential.push(
+            seeds
+                .clone()
+                .map(|seed| run_arun(objective, seed, 1, settings, &mut server))
+                .collect(),
         );
-        println!(
-            "|---|---|---|---|{}---|---|---|",
-            "---|".repeat(names.len())
-        );
-        let mut logs = Vec::new();
-        for (objective, arun) in objectives.iter().zip(&arun_results) {
-            if objective.set != set {
-                continue;
-            }
-            let medians = |runs: &[Vec<f64>]| -> Vec<f64> {
-                (0..CHECKPOINTS.len())
-                    .map(|k| median(runs.iter().map(|run| run[k])))
-                    .collect()
-            };
-            let ours = medians(arun);
-            // A saved Optuna output may stop before the last checkpoint (`--trials 30`).
-            let theirs: Vec<Option<Vec<f64>>> = OPTUNA
-                .iter()
-                .map(|(method, _)| {
-                    other(objective, method).map(|runs| {
-                        (0..runs[0].len())
-                            .map(|k| median(runs.iter().map(|run| run[k])))
-                            .collect()
+        eprintln!("arun: {} done", objective.name);
+    }
+    let mut batches = Vec::new();
+    for objective in objectives {
+        let per_q: Vec<Vec<f64>> = settings
+            .batch_sizes
+            .iter()
+            .map(|&q| {
+                seeds
+                    .clone()
+                    .map(|seed| {
+                        *run_arun(objective, seed, q, settings, &mut server)
+                            .last()
+                            .unwrap()
                     })
-                })
-                .collect();
-            let best = |k: usize| -> Option<f64> {
-                theirs
-                    .iter()
-                    .flatten()
-                    .filter_map(|m| m.get(k).copied())
-                    .min_by(f64::total_cmp)
-            };
-            let ratio = best(1).map(|b| ours[1] / b);
-            if let Some(r) = ratio.filter(|r| r.is_finite() && *r > 0.0) {
-                logs.push(r.ln());
-            }
-            println!(
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                objective.name,
-                format_regret(ours[0]),
-                cell(best(0)),
-                format_regret(ours[1]),
-                theirs
-                    .iter()
-                    .map(|m| cell(m.as_ref().and_then(|m| m.get(1).copied())))
-                    .collect::<Vec<_>>()
-                    .join(" | "),
-                ratio.map_or("n/a".to_string(), |r| format!("{r:.2}")),
-                format_regret(ours[2]),
-                cell(best(2)),
-            );
+                    .collect()
+            })
+            .collect();
+        if !per_q.is_empty() {
+            eprintln!("arun: {} batches done", objective.name);
         }
+        batches.push(per_q);
+    }
+    Runs {
+        sequential,
+        batches,
+    }
+}
+
+/// The table of one set of objectives: arun's median regrets and Optuna's samplers'.
+fn print_set(
+    set: &str,
+    objectives: &[Objective],
+    runs: &Runs,
+    optuna: Option<&Json>,
+    settings: &Settings,
+) {
+    let at = |checkpoint: usize| settings.checkpoints.iter().position(|&c| c == checkpoint);
+    let names: Vec<&str> = OPTUNA.iter().map(|(_, shown)| *shown).collect();
+    println!();
+    println!("{set} objectives:");
+    println!();
+    println!(
+        "| objective | arun @15 | best Optuna @15 | arun @30 | {} | arun/best @30 | arun @60 | \
+         best Optuna @60 |",
+        names
+            .iter()
+            .map(|n| format!("{n} @30"))
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    println!(
+        "|---|---|---|---|{}---|---|---|",
+        "---|".repeat(names.len())
+    );
+    let mut logs = Vec::new();
+    for (objective, arun) in objectives.iter().zip(&runs.sequential) {
+        if objective.set != set {
+            continue;
+        }
+        let ours = |checkpoint: usize| at(checkpoint).map(|k| column(arun, k));
+        // Each sampler's regrets per seed at each checkpoint of its saved run.
+        let theirs: Vec<Option<Vec<Vec<f64>>>> = OPTUNA
+            .iter()
+            .map(|(method, _)| optuna_runs(optuna?, &objective.name, method, settings.seeds))
+            .collect();
+        // The sampler with the lowest median at a checkpoint, and its regrets there.
+        let best = |checkpoint: usize| -> Option<Vec<f64>> {
+            let k = at(checkpoint)?;
+            theirs
+                .iter()
+                .flatten()
+                .filter(|runs| runs[0].len() > k)
+                .map(|runs| column(runs, k))
+                .min_by(|a, b| median(a).total_cmp(&median(b)))
+        };
+        let ratio = ours(30).zip(best(30)).map(|(a, b)| {
+            let value = median(&a) / median(&b);
+            if value.is_finite() && value > 0.0 {
+                logs.push(value.ln());
+            }
+            format!("{value:.2} ({})", interval(&a, &b))
+        });
+        let cell = |v: Option<Vec<f64>>| v.map_or("n/a".to_string(), |v| format_regret(median(&v)));
+        let sampler_cells: Vec<String> = theirs
+            .iter()
+            .map(|runs| {
+                cell(runs.as_ref().and_then(|runs| {
+                    let k = at(30)?;
+                    (runs[0].len() > k).then(|| column(runs, k))
+                }))
+            })
+            .collect();
+        println!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
+            objective.name,
+            cell(ours(15)),
+            cell(best(15)),
+            cell(ours(30)),
+            sampler_cells.join(" | "),
+            ratio.unwrap_or_else(|| "n/a".to_string()),
+            cell(ours(60)),
+            cell(best(60)),
+        );
+    }
+    if !logs.is_empty() {
         println!();
         println!(
             "geometric mean of arun/best Optuna at 30 trials ({set}): {:.2}",
-            (logs.iter().sum::<f64>() / logs.len().max(1) as f64).exp()
+            (logs.iter().sum::<f64>() / logs.len() as f64).exp()
         );
     }
-    if batches {
-        println!();
+}
+
+/// The batch table: median regret at `BATCH_TRIALS` evaluations for each batch size, beside the
+/// sequential search's, and batches of 4 against it.
+fn print_batches(objectives: &[Objective], runs: &Runs, settings: &Settings) {
+    let k = settings
+        .checkpoints
+        .iter()
+        .position(|&c| c == BATCH_TRIALS)
+        .expect("the sequential search reaches the batches' checkpoint");
+    let sizes = &settings.batch_sizes;
+    println!();
+    println!(
+        "batches of q proposals at once (earlier ones of a batch pending), median regret at \
+         {BATCH_TRIALS} evaluations:"
+    );
+    println!();
+    let heads: Vec<String> = sizes.iter().map(|q| format!("q={q}")).collect();
+    println!(
+        "| objective | set | q=1 | {} | q=4/q=1 |\n|---|---|---|{}---|",
+        heads.join(" | "),
+        "---|".repeat(sizes.len())
+    );
+    for ((objective, arun), per_q) in objectives.iter().zip(&runs.sequential).zip(&runs.batches) {
+        let sequential = column(arun, k);
+        let cells: Vec<String> = per_q
+            .iter()
+            .map(|runs| format_regret(median(runs)))
+            .collect();
+        let ratio = sizes
+            .iter()
+            .position(|&q| q == 4)
+            .map_or("n/a".to_string(), |i| {
+                format!(
+                    "{:.2} ({})",
+                    median(&per_q[i]) / median(&sequential),
+                    interval(&per_q[i], &sequential)
+                )
+            });
         println!(
-            "batches of q proposals at once (earlier ones of a batch pending), median regret at \
-             {BATCH_TRIALS} evaluations:"
+            "| {} | {} | {} | {} | {} |",
+            objective.name,
+            objective.set,
+            format_regret(median(&sequential)),
+            cells.join(" | "),
+            ratio
         );
-        println!();
-        println!(
-            "| objective | set | q=1 | q=2 | q=4 | q=8 | q=4/q=1 |\n|---|---|---|---|---|---|---|"
-        );
-        for ((objective, arun), per_q) in objectives.iter().zip(&arun_results).zip(&batch_results) {
-            let k = CHECKPOINTS.iter().position(|&c| c == BATCH_TRIALS).unwrap();
-            let sequential = median(arun.iter().map(|run| run[k]));
-            let batched: Vec<f64> = per_q
-                .iter()
-                .map(|runs: &Vec<Vec<f64>>| median(runs.iter().map(|run| *run.last().unwrap())))
-                .collect();
-            println!(
-                "| {} | {} | {} | {} | {:.2} |",
-                objective.name,
-                objective.set,
-                format_regret(sequential),
-                batched
-                    .iter()
-                    .map(|v| format_regret(*v))
-                    .collect::<Vec<_>>()
-                    .join(" | "),
-                batched[1] / sequential
-            );
-        }
     }
+}
+
+/// How long one suggestion takes as results pile up.
+fn print_suggestion_times() {
     println!();
     println!("time of one suggestion by number of results (6 float knobs):");
     let domains = vec![
@@ -274,7 +367,7 @@ fn main() {
     ];
     for results in [50, 100, 200, 400] {
         let search = Search::new(&domains, 0);
-        let mut rng = arun::propose::knobs::random::Rng::new(results as u64);
+        let mut rng = Rng::new(results as u64);
         let trials: Vec<Trial> = (0..results)
             .map(|_| {
                 let values: Vec<Value> = (0..6).map(|_| Value::Number(rng.unit())).collect();
@@ -301,21 +394,97 @@ fn main() {
     }
 }
 
+/// One sampler's regrets per seed at each checkpoint, from `optuna_baselines.py`'s output (the
+/// first `seeds` of a saved run with more).
+fn optuna_runs(json: &Json, objective: &str, method: &str, seeds: u64) -> Option<Vec<Vec<f64>>> {
+    let runs = json["results"][objective][method].as_array()?;
+    Some(
+        runs.iter()
+            .take(seeds as usize)
+            .map(|r| {
+                r.as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_f64().unwrap())
+                    .collect()
+            })
+            .collect(),
+    )
+}
+
+/// The `k`-th checkpoint of each seed's run.
+fn column(runs: &[Vec<f64>], k: usize) -> Vec<f64> {
+    runs.iter().map(|run| run[k]).collect()
+}
+
+/// A 90% bootstrap interval of `median(a) / median(b)`, the seeds (the same for both: they
+/// share a seed's noise) resampled with replacement.
+fn interval(a: &[f64], b: &[f64]) -> String {
+    let n = a.len().min(b.len());
+    let mut rng = Rng::new(n as u64);
+    let mut ratios: Vec<f64> = (0..RESAMPLES)
+        .map(|_| {
+            let picks: Vec<usize> = (0..n).map(|_| rng.below(n)).collect();
+            let pick = |v: &[f64]| picks.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+            median(&pick(a)) / median(&pick(b))
+        })
+        .filter(|r| !r.is_nan())
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    if ratios.is_empty() {
+        return "n/a".to_string();
+    }
+    let tail = (1.0 - COVERAGE) / 2.0;
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    format!("{:.2}–{:.2}", at(tail), at(1.0 - tail))
+}
+
 enum Optuna {
     Saved(PathBuf),
     Running(std::process::Child),
     Missing(String),
 }
 
-/// Runs arun's search for one seed, `q` proposals at a time, for `trials` evaluations; the regret
-/// at each checkpoint up to `trials`.
+impl Optuna {
+    /// Its output, once there.
+    fn finish(self) -> Option<Json> {
+        match self {
+            // A saved output still being written (Optuna started beside this bench) is waited
+            // for.
+            Optuna::Saved(path) => loop {
+                let text = std::fs::read(&path).unwrap_or_default();
+                if let Ok(json) = serde_json::from_slice(&text) {
+                    break Some(json);
+                }
+                std::thread::sleep(std::time::Duration::from_secs(10));
+            },
+            Optuna::Running(child) => {
+                let output = child.wait_with_output().unwrap();
+                assert!(output.status.success(), "optuna_baselines.py failed");
+                Some(serde_json::from_slice(&output.stdout).unwrap())
+            }
+            Optuna::Missing(why) => {
+                eprintln!("knob_search: Optuna is not available ({why}); its columns are empty");
+                None
+            }
+        }
+    }
+}
+
+/// Runs arun's search for one seed, `q` proposals at a time, for the settings' trials (batches:
+/// `BATCH_TRIALS`); the regret at each checkpoint on the way.
 fn run_arun(
     objective: &Objective,
     seed: u64,
     q: usize,
-    trials_wanted: usize,
+    settings: &Settings,
     server: &mut Server,
 ) -> Vec<f64> {
+    let trials_wanted = if q == 1 {
+        settings.trials
+    } else {
+        BATCH_TRIALS
+    };
     let search = Search::new(&objective.domains, seed);
     let mut trials: Vec<Trial> = Vec::new();
     let mut kept: Option<(f64, f64)> = None;
@@ -351,7 +520,7 @@ fn run_arun(
                 None => Outcome::Crash,
             };
             trials.push(Trial { values, outcome });
-            if CHECKPOINTS.contains(&(t + 1)) {
+            if settings.checkpoints.contains(&(t + 1)) {
                 regrets.push(kept.map_or(f64::NAN, |(_, truth)| truth - objective.optimum));
             }
         }
@@ -466,8 +635,8 @@ fn venv_python(dir: &Path) -> Result<PathBuf, String> {
     ))
 }
 
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut v: Vec<f64> = values.collect();
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n % 2 == 1 {
