@@ -252,19 +252,14 @@ fn print_set(
             continue;
         }
         let ours = |checkpoint: usize| at(checkpoint).map(|k| column(arun, k));
-        // Each sampler's regrets per seed at each checkpoint of its saved run.
-        let theirs: Vec<Option<Vec<Vec<f64>>>> = OPTUNA
-            .iter()
-            .map(|(method, _)| optuna_runs(optuna?, &objective.name, method, settings.seeds))
-            .collect();
+        let theirs = |method: &str, checkpoint: usize| {
+            optuna_at(optuna?, &objective.name, method, checkpoint, settings.seeds)
+        };
         // The sampler with the lowest median at a checkpoint, and its regrets there.
         let best = |checkpoint: usize| -> Option<Vec<f64>> {
-            let k = at(checkpoint)?;
-            theirs
+            OPTUNA
                 .iter()
-                .flatten()
-                .filter(|runs| runs[0].len() > k)
-                .map(|runs| column(runs, k))
+                .filter_map(|(method, _)| theirs(method, checkpoint))
                 .min_by(|a, b| median(a).total_cmp(&median(b)))
         };
         let ratio = ours(30).zip(best(30)).map(|(a, b)| {
@@ -275,14 +270,9 @@ fn print_set(
             format!("{value:.2} ({})", interval(&a, &b))
         });
         let cell = |v: Option<Vec<f64>>| v.map_or("n/a".to_string(), |v| format_regret(median(&v)));
-        let sampler_cells: Vec<String> = theirs
+        let sampler_cells: Vec<String> = OPTUNA
             .iter()
-            .map(|runs| {
-                cell(runs.as_ref().and_then(|runs| {
-                    let k = at(30)?;
-                    (runs[0].len() > k).then(|| column(runs, k))
-                }))
-            })
+            .map(|(method, _)| cell(theirs(method, 30)))
             .collect();
         println!(
             "| {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -394,22 +384,28 @@ fn print_suggestion_times() {
     }
 }
 
-/// One sampler's regrets per seed at each checkpoint, from `optuna_baselines.py`'s output (the
-/// first `seeds` of a saved run with more).
-fn optuna_runs(json: &Json, objective: &str, method: &str, seeds: u64) -> Option<Vec<Vec<f64>>> {
+/// One sampler's regrets per seed at `checkpoint`, from `optuna_baselines.py`'s output (the first
+/// `seeds` of a saved run with more); `None` where it has no such column.
+fn optuna_at(
+    json: &Json,
+    objective: &str,
+    method: &str,
+    checkpoint: usize,
+    seeds: u64,
+) -> Option<Vec<f64>> {
+    // Outputs written before the checkpoints were recorded have the default ones, cut short by
+    // `--trials`.
+    let k = match json["checkpoints"].as_array() {
+        Some(list) => list
+            .iter()
+            .position(|c| c.as_u64() == Some(checkpoint as u64))?,
+        None => CHECKPOINTS.iter().position(|&c| c == checkpoint)?,
+    };
     let runs = json["results"][objective][method].as_array()?;
-    Some(
-        runs.iter()
-            .take(seeds as usize)
-            .map(|r| {
-                r.as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|v| v.as_f64().unwrap())
-                    .collect()
-            })
-            .collect(),
-    )
+    runs.iter()
+        .take(seeds as usize)
+        .map(|run| run.get(k)?.as_f64())
+        .collect()
 }
 
 /// The `k`-th checkpoint of each seed's run.

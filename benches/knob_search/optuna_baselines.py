@@ -5,8 +5,8 @@ objective (`multivariate=True`); `tpe_indep` is the independent (univariate) TPE
 versions.
 
 Run by `cargo bench --bench knob_search` with the Python of benches/.venv (made by setup-venv.sh,
-Optuna from PyPI); prints one JSON object: for each objective, method and seed, the regret after
-each checkpoint's number of trials. Each study is driven through Optuna's ask/tell interface with
+Optuna from PyPI); prints one JSON object: the checkpoints (in trial order), and for each
+objective, method and seed, the regret after each checkpoint's number of trials. Each study is driven through Optuna's ask/tell interface with
 the knobs as the pipeline declares them (a `pow2` knob is its exponent, as one would write it for
 Optuna), and gets the same first trial as arun: the starting assignment (the baseline).
 
@@ -108,8 +108,9 @@ def main():
         if "gp" in methods:
             print("optuna: no torch/scipy, GPSampler left out", file=sys.stderr, flush=True)
             methods.remove("gp")
-    checkpoints = [int(c) for c in args.checkpoints.split(",")]
-    out = {"optuna": optuna.__version__, "results": {}}
+    # In trial order, as each run records them; the output says which they are.
+    checkpoints = sorted(int(c) for c in args.checkpoints.split(","))
+    out = {"optuna": optuna.__version__, "checkpoints": checkpoints, "results": {}}
     for name in args.objectives.split(","):
         for method in methods:
             runs = [run(name, method, s, args.trials, checkpoints) for s in range(args.seeds)]
