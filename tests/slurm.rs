@@ -553,12 +553,7 @@ fn arun_check_runs_the_baseline_as_a_slurm_job_in_a_copy_the_nodes_see() {
     let Some(_cluster) = shared_cluster() else {
         return;
     };
-    let target = slurm_target(
-        serde_json::json!({}),
-        "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
-        "gres = \"gpu:1\"",
-    );
-    let pipeline = target.pipeline.to_str().unwrap().to_string();
+    let (target, pipeline) = check_target("gres = \"gpu:1\"");
     let check = target.arun_command(&["check", &pipeline]);
     check.assert_code(0);
     let stdout = check.stdout();
@@ -586,14 +581,7 @@ fn arun_check_runs_the_baseline_as_a_slurm_job_in_a_copy_the_nodes_see() {
         "job {job_id}: {line}"
     );
     // The copy is gone.
-    let scratches = |dir: &std::path::Path| -> Vec<String> {
-        std::fs::read_dir(dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| name.starts_with("arun-scratch-"))
-            .collect()
-    };
-    assert!(scratches(within).is_empty());
+    assert!(scratch_copies(within).is_empty());
 
     // Once the repository exists, the copy is made in its run store.
     target.arun(&["--max-experiments", "1"]).assert_code(0);
@@ -602,7 +590,7 @@ fn arun_check_runs_the_baseline_as_a_slurm_job_in_a_copy_the_nodes_see() {
     let store = target.repo.join(".git/arun");
     let copy = format!("\ncopy       {}/arun-scratch-", store.display());
     assert!(check.stdout().contains(&copy), "{}", check.stdout());
-    assert!(scratches(&store).is_empty());
+    assert!(scratch_copies(&store).is_empty());
 }
 
 #[test]
@@ -610,12 +598,7 @@ fn arun_check_says_why_sbatch_refused_its_job_and_leaves_no_copy() {
     let Some(_cluster) = shared_cluster() else {
         return;
     };
-    let target = slurm_target(
-        serde_json::json!({}),
-        "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
-        "gres = \"gpu:64\"",
-    );
-    let pipeline = target.pipeline.to_str().unwrap().to_string();
+    let (target, pipeline) = check_target("gres = \"gpu:64\"");
     let check = target.arun_command(&["check", &pipeline]);
     assert_ne!(check.code(), Some(0), "{}", check.stdout());
     let stderr = check.stderr();
@@ -627,13 +610,29 @@ fn arun_check_says_why_sbatch_refused_its_job_and_leaves_no_copy() {
         stderr.contains("Requested node configuration is not available"),
         "{stderr}"
     );
-    let within = target.repo.parent().unwrap();
-    let left: Vec<String> = std::fs::read_dir(within)
+    let left = scratch_copies(target.repo.parent().unwrap());
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// A Slurm pipeline for `arun check` (a 3 s budget) with these `[executor.slurm]` lines, and its
+/// path.
+fn check_target(slurm: &str) -> (Target, String) {
+    let target = slurm_target(
+        serde_json::json!({}),
+        "budget = \"3s\"\nhard-limit = \"20s\"\ngrace = \"1s\"",
+        slurm,
+    );
+    let pipeline = target.pipeline.to_str().unwrap().to_string();
+    (target, pipeline)
+}
+
+/// The scratch copies `arun check` left in `dir`.
+fn scratch_copies(dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_dir(dir)
         .unwrap()
         .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|name| name.starts_with("arun-scratch-"))
-        .collect();
-    assert!(left.is_empty(), "{left:?}");
+        .collect()
 }
 
 #[test]
