@@ -144,10 +144,14 @@ impl Git {
     /// no arun is in the middle of an operation; a live git command holds its lock file open
     /// and is left alone. Returns the files removed.
     pub fn remove_stale_locks(&self) -> Vec<PathBuf> {
-        let git_dirs = [
+        // The repository's own git directory, and each worktree's (workers check out there).
+        let mut git_dirs = vec![
             self.repo.path().to_path_buf(),
             self.repo.commondir().to_path_buf(),
         ];
+        if let Ok(entries) = fs::read_dir(self.repo.commondir().join("worktrees")) {
+            git_dirs.extend(entries.flatten().map(|entry| entry.path()));
+        }
         let mut candidates = Vec::new();
         for dir in &git_dirs {
             for name in [
@@ -648,4 +652,44 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_locks_in_a_workers_worktree_are_removed_too() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        let git = |args: &[&str]| {
+            let out = std::process::Command::new("git")
+                .args(["-c", "user.name=t", "-c", "user.email=t@t"])
+                .args(args)
+                .current_dir(&repo)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{out:?}");
+        };
+        fs::create_dir(&repo).unwrap();
+        git(&["init", "-q"]);
+        git(&["commit", "-q", "--allow-empty", "-m", "first"]);
+        git(&["worktree", "add", "-q", "--detach", "../worker-1"]);
+        let worktree_dir = repo.join(".git/worktrees/worker-1");
+        // Left by a checkout in the worker's tree that was killed.
+        for name in ["HEAD.lock", "index.lock"] {
+            fs::write(worktree_dir.join(name), "").unwrap();
+        }
+        let removed = Git::open(&repo).unwrap().remove_stale_locks();
+        assert_eq!(removed.len(), 2, "{removed:?}");
+        assert!(!worktree_dir.join("HEAD.lock").exists());
+        assert!(!worktree_dir.join("index.lock").exists());
+        // The worktree works again.
+        let out = std::process::Command::new("git")
+            .args(["checkout", "-q", "--detach", "HEAD"])
+            .current_dir(dir.path().join("worker-1"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
 }
