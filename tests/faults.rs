@@ -1,8 +1,10 @@
 //! The fault suite: arun killed with SIGKILL right after every event it journals, right after it
-//! creates each git lock file (while libgit2 holds it), and at random moments, then started
-//! again with the same command. Every time, the run must end exactly as the same run did
-//! without a fault: the same rows, each proposal asked for (and paid) once, the same cost, the
-//! branch on the last keep, a clean work tree, no process left behind.
+//! creates each git lock file (while libgit2 holds it), right after it saves each answer, and at
+//! random moments, then started again with the same command. Every time, the run must end
+//! exactly as the same run did without a fault: the same rows, each proposal asked for (and
+//! paid) once, the same cost, the branch on the last keep, a clean work tree, no process left
+//! behind. With two workers, a kill at each lock in the workers' own work trees must resume and
+//! finish the run without asking again for an answer arun had saved.
 //!
 //! The scenario covers every state of an experiment: setup, a baseline run twice, a build, a
 //! keep with a confirmation run, a discard, a crash and its fix, held-out checks. The agent is
@@ -129,15 +131,17 @@ fn reference() -> (Outcome, Duration) {
 }
 
 /// Runs the scenario with `fault` (extra environment for the first arun), expects that arun to
-/// die by SIGKILL, resumes until it finishes, and compares with `expected`.
-fn killed_then_resumed(expected: &Outcome, what: &str, fault: &[(&str, String)]) {
+/// die by SIGKILL, resumes until it finishes, and compares with `expected`. Returns whether
+/// the fault killed arun (a fault point may lie past the end of a run).
+fn killed_then_resumed(expected: &Outcome, what: &str, fault: &[(&str, String)]) -> bool {
     let target = scenario();
     let path = stand_in_path(&target);
     let mut env: Vec<(&str, String)> = vec![("PATH", path.clone())];
     env.extend(fault.iter().cloned());
     let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let killed = target.arun_with_env(&["--max-experiments", MAX_EXPERIMENTS], &env_refs);
-    if killed.code().is_some() {
+    let was_killed = killed.code().is_none();
+    if !was_killed {
         // The fault point lies past the end of this run (a lock taken only sometimes).
         killed.assert_code(0);
     }
@@ -150,6 +154,7 @@ fn killed_then_resumed(expected: &Outcome, what: &str, fault: &[(&str, String)])
         resumed.stderr()
     );
     assert_finished_like(&target, expected, what, &[&killed, &resumed]);
+    was_killed
 }
 
 fn assert_finished_like(target: &Target, expected: &Outcome, what: &str, runs: &[&Run]) {
@@ -310,6 +315,31 @@ fn a_kill_holding_a_git_lock_resumes_to_the_same_run_even_locks() {
     kill_at_locks(|k| k % 2 == 0, "even locks");
 }
 
+/// A kill right after arun saved an answer (`answers/<n>-<k>.json`), before the journal names
+/// it: the resume journals the saved answer, so the run ends as the uninterrupted one did, each
+/// proposal asked for and paid once.
+#[test]
+fn a_kill_between_an_answer_and_its_journal_line_resumes_to_the_same_run() {
+    let Some(shim) = failpoints_shim() else {
+        return;
+    };
+    let (expected, _) = reference();
+    // The scenario's four answers: three proposals and a crash's fix.
+    for k in 1..=4 {
+        let what = format!("killed after saving answer {k} of 4");
+        let killed = killed_then_resumed(
+            &expected,
+            &what,
+            &[
+                ("LD_PRELOAD", shim.display().to_string()),
+                ("ARUN_KILL_AT_RENAME", k.to_string()),
+                ("ARUN_KILL_RENAMES_TO", "/answers/".to_string()),
+            ],
+        );
+        assert!(killed, "{what}: arun saved fewer than {k} answers");
+    }
+}
+
 #[test]
 fn random_kills_resume_to_the_same_run() {
     let (expected, took) = reference();
@@ -443,4 +473,140 @@ fn a_run_syncs_what_it_writes_before_it_moves_on() {
         "the experiment refs are not synced:\n{}",
         lines.join("\n")
     );
+}
+
+/// The scenario with two workers: experiments run side by side, each in a work tree of its
+/// own whose git directory (`.git/worktrees/<name>/`) has its own HEAD and index locks.
+fn workers_scenario() -> Target {
+    Target::new(Setup {
+        plan: json!({
+            "1": {"LR": 0.05},
+            "2": {"LR": 0.5},
+            "3": {"LR": 0.04, "MODE": "crash"},
+            "4": {"LR": 0.03, "MODE": "normal"},
+        }),
+        env: "NOISE_SD = \"0.0002\"",
+        experiment: "budget = \"2s\"\nhard-limit = \"6s\"\ngrace = \"1s\"",
+        extra: "[workers]\ncount = 2",
+        ..Setup::default()
+    })
+}
+
+#[test]
+fn a_kill_holding_a_lock_in_a_workers_work_tree_resumes_the_run() {
+    let Some(shim) = failpoints_shim() else {
+        return;
+    };
+    const UNDER: &str = "/.git/worktrees/";
+    let args = ["--max-experiments", MAX_EXPERIMENTS];
+    let reference = workers_scenario();
+    let log = reference.path("shim.log");
+    reference
+        .arun_with_env(
+            &args,
+            &[
+                ("LD_PRELOAD", shim.to_str().unwrap()),
+                ("ARUN_SHIM_LOG", log.to_str().unwrap()),
+            ],
+        )
+        .assert_code(0);
+    let locks = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .filter(|l| l.starts_with("lock ") && l.contains(UNDER))
+        .count();
+    assert!(locks >= 8, "the workers' checkouts take {locks} locks");
+    let rows = reference.results().lines().count();
+    let (mut taken, mut lost_unsaved) = (0, 0);
+    for k in 1..=locks {
+        let what = format!("killed holding lock {k} of {locks} in a worker's work tree");
+        let target = workers_scenario();
+        // The agent notes its answers here (tests/scripts/agent.py), arun's shim its file
+        // operations and the kill: one file, so that their order is known.
+        let events = target.path("plan.json.answered");
+        let killed = target.arun_with_env(
+            &args,
+            &[
+                ("LD_PRELOAD", shim.to_str().unwrap()),
+                ("ARUN_KILL_AT_LOCK", k.to_string().as_str()),
+                ("ARUN_KILL_LOCKS_UNDER", UNDER),
+                ("ARUN_KILL_NOTE", events.to_str().unwrap()),
+                ("ARUN_SHIM_LOG", events.to_str().unwrap()),
+            ],
+        );
+        if killed.code().is_some() {
+            // Timing took fewer locks in the workers' work trees this time.
+            killed.assert_code(0);
+        }
+        let resumed = target.arun(&args);
+        assert_eq!(
+            resumed.code(),
+            Some(0),
+            "{what}: the resume failed\nkilled run:\n{}\nresume:\n{}",
+            killed.stderr(),
+            resumed.stderr()
+        );
+        let recorded: Vec<u64> = target
+            .journal()
+            .iter()
+            .filter(|e| e["event"] == "recorded")
+            .map(|e| e["n"].as_u64().unwrap())
+            .collect();
+        let mut once = recorded.clone();
+        once.sort();
+        once.dedup();
+        assert_eq!(once, [0, 1, 2, 3, 4], "{what}: {recorded:?}");
+        assert_eq!(recorded.len(), 5, "{what}: recorded twice: {recorded:?}");
+        assert_eq!(target.results().lines().count(), rows, "{what}");
+        // What happened before the kill: agents' answers, and arun's saves of them.
+        let log = std::fs::read_to_string(&events).unwrap();
+        let before_kill: Vec<&str> = log.lines().take_while(|l| *l != "killed").collect();
+        let answered = |n: u64| before_kill.contains(&format!("answered {n}").as_str());
+        let saved = |n: u64| {
+            before_kill
+                .iter()
+                .any(|l| l.starts_with("rename ") && l.ends_with(&format!("/answers/{n}-0.json")))
+        };
+        let calls = target.agent_calls();
+        for n in 1..=4 {
+            let asked = calls
+                .iter()
+                .filter(|(m, task, _)| *m == n && task != "summary")
+                .count();
+            // An answer arun had saved is never asked for again (it was paid for); one killed
+            // while its agent worked, or in the moment before arun saved it, is.
+            let most = if saved(n) { 1 } else { 2 };
+            assert!(
+                (1..=most).contains(&asked),
+                "{what}: #{n} was asked for {asked} times (saved before the kill: {})\n\
+                 {log}\nkilled run:\n{}\nresume:\n{}",
+                saved(n),
+                killed.stderr(),
+                resumed.stderr()
+            );
+            if answered(n) && asked == 2 {
+                lost_unsaved += 1;
+            }
+        }
+        if resumed
+            .stderr()
+            .contains("journaling the answer the stopped arun was given")
+        {
+            taken += 1;
+        }
+        assert_eq!(target.status(), "", "{what}: the work tree is not clean");
+        assert_eq!(
+            target.head_branch().as_deref(),
+            Some("autoresearch/test"),
+            "{what}"
+        );
+        assert_no_process_left(&target.repo, &what);
+    }
+    eprintln!(
+        "faults (workers): killed at each of {locks} locks in the workers' work trees and \
+         resumed: all passed; {taken} resumes took saved answers; {lost_unsaved} answers came \
+         in the moment before arun saved them and were asked for again"
+    );
+    // The kills land while answers wait to be journaled: the resume takes them.
+    assert!(taken > 0, "no resume took a saved answer");
 }

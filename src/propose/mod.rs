@@ -9,6 +9,8 @@ pub mod transcripts;
 
 use std::path::{Path, PathBuf};
 
+use serde::{Deserialize, Serialize};
+
 use crate::config::Pipeline;
 use crate::config::prompt::{PromptContext, TemplateKind};
 use crate::config::resolve::ProposerSettings;
@@ -63,7 +65,7 @@ pub struct Request<'a> {
 }
 
 /// What a proposer reports besides the edit itself.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Proposal {
     /// One line saying what changed; when absent the session describes the diff.
     pub description: Option<String>,

@@ -77,7 +77,7 @@ pub struct Undo {
 }
 
 /// What `inspect` found.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Inspection {
     /// Files outside the edit target the proposer changed, created or deleted: the experiment
     /// is a crash.

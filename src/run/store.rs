@@ -83,6 +83,11 @@ impl RunDir {
         self.path.join("agents")
     }
 
+    /// Proposers' answers not yet journaled (see `session::answers`).
+    pub fn answers(&self) -> PathBuf {
+        self.path.join("answers")
+    }
+
     /// A directory for the agent's own files (aider's chat history), given as `ARUN_RUN_DIR`.
     pub fn agent_scratch(&self) -> PathBuf {
         self.path.join("agent")

@@ -2,7 +2,8 @@
 
 It reads the plan (JSON, path in $PLAN) and applies the step for $ARUN_EXPERIMENT: set
 constants in train.py, misbehave as asked, print a DESCRIPTION line. Each call is logged to
-$PLAN.calls as one JSON line, with the prompt it was given on stdin.
+$PLAN.calls as one JSON line, with the prompt it was given on stdin; `answered <n>` goes to
+$PLAN.answered when its answer is ready.
 """
 
 import json
@@ -96,6 +97,9 @@ def act(prompt, tool="agent"):
     if description is None:
         parts = [f"{k} {step[k]}" for k in ("LR", "MODE", "MEM_MB") if k in step]
         description = "set " + ", ".join(parts) if parts else "no change"
+    with open(plan_path + ".answered", "a") as f:
+        # The answer is ready: what arun gets from here on is paid for.
+        f.write(f"answered {n}\n")
     return ["thinking about the change", f"DESCRIPTION: {description}"]
 
 

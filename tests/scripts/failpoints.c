@@ -7,6 +7,12 @@
  *       `rename <from> <to>`.
  *   - ARUN_KILL_AT_LOCK=<k>: SIGKILLs arun right after it creates its k-th lock file, while
  *     the lock is held: what a kill -9 or a power cut in the middle of a git operation leaves.
+ *   - ARUN_KILL_AT_RENAME=<k>, ARUN_KILL_RENAMES_TO=<text>: SIGKILLs arun right after its k-th
+ *     rename to a path that contains <text> (e.g. `/answers/`: an answer just saved).
+ *   - ARUN_KILL_NOTE=<file>: appends `killed` to <file> right before that kill, so that a test
+ *     can order the kill among lines that other processes append there.
+ *   - ARUN_KILL_LOCKS_UNDER=<text>: counts, for ARUN_KILL_AT_LOCK, only the lock files whose
+ *     path contains <text> (e.g. `/.git/worktrees/` for the workers' own work trees).
  *
  * Children (the agent, the trainer, sh) do not get the shim: it removes itself from the
  * environment when it loads.
@@ -27,6 +33,10 @@ static int active = 0;
 static int log_fd = -1;
 static long kill_at = 0;
 static long locks = 0;
+static const char *kill_under = NULL;
+static long kill_at_rename = 0;
+static long renames = 0;
+static const char *kill_renames_to = NULL;
 
 static int (*real_open)(const char *, int, ...);
 static int (*real_open64)(const char *, int, ...);
@@ -53,6 +63,10 @@ __attribute__((constructor)) static void start(void) {
     if (log) log_fd = real_open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     const char *k = getenv("ARUN_KILL_AT_LOCK");
     if (k) kill_at = atol(k);
+    kill_under = getenv("ARUN_KILL_LOCKS_UNDER");
+    const char *r = getenv("ARUN_KILL_AT_RENAME");
+    if (r) kill_at_rename = atol(r);
+    kill_renames_to = getenv("ARUN_KILL_RENAMES_TO");
 }
 
 static void note(const char *what, const char *a, const char *b) {
@@ -66,6 +80,18 @@ static void note(const char *what, const char *a, const char *b) {
     }
 }
 
+/* SIGKILL, noted first in ARUN_KILL_NOTE when set. */
+static void die(void) {
+    const char *note_path = getenv("ARUN_KILL_NOTE");
+    if (note_path) {
+        int fd = real_open(note_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        ssize_t ignored = write(fd, "killed\n", 7);
+        (void)ignored;
+        close(fd);
+    }
+    kill(getpid(), SIGKILL);
+}
+
 static int ends_with(const char *text, const char *end) {
     size_t t = strlen(text), e = strlen(end);
     return t >= e && strcmp(text + t - e, end) == 0;
@@ -74,9 +100,11 @@ static int ends_with(const char *text, const char *end) {
 static void opened(const char *path, int flags, int fd) {
     if (!active || fd < 0 || !(flags & O_CREAT) || !ends_with(path, ".lock")) return;
     char full[PATH_MAX];
-    note("lock", realpath(path, full) ? full : path, NULL);
+    const char *shown = realpath(path, full) ? full : path;
+    note("lock", shown, NULL);
+    if (kill_under && !strstr(shown, kill_under)) return;
     locks++;
-    if (kill_at > 0 && locks == kill_at) kill(getpid(), SIGKILL);
+    if (kill_at > 0 && locks == kill_at) die();
 }
 
 static int open_with(int (*real)(const char *, int, ...), const char *path, int flags,
@@ -130,7 +158,11 @@ int rename(const char *from, const char *to) {
     int result = real_rename(from, to);
     if (active && result == 0) {
         char full[PATH_MAX];
-        note("rename", from, realpath(to, full) ? full : to);
+        const char *shown = realpath(to, full) ? full : to;
+        note("rename", from, shown);
+        if (kill_at_rename > 0 && (!kill_renames_to || strstr(shown, kill_renames_to)) &&
+            ++renames == kill_at_rename)
+            die();
     }
     return result;
 }

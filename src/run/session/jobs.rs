@@ -100,6 +100,8 @@ pub(super) struct ProposeJob {
     pub(super) scratch: PathBuf,
     pub(super) line: Line,
     pub(super) label: String,
+    /// Where the answer is saved until the session journals it (see `answers`).
+    pub(super) answer: PathBuf,
 }
 
 impl ProposeJob {
@@ -151,6 +153,7 @@ impl ProposeJob {
                 Ok(None),
             ),
         };
+        super::answers::save(&self.answer, &outcome, &found, &files);
         Outcome::Proposed {
             proposer: std::mem::replace(&mut self.proposer, Box::new(Gone)),
             outcome,

@@ -16,6 +16,7 @@
 //! `resume_step` maps the last journaled event of each unfinished experiment to the step that
 //! follows it, and every experiment that was in flight goes on from there.
 
+mod answers;
 mod context;
 mod jobs;
 mod measure;
@@ -310,6 +311,9 @@ impl Session {
         }
         self.prepare_work_trees()?;
         self.resume_flights();
+        if resuming {
+            self.take_saved_answers()?;
+        }
         setup::show_table(
             &self.root,
             &self.run,
@@ -370,6 +374,41 @@ impl Session {
                 },
             );
         }
+    }
+
+    /// Journals the answers the stopped arun had been given but had not journaled, instead of
+    /// asking for them again (they were paid for), and forgets every other saved answer.
+    fn take_saved_answers(&mut self) -> Result<(), Error> {
+        let waiting: Vec<u64> = self
+            .flights
+            .iter()
+            .filter(|(_, flight)| flight.step == Step::Propose)
+            .map(|(n, _)| *n)
+            .collect();
+        for n in waiting {
+            let path = answers::path(&self.run, n, self.experiment(n)?.failures.len());
+            let Some(answer) = answers::load(&path) else {
+                continue;
+            };
+            self.progress.note(&format!(
+                "arun: #{n}: journaling the answer the stopped arun was given, not asking again"
+            ));
+            let changed = !answer.found.edited.is_empty() || !answer.found.violations.is_empty();
+            match answer.outcome {
+                // A failure, paid for, as when it came in (its work tree is placed afresh).
+                Ok(proposal) if !changed => self.proposal_failed(
+                    n,
+                    "the proposer changed nothing".to_string(),
+                    proposal.cost_usd,
+                    proposal.tokens,
+                )?,
+                outcome => {
+                    self.proposed(n, outcome, Ok(Some(answer.found)), Ok(answer.files))?;
+                }
+            }
+        }
+        answers::forget_all(&self.run);
+        Ok(())
     }
 
     /// Whether experiments run in work trees of their own (several workers, or proposals made

@@ -279,6 +279,7 @@ impl Session {
             scratch,
             line: self.progress.line(),
             label,
+            answer: super::answers::path(&self.run, n, experiment.failures.len()),
         };
         self.started_job(n, None);
         super::jobs::spawn(n, self.done.clone(), move |done| job.run(done));
@@ -310,7 +311,11 @@ impl Session {
                 files,
             } => {
                 self.proposers.push(proposer);
-                self.proposed(n, outcome, found, files)
+                let saved = super::answers::path(&self.run, n, self.experiment(n)?.failures.len());
+                self.proposed(n, outcome, found, files)?;
+                // Journaled (or failed, and undone): the saved answer is not needed any more.
+                let _ = std::fs::remove_file(saved);
+                Ok(())
             }
             Outcome::Built {
                 finished,
@@ -357,16 +362,16 @@ impl Session {
     }
 
     /// Journals what the proposer did (or why it failed).
-    fn proposed(
+    pub(super) fn proposed(
         &mut self,
         n: u64,
         outcome: Result<Proposal, ProposeError>,
         found: Result<Option<Inspection>, GitError>,
         files: Result<Option<std::collections::BTreeMap<String, Option<String>>>, GitError>,
     ) -> Result<(), Error> {
-        // The answer is paid for. Until it is journaled nothing here changes the work tree or
-        // takes a git lock, so a kill loses at most this one call, never a proposal that was
-        // already journaled.
+        // The answer is paid for. The job saved it (see `answers`), and until it is journaled
+        // nothing here changes the work tree or takes a git lock: a kill before the journal
+        // line leaves the saved answer for the resume to journal.
         let tampered = self.restore_run_files()?;
         let found = found?;
         let files = files?;
@@ -477,7 +482,7 @@ impl Session {
         }
     }
 
-    fn proposal_failed(
+    pub(super) fn proposal_failed(
         &mut self,
         n: u64,
         reason: String,
