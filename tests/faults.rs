@@ -492,121 +492,181 @@ fn workers_scenario() -> Target {
     })
 }
 
-#[test]
-fn a_kill_holding_a_lock_in_a_workers_work_tree_resumes_the_run() {
-    let Some(shim) = failpoints_shim() else {
-        return;
-    };
-    const UNDER: &str = "/.git/worktrees/";
+/// What a kill of the workers' scenario cost, as `workers_killed_then_resumed` found it.
+#[derive(Default)]
+struct Lost {
+    /// Whether the resume journaled an answer the killed arun had saved.
+    taken: bool,
+    /// Answers given before the kill, in the moment before arun saved them, asked for again.
+    unsaved: usize,
+}
+
+/// Runs the workers' scenario with `fault` (extra environment for the first arun), resumes it
+/// and checks that the run finished whole: each experiment recorded once, every row there, a
+/// clean work tree on the branch, no process left, and no saved answer asked for again.
+fn workers_killed_then_resumed(what: &str, rows: usize, fault: &[(&str, &str)]) -> Lost {
     let args = ["--max-experiments", MAX_EXPERIMENTS];
+    let target = workers_scenario();
+    // The agent notes its answers here (tests/scripts/agent.py), arun's shim its file
+    // operations and the kill: one file, so that their order is known.
+    let events = target.path("plan.json.answered");
+    let mut env = fault.to_vec();
+    env.push(("ARUN_KILL_NOTE", events.to_str().unwrap()));
+    env.push(("ARUN_SHIM_LOG", events.to_str().unwrap()));
+    let killed = target.arun_with_env(&args, &env);
+    if killed.code().is_some() {
+        // Timing made this run shorter than the one the fault points were counted in.
+        killed.assert_code(0);
+    }
+    // A kill by arun's own failpoint is not noted by the shim: it is over by now.
+    let log = std::fs::read_to_string(&events).unwrap_or_default();
+    if !log.lines().any(|l| l == "killed") {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&events)
+            .unwrap();
+        writeln!(file, "killed").unwrap();
+    }
+    let resumed = target.arun(&args);
+    assert_eq!(
+        resumed.code(),
+        Some(0),
+        "{what}: the resume failed\nkilled run:\n{}\nresume:\n{}",
+        killed.stderr(),
+        resumed.stderr()
+    );
+    let recorded: Vec<u64> = target
+        .journal()
+        .iter()
+        .filter(|e| e["event"] == "recorded")
+        .map(|e| e["n"].as_u64().unwrap())
+        .collect();
+    let mut once = recorded.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(once, [0, 1, 2, 3, 4], "{what}: {recorded:?}");
+    assert_eq!(recorded.len(), 5, "{what}: recorded twice: {recorded:?}");
+    assert_eq!(target.results().lines().count(), rows, "{what}");
+    // What happened before the kill: agents' answers, and arun's saves of them.
+    let log = std::fs::read_to_string(&events).unwrap();
+    let before_kill: Vec<&str> = log.lines().take_while(|l| *l != "killed").collect();
+    let answered = |n: u64| before_kill.contains(&format!("answered {n}").as_str());
+    let saved = |n: u64| {
+        before_kill
+            .iter()
+            .any(|l| l.starts_with("rename ") && l.ends_with(&format!("/answers/{n}-0.json")))
+    };
+    let calls = target.agent_calls();
+    let mut lost = Lost::default();
+    for n in 1..=4 {
+        let asked = calls
+            .iter()
+            .filter(|(m, task, _)| *m == n && task != "summary")
+            .count();
+        // An answer arun had saved is never asked for again (it was paid for); one killed
+        // while its agent worked, or in the moment before arun saved it, is.
+        let most = if saved(n) { 1 } else { 2 };
+        assert!(
+            (1..=most).contains(&asked),
+            "{what}: #{n} was asked for {asked} times (saved before the kill: {})\n\
+             {log}\nkilled run:\n{}\nresume:\n{}",
+            saved(n),
+            killed.stderr(),
+            resumed.stderr()
+        );
+        if answered(n) && asked == 2 {
+            lost.unsaved += 1;
+        }
+    }
+    lost.taken = resumed
+        .stderr()
+        .contains("journaling the answer the stopped arun was given");
+    assert_eq!(target.status(), "", "{what}: the work tree is not clean");
+    assert_eq!(
+        target.head_branch().as_deref(),
+        Some("autoresearch/test"),
+        "{what}"
+    );
+    assert_no_process_left(&target.repo, what);
+    lost
+}
+
+/// The workers' scenario run whole with the shim logging, and its log.
+fn workers_reference(shim: &Path) -> (usize, String, usize) {
     let reference = workers_scenario();
     let log = reference.path("shim.log");
     reference
         .arun_with_env(
-            &args,
+            &["--max-experiments", MAX_EXPERIMENTS],
             &[
                 ("LD_PRELOAD", shim.to_str().unwrap()),
                 ("ARUN_SHIM_LOG", log.to_str().unwrap()),
             ],
         )
         .assert_code(0);
-    let locks = std::fs::read_to_string(&log)
-        .unwrap()
+    (
+        reference.results().lines().count(),
+        std::fs::read_to_string(&log).unwrap(),
+        reference.journal().len(),
+    )
+}
+
+#[test]
+fn a_kill_holding_a_lock_in_a_workers_work_tree_resumes_the_run() {
+    let Some(shim) = failpoints_shim() else {
+        return;
+    };
+    const UNDER: &str = "/.git/worktrees/";
+    let (rows, log, _) = workers_reference(&shim);
+    let locks = log
         .lines()
         .filter(|l| l.starts_with("lock ") && l.contains(UNDER))
         .count();
     assert!(locks >= 8, "the workers' checkouts take {locks} locks");
-    let rows = reference.results().lines().count();
-    let (mut taken, mut lost_unsaved) = (0, 0);
+    let (mut taken, mut unsaved) = (0, 0);
     for k in 1..=locks {
-        let what = format!("killed holding lock {k} of {locks} in a worker's work tree");
-        let target = workers_scenario();
-        // The agent notes its answers here (tests/scripts/agent.py), arun's shim its file
-        // operations and the kill: one file, so that their order is known.
-        let events = target.path("plan.json.answered");
-        let killed = target.arun_with_env(
-            &args,
+        let lost = workers_killed_then_resumed(
+            &format!("killed holding lock {k} of {locks} in a worker's work tree"),
+            rows,
             &[
                 ("LD_PRELOAD", shim.to_str().unwrap()),
                 ("ARUN_KILL_AT_LOCK", k.to_string().as_str()),
                 ("ARUN_KILL_LOCKS_UNDER", UNDER),
-                ("ARUN_KILL_NOTE", events.to_str().unwrap()),
-                ("ARUN_SHIM_LOG", events.to_str().unwrap()),
             ],
         );
-        if killed.code().is_some() {
-            // Timing took fewer locks in the workers' work trees this time.
-            killed.assert_code(0);
-        }
-        let resumed = target.arun(&args);
-        assert_eq!(
-            resumed.code(),
-            Some(0),
-            "{what}: the resume failed\nkilled run:\n{}\nresume:\n{}",
-            killed.stderr(),
-            resumed.stderr()
-        );
-        let recorded: Vec<u64> = target
-            .journal()
-            .iter()
-            .filter(|e| e["event"] == "recorded")
-            .map(|e| e["n"].as_u64().unwrap())
-            .collect();
-        let mut once = recorded.clone();
-        once.sort();
-        once.dedup();
-        assert_eq!(once, [0, 1, 2, 3, 4], "{what}: {recorded:?}");
-        assert_eq!(recorded.len(), 5, "{what}: recorded twice: {recorded:?}");
-        assert_eq!(target.results().lines().count(), rows, "{what}");
-        // What happened before the kill: agents' answers, and arun's saves of them.
-        let log = std::fs::read_to_string(&events).unwrap();
-        let before_kill: Vec<&str> = log.lines().take_while(|l| *l != "killed").collect();
-        let answered = |n: u64| before_kill.contains(&format!("answered {n}").as_str());
-        let saved = |n: u64| {
-            before_kill
-                .iter()
-                .any(|l| l.starts_with("rename ") && l.ends_with(&format!("/answers/{n}-0.json")))
-        };
-        let calls = target.agent_calls();
-        for n in 1..=4 {
-            let asked = calls
-                .iter()
-                .filter(|(m, task, _)| *m == n && task != "summary")
-                .count();
-            // An answer arun had saved is never asked for again (it was paid for); one killed
-            // while its agent worked, or in the moment before arun saved it, is.
-            let most = if saved(n) { 1 } else { 2 };
-            assert!(
-                (1..=most).contains(&asked),
-                "{what}: #{n} was asked for {asked} times (saved before the kill: {})\n\
-                 {log}\nkilled run:\n{}\nresume:\n{}",
-                saved(n),
-                killed.stderr(),
-                resumed.stderr()
-            );
-            if answered(n) && asked == 2 {
-                lost_unsaved += 1;
-            }
-        }
-        if resumed
-            .stderr()
-            .contains("journaling the answer the stopped arun was given")
-        {
-            taken += 1;
-        }
-        assert_eq!(target.status(), "", "{what}: the work tree is not clean");
-        assert_eq!(
-            target.head_branch().as_deref(),
-            Some("autoresearch/test"),
-            "{what}"
-        );
-        assert_no_process_left(&target.repo, &what);
+        taken += usize::from(lost.taken);
+        unsaved += lost.unsaved;
     }
     eprintln!(
         "faults (workers): killed at each of {locks} locks in the workers' work trees and \
-         resumed: all passed; {taken} resumes took saved answers; {lost_unsaved} answers came \
-         in the moment before arun saved them and were asked for again"
+         resumed: all passed; {taken} resumes took saved answers; {unsaved} answers came in \
+         the moment before arun saved them and were asked for again"
     );
     // The kills land while answers wait to be journaled: the resume takes them.
     assert!(taken > 0, "no resume took a saved answer");
+}
+
+#[test]
+fn a_kill_after_any_journaled_event_of_two_workers_resumes_the_run() {
+    let Some(shim) = failpoints_shim() else {
+        return;
+    };
+    let (rows, _, events) = workers_reference(&shim);
+    assert!(
+        events > 30,
+        "the workers' scenario journals {events} events"
+    );
+    for k in 1..=events {
+        workers_killed_then_resumed(
+            &format!("two workers, killed after journal event {k} of {events}"),
+            rows,
+            &[
+                ("LD_PRELOAD", shim.to_str().unwrap()),
+                ("ARUN_FAILPOINT", format!("@{k}").as_str()),
+            ],
+        );
+    }
+    eprintln!("faults (workers): {events} journal events, each killed and resumed: all passed");
 }
