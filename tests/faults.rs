@@ -21,14 +21,20 @@ use serde_json::json;
 
 const MAX_EXPERIMENTS: &str = "5";
 
+/// What the agent proposes: #1 and #4 improve, #2 does worse, #3 crashes (and in the sequential
+/// scenario #4 is its fix).
+fn plan() -> serde_json::Value {
+    json!({
+        "1": {"LR": 0.05},
+        "2": {"LR": 0.5},
+        "3": {"LR": 0.04, "MODE": "crash"},
+        "4": {"LR": 0.03, "MODE": "normal"},
+    })
+}
+
 fn scenario() -> Target {
     Target::new(Setup {
-        plan: json!({
-            "1": {"LR": 0.05},
-            "2": {"LR": 0.5},
-            "3": {"LR": 0.04, "MODE": "crash"},
-            "4": {"LR": 0.03, "MODE": "normal"},
-        }),
+        plan: plan(),
         env: "NOISE_SD = \"0.0002\"",
         experiment: "budget = \"2s\"\nhard-limit = \"6s\"\ngrace = \"1s\"\nbuild = \"echo building\"",
         proposer: common::CLAUDE_STAND_IN,
@@ -179,12 +185,7 @@ fn assert_ended_like(
             .collect::<Vec<_>>()
             .join("\n-- next arun --\n")
     );
-    let recorded: Vec<u64> = target
-        .journal()
-        .iter()
-        .filter(|e| e["event"] == "recorded")
-        .map(|e| e["n"].as_u64().unwrap())
-        .collect();
+    let recorded = target.recorded();
     assert_eq!(
         recorded,
         [0, 1, 2, 3, 4],
@@ -479,12 +480,7 @@ fn a_run_syncs_what_it_writes_before_it_moves_on() {
 /// own whose git directory (`.git/worktrees/<name>/`) has its own HEAD and index locks.
 fn workers_scenario() -> Target {
     Target::new(Setup {
-        plan: json!({
-            "1": {"LR": 0.05},
-            "2": {"LR": 0.5},
-            "3": {"LR": 0.04, "MODE": "crash"},
-            "4": {"LR": 0.03, "MODE": "normal"},
-        }),
+        plan: plan(),
         env: "NOISE_SD = \"0.0002\"",
         experiment: "budget = \"2s\"\nhard-limit = \"6s\"\ngrace = \"1s\"",
         extra: "[workers]\ncount = 2",
@@ -537,12 +533,7 @@ fn workers_killed_then_resumed(what: &str, rows: usize, fault: &[(&str, &str)]) 
         killed.stderr(),
         resumed.stderr()
     );
-    let recorded: Vec<u64> = target
-        .journal()
-        .iter()
-        .filter(|e| e["event"] == "recorded")
-        .map(|e| e["n"].as_u64().unwrap())
-        .collect();
+    let recorded = target.recorded();
     let mut once = recorded.clone();
     once.sort();
     once.dedup();

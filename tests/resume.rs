@@ -25,12 +25,7 @@ fn assert_complete(target: &Target, runs: &[&common::Run]) {
     assert_eq!(target.head_branch().as_deref(), Some("autoresearch/test"));
     assert_eq!(target.status(), "");
     assert_eq!(target.refs().len(), 4);
-    let recorded: Vec<u64> = target
-        .journal()
-        .iter()
-        .filter(|e| e["event"] == "recorded")
-        .map(|e| e["n"].as_u64().unwrap())
-        .collect();
+    let recorded = target.recorded();
     assert_eq!(
         recorded,
         [0, 1, 2, 3],

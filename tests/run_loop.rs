@@ -379,14 +379,7 @@ fn an_agent_that_deletes_the_run_files_cannot_lose_the_run() {
     target.arun(&["--max-experiments", "3"]).assert_code(0);
     let results = target.results_redacted();
     assert_eq!(results.lines().count(), 4, "{results}");
-    assert_eq!(
-        target
-            .journal()
-            .iter()
-            .filter(|e| e["event"] == "recorded")
-            .count(),
-        3
-    );
+    assert_eq!(target.recorded().len(), 3);
 }
 
 #[test]

@@ -124,12 +124,7 @@ fn two_workers_run_side_by_side_in_their_own_work_trees_on_their_own_gpus() {
         .filter_map(|e| e["worker"].as_u64())
         .collect();
     assert_eq!(workers_journaled, BTreeSet::from([0, 1]));
-    let rows: Vec<u64> = target
-        .journal()
-        .iter()
-        .filter(|e| e["event"] == "recorded")
-        .map(|e| e["n"].as_u64().unwrap())
-        .collect();
+    let rows = target.recorded();
     // A run that ended clearly earlier (runs that end within a moment of each other may be
     // seen in either order) has its row first.
     let position = |n: &u64| rows.iter().position(|r| r == n).unwrap();
@@ -256,12 +251,7 @@ fn a_kill_with_experiments_in_flight_resumes_every_one_without_proposing_again()
         }
     }
     assert_eq!(calls, BTreeMap::from([(1, 1), (2, 1), (3, 1)]));
-    let recorded: Vec<u64> = target
-        .journal()
-        .iter()
-        .filter(|e| e["event"] == "recorded")
-        .map(|e| e["n"].as_u64().unwrap())
-        .collect();
+    let recorded = target.recorded();
     assert_eq!(recorded.iter().copied().collect::<BTreeSet<_>>().len(), 4);
     assert_eq!(recorded.len(), 4, "{recorded:?}");
     let decisions = decided(&target);

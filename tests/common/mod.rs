@@ -294,6 +294,15 @@ peak_mem_mb = '^peak_mem_mb:\s*([0-9.]+)'
             .collect()
     }
 
+    /// The experiments recorded, in the order the journal recorded them.
+    pub fn recorded(&self) -> Vec<u64> {
+        self.journal()
+            .iter()
+            .filter(|e| e["event"] == "recorded")
+            .map(|e| e["n"].as_u64().unwrap())
+            .collect()
+    }
+
     /// Each decision in order: (status, reason).
     pub fn decisions(&self) -> Vec<(String, String)> {
         self.journal()
