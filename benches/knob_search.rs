@@ -14,7 +14,10 @@
 //! Batches for parallel workers: with `q` workers, `q` proposals are made at once, each seeing the
 //! earlier ones of its batch as pending (`strategy::with_pending`, as the `knobs` proposer sees
 //! experiments in flight), then evaluated together; their regret is reported at the same number
-//! of evaluations as the sequential search's.
+//! of evaluations as the sequential search's. arun's workers do not wait for a whole batch: a
+//! worker that finishes gets the next proposal at once, made with the other workers' assignments
+//! pending. That is measured too (`w=4`: four workers, experiments of equal length, so they
+//! finish in the order they started).
 //!
 //! The medians of a few dozen seeds are themselves noisy, so each ratio in the tables comes with
 //! a 90% bootstrap interval over seeds: the seeds resampled with replacement, the ratio of the
@@ -23,8 +26,9 @@
 //! Run with `cargo bench --bench knob_search` (25 seeds, 60 trials; `ARUN_BENCH_SEEDS=5` for a
 //! quick look; `ARUN_BENCH_OPTUNA_JSON=file` reuses a saved output of `optuna_baselines.py`;
 //! `ARUN_BENCH_OPTUNA=0` leaves Optuna out; `ARUN_BENCH_BATCHES=0` leaves the batches out and
-//! `ARUN_BENCH_BATCHES=4` runs only that size; `ARUN_BENCH_TRIALS=30` stops the sequential
-//! search at 30; `ARUN_BENCH_ONLY=branin,categorical` runs only those objectives).
+//! `ARUN_BENCH_BATCHES=4` runs only that size; `ARUN_BENCH_WORKERS=0` leaves the workers out;
+//! `ARUN_BENCH_TRIALS=30` stops the sequential search at 30; `ARUN_BENCH_ONLY=branin,categorical`
+//! runs only those objectives).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -42,6 +46,8 @@ const CHECKPOINTS: [usize; 3] = [15, 30, 60];
 /// Batches run to this many evaluations (the goal's checkpoint).
 const BATCH_TRIALS: usize = 30;
 const BATCH_SIZES: [usize; 3] = [2, 4, 8];
+/// Workers that each get a proposal as soon as they finish (`ARUN_BENCH_WORKERS`).
+const WORKERS: usize = 4;
 /// Optuna's samplers as `optuna_baselines.py` names them, and as the tables do.
 const OPTUNA: [(&str, &str); 4] = [
     ("tpe", "TPE"),
@@ -71,6 +77,8 @@ struct Settings {
     checkpoints: Vec<usize>,
     /// Batch sizes to run (empty: none).
     batch_sizes: Vec<usize>,
+    /// Workers proposed for one at a time as each finishes (0: not run).
+    workers: usize,
     optuna: bool,
 }
 
@@ -100,16 +108,18 @@ impl Settings {
             trials,
             checkpoints: CHECKPOINTS.into_iter().filter(|&c| c <= trials).collect(),
             batch_sizes,
+            workers: number("ARUN_BENCH_WORKERS", WORKERS),
             optuna: std::env::var("ARUN_BENCH_OPTUNA").map_or(true, |v| v != "0"),
         }
     }
 }
 
 /// Per objective, per seed: regrets at each checkpoint of the sequential search, and at
-/// `BATCH_TRIALS` for each batch size.
+/// `BATCH_TRIALS` for each batch size and for the workers.
 struct Runs {
     sequential: Vec<Vec<Vec<f64>>>,
     batches: Vec<Vec<Vec<f64>>>,
+    workers: Vec<Vec<f64>>,
 }
 
 fn main() {
@@ -142,7 +152,7 @@ fn main() {
     for set in ["tuning", "held-out"] {
         print_set(set, &objectives, &runs, optuna_json.as_ref(), &settings);
     }
-    if !settings.batch_sizes.is_empty() {
+    if !settings.batch_sizes.is_empty() || settings.workers > 0 {
         print_batches(&objectives, &runs, &settings);
     }
     print_suggestion_times();
@@ -188,7 +198,7 @@ fn run_all(dir: &Path, objectives: &[Objective], settings: &Settings) -> Runs {
         sequential.push(
             seeds
                 .clone()
-                .map(|seed| run_arun(objective, seed, 1, settings, &mut server))
+                .map(|seed| run_arun(objective, seed, Mode::Batches(1), settings, &mut server))
                 .collect(),
         );
         eprintln!("arun: {} done", objective.name);
@@ -202,7 +212,7 @@ fn run_all(dir: &Path, objectives: &[Objective], settings: &Settings) -> Runs {
                 seeds
                     .clone()
                     .map(|seed| {
-                        *run_arun(objective, seed, q, settings, &mut server)
+                        *run_arun(objective, seed, Mode::Batches(q), settings, &mut server)
                             .last()
                             .unwrap()
                     })
@@ -214,9 +224,29 @@ fn run_all(dir: &Path, objectives: &[Objective], settings: &Settings) -> Runs {
         }
         batches.push(per_q);
     }
+    let mut workers = Vec::new();
+    for objective in objectives {
+        if settings.workers == 0 {
+            workers.push(Vec::new());
+            continue;
+        }
+        let mode = Mode::Workers(settings.workers);
+        workers.push(
+            seeds
+                .clone()
+                .map(|seed| {
+                    *run_arun(objective, seed, mode, settings, &mut server)
+                        .last()
+                        .unwrap()
+                })
+                .collect(),
+        );
+        eprintln!("arun: {} workers done", objective.name);
+    }
     Runs {
         sequential,
         batches,
+        workers,
     }
 }
 
@@ -295,8 +325,8 @@ fn print_set(
     }
 }
 
-/// The batch table: median regret at `BATCH_TRIALS` evaluations for each batch size, beside the
-/// sequential search's, and batches of 4 against it.
+/// The batch table: median regret at `BATCH_TRIALS` evaluations for each batch size and for the
+/// workers, beside the sequential search's, and batches of 4 and the workers against it.
 fn print_batches(objectives: &[Objective], runs: &Runs, settings: &Settings) {
     let k = settings
         .checkpoints
@@ -305,40 +335,54 @@ fn print_batches(objectives: &[Objective], runs: &Runs, settings: &Settings) {
         .expect("the sequential search reaches the batches' checkpoint");
     let sizes = &settings.batch_sizes;
     println!();
+    let w = settings.workers;
     println!(
-        "batches of q proposals at once (earlier ones of a batch pending), median regret at \
+        "batches of q proposals at once (earlier ones of a batch pending), and w={w} workers \
+         each proposed for as it finishes (the others pending), median regret at \
          {BATCH_TRIALS} evaluations:"
     );
     println!();
-    let heads: Vec<String> = sizes.iter().map(|q| format!("q={q}")).collect();
+    let mut heads: Vec<String> = sizes.iter().map(|q| format!("q={q}")).collect();
+    heads.push("q=4/q=1".to_string());
+    if w > 0 {
+        heads.push(format!("w={w}"));
+        heads.push(format!("w={w}/q=1"));
+    }
     println!(
-        "| objective | set | q=1 | {} | q=4/q=1 |\n|---|---|---|{}---|",
+        "| objective | set | q=1 | {} |\n|---|---|---|{}",
         heads.join(" | "),
-        "---|".repeat(sizes.len())
+        "---|".repeat(heads.len())
     );
-    for ((objective, arun), per_q) in objectives.iter().zip(&runs.sequential).zip(&runs.batches) {
-        let sequential = column(arun, k);
-        let cells: Vec<String> = per_q
+    for (i, objective) in objectives.iter().enumerate() {
+        let sequential = column(&runs.sequential[i], k);
+        let per_q = &runs.batches[i];
+        let against = |runs: &[f64]| {
+            format!(
+                "{:.2} ({})",
+                median(runs) / median(&sequential),
+                interval(runs, &sequential)
+            )
+        };
+        let mut cells: Vec<String> = per_q
             .iter()
             .map(|runs| format_regret(median(runs)))
             .collect();
-        let ratio = sizes
-            .iter()
-            .position(|&q| q == 4)
-            .map_or("n/a".to_string(), |i| {
-                format!(
-                    "{:.2} ({})",
-                    median(&per_q[i]) / median(&sequential),
-                    interval(&per_q[i], &sequential)
-                )
-            });
+        cells.push(
+            sizes
+                .iter()
+                .position(|&q| q == 4)
+                .map_or("n/a".to_string(), |j| against(&per_q[j])),
+        );
+        if w > 0 {
+            cells.push(format_regret(median(&runs.workers[i])));
+            cells.push(against(&runs.workers[i]));
+        }
         println!(
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} |",
             objective.name,
             objective.set,
             format_regret(median(&sequential)),
-            cells.join(" | "),
-            ratio
+            cells.join(" | ")
         );
     }
 }
@@ -467,43 +511,54 @@ impl Optuna {
     }
 }
 
-/// Runs arun's search for one seed, `q` proposals at a time, for the settings' trials (batches:
-/// `BATCH_TRIALS`); the regret at each checkpoint on the way.
+/// How proposals are made and evaluated.
+#[derive(Clone, Copy)]
+enum Mode {
+    /// `q` at a time, each batch evaluated whole before the next is proposed.
+    Batches(usize),
+    /// `q` running at once; the oldest finishes first, and a new one is proposed in its place.
+    Workers(usize),
+}
+
+/// Runs arun's search for one seed, for the settings' trials (sequential) or `BATCH_TRIALS`
+/// (batches, workers); the regret at each checkpoint on the way.
 fn run_arun(
     objective: &Objective,
     seed: u64,
-    q: usize,
+    mode: Mode,
     settings: &Settings,
     server: &mut Server,
 ) -> Vec<f64> {
-    let trials_wanted = if q == 1 {
-        settings.trials
-    } else {
-        BATCH_TRIALS
+    let (q, trials_wanted) = match mode {
+        Mode::Batches(1) => (1, settings.trials),
+        Mode::Batches(q) | Mode::Workers(q) => (q, BATCH_TRIALS),
     };
     let search = Search::new(&objective.domains, seed);
     let mut trials: Vec<Trial> = Vec::new();
     let mut kept: Option<(f64, f64)> = None;
     let mut regrets = Vec::new();
+    // Proposed and not yet evaluated, the oldest first.
+    let mut running: Vec<Vec<Value>> = Vec::new();
     while trials.len() < trials_wanted {
-        // The baseline alone, then batches of q (the last one cut to the evaluations left).
-        let size = if trials.is_empty() {
-            1
+        if trials.is_empty() {
+            // The baseline alone first.
+            running.push(objective.start.clone());
         } else {
-            q.min(trials_wanted - trials.len())
-        };
-        let mut batch: Vec<Vec<Value>> = Vec::new();
-        for _ in 0..size {
-            let values = if trials.is_empty() {
-                objective.start.clone()
-            } else {
-                search
-                    .suggest(&with_pending(&trials, &batch))
-                    .expect("the benchmark spaces are never exhausted")
-            };
-            batch.push(values);
+            // Proposals until q run (never past the evaluations wanted), each seeing the others
+            // as pending.
+            while running.len() < q && trials.len() + running.len() < trials_wanted {
+                let values = search
+                    .suggest(&with_pending(&trials, &running))
+                    .expect("the benchmark spaces are never exhausted");
+                running.push(values);
+            }
         }
-        for values in batch {
+        // A batch finishes whole; of the workers, the one that started first.
+        let finished: Vec<Vec<Value>> = match mode {
+            Mode::Batches(_) => std::mem::take(&mut running),
+            Mode::Workers(_) => vec![running.remove(0)],
+        };
+        for values in finished {
             let t = trials.len();
             let (value, true_value) = server.observe(objective, seed, t, &values);
             let outcome = match value {
