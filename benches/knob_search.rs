@@ -336,14 +336,25 @@ fn print_batches(objectives: &[Objective], runs: &Runs, settings: &Settings) {
     let sizes = &settings.batch_sizes;
     println!();
     let w = settings.workers;
+    let mut what = Vec::new();
+    if !sizes.is_empty() {
+        what.push("batches of q proposals at once (earlier ones of a batch pending)".to_string());
+    }
+    if w > 0 {
+        what.push(format!(
+            "w={w} workers, each proposed for as it finishes (the others pending)"
+        ));
+    }
     println!(
-        "batches of q proposals at once (earlier ones of a batch pending), and w={w} workers \
-         each proposed for as it finishes (the others pending), median regret at \
-         {BATCH_TRIALS} evaluations:"
+        "{}, median regret at {BATCH_TRIALS} evaluations:",
+        what.join("; ")
     );
     println!();
+    let four = sizes.iter().position(|&q| q == 4);
     let mut heads: Vec<String> = sizes.iter().map(|q| format!("q={q}")).collect();
-    heads.push("q=4/q=1".to_string());
+    if four.is_some() {
+        heads.push("q=4/q=1".to_string());
+    }
     if w > 0 {
         heads.push(format!("w={w}"));
         heads.push(format!("w={w}/q=1"));
@@ -367,12 +378,9 @@ fn print_batches(objectives: &[Objective], runs: &Runs, settings: &Settings) {
             .iter()
             .map(|runs| format_regret(median(runs)))
             .collect();
-        cells.push(
-            sizes
-                .iter()
-                .position(|&q| q == 4)
-                .map_or("n/a".to_string(), |j| against(&per_q[j])),
-        );
+        if let Some(j) = four {
+            cells.push(against(&per_q[j]));
+        }
         if w > 0 {
             cells.push(format_regret(median(&runs.workers[i])));
             cells.push(against(&runs.workers[i]));
