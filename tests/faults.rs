@@ -152,6 +152,12 @@ fn killed_then_resumed(expected: &Outcome, what: &str, fault: &[(&str, String)])
         killed.assert_code(0);
     }
     let resumed = target.arun_with_env(&["--max-experiments", MAX_EXPERIMENTS], &[("PATH", &path)]);
+    assert_resumed(what, &killed, &resumed);
+    assert_finished_like(&target, expected, what, &[&killed, &resumed]);
+    was_killed
+}
+
+fn assert_resumed(what: &str, killed: &Run, resumed: &Run) {
     assert_eq!(
         resumed.code(),
         Some(0),
@@ -159,8 +165,6 @@ fn killed_then_resumed(expected: &Outcome, what: &str, fault: &[(&str, String)])
         killed.stderr(),
         resumed.stderr()
     );
-    assert_finished_like(&target, expected, what, &[&killed, &resumed]);
-    was_killed
 }
 
 fn assert_finished_like(target: &Target, expected: &Outcome, what: &str, runs: &[&Run]) {
@@ -526,13 +530,7 @@ fn workers_killed_then_resumed(what: &str, rows: usize, fault: &[(&str, &str)]) 
         writeln!(file, "killed").unwrap();
     }
     let resumed = target.arun(&args);
-    assert_eq!(
-        resumed.code(),
-        Some(0),
-        "{what}: the resume failed\nkilled run:\n{}\nresume:\n{}",
-        killed.stderr(),
-        resumed.stderr()
-    );
+    assert_resumed(what, &killed, &resumed);
     let recorded = target.recorded();
     let mut once = recorded.clone();
     once.sort();
