@@ -77,7 +77,7 @@ pub struct Proposal {
     pub tokens: Option<Tokens>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum ProposeError {
     /// This attempt failed (agent crashed or timed out, model unreachable); try again later.
     Failed(String),

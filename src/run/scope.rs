@@ -90,6 +90,13 @@ pub struct Inspection {
     pub undo: Undo,
 }
 
+impl Inspection {
+    /// Whether the proposer edited anything or broke the scope: otherwise it changed nothing.
+    pub fn changed(&self) -> bool {
+        !self.edited.is_empty() || !self.violations.is_empty()
+    }
+}
+
 /// What proposers must leave as it is in the shared parts of the repository: the refs (but
 /// arun's own: the run branch and `refs/arun/`, which arun moves while proposals are in flight)
 /// and `.git/info/exclude`. Taken by the session when no proposal is in flight, and shared by the

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::propose::{Proposal, ProposeError, Tokens};
+use crate::propose::{Proposal, ProposeError};
 use crate::run::git::GitError;
 use crate::run::scope::Inspection;
 use crate::run::store::{self, RunDir};
@@ -23,36 +23,18 @@ pub(super) fn path(run: &RunDir, n: u64, failures: usize) -> PathBuf {
     run.answers().join(format!("{n}-{failures}.json"))
 }
 
-/// An answer to journal: an edit, or one that cannot be used (recorded as a crash).
+/// An answer as the job reported it: an edit, or one that cannot be used (a crash, unrun).
 #[derive(Serialize, Deserialize)]
-enum Answered {
-    Edit(Proposal),
-    Rejected {
-        description: String,
-        reason: String,
-        cost_usd: Option<f64>,
-        tokens: Option<Tokens>,
-    },
-}
-
-#[derive(Serialize, Deserialize)]
-struct Saved {
-    answered: Answered,
-    found: Inspection,
-    files: Option<BTreeMap<String, Option<String>>>,
-}
-
-/// What `load` gives back: the job's report, as the session takes it in.
 pub(super) struct Answer {
     pub(super) outcome: Result<Proposal, ProposeError>,
     pub(super) found: Inspection,
     pub(super) files: Option<BTreeMap<String, Option<String>>>,
 }
 
-/// Saves an answer the session would journal (an edit, or a rejected one), whole or not at
-/// all. Failures, which the job undid, are not saved: a resume asks again. A save that fails
-/// (a full disk) leaves the answer to the session as before: the journal's own write then
-/// fails too, and the run stops.
+/// Saves an answer the session will journal as a proposal (an edit, or a rejected one), whole
+/// or not at all. Failures are not saved (the job undid them; so is an answer that changed
+/// nothing, a failure too): a resume asks again. A save that fails (a full disk) leaves the
+/// answer to the session as before: the journal's own write then fails too, and the run stops.
 pub(super) fn save(
     path: &Path,
     outcome: &Result<Proposal, ProposeError>,
@@ -62,27 +44,19 @@ pub(super) fn save(
     let (Ok(Some(found)), Ok(files)) = (found, files) else {
         return;
     };
-    let answered = match outcome {
-        Ok(proposal) => Answered::Edit(proposal.clone()),
-        Err(ProposeError::Rejected {
-            description,
-            reason,
-            cost_usd,
-            tokens,
-        }) => Answered::Rejected {
-            description: description.clone(),
-            reason: reason.clone(),
-            cost_usd: *cost_usd,
-            tokens: *tokens,
-        },
-        Err(_) => return,
+    let journaled = match outcome {
+        Ok(_) => found.changed(),
+        Err(error) => matches!(error, ProposeError::Rejected { .. }),
     };
-    let saved = Saved {
-        answered,
+    if !journaled {
+        return;
+    }
+    let answer = Answer {
+        outcome: outcome.clone(),
         found: found.clone(),
         files: files.clone(),
     };
-    if let Ok(bytes) = serde_json::to_vec(&saved) {
+    if let Ok(bytes) = serde_json::to_vec(&answer) {
         let _ = store::write_atomic(path, &bytes);
     }
 }
@@ -90,26 +64,7 @@ pub(super) fn save(
 /// The answer saved at `path`, if there is a whole one.
 pub(super) fn load(path: &Path) -> Option<Answer> {
     let bytes = std::fs::read(path).ok()?;
-    let saved: Saved = serde_json::from_slice(&bytes).ok()?;
-    let outcome = match saved.answered {
-        Answered::Edit(proposal) => Ok(proposal),
-        Answered::Rejected {
-            description,
-            reason,
-            cost_usd,
-            tokens,
-        } => Err(ProposeError::Rejected {
-            description,
-            reason,
-            cost_usd,
-            tokens,
-        }),
-    };
-    Some(Answer {
-        outcome,
-        found: saved.found,
-        files: saved.files,
-    })
+    serde_json::from_slice(&bytes).ok()
 }
 
 /// Removes every saved answer: once journaled (or superseded), an answer is not needed.
@@ -163,7 +118,7 @@ mod tests {
     }
 
     #[test]
-    fn a_rejected_answer_is_kept_and_a_failure_is_not() {
+    fn a_rejected_answer_is_kept_and_failures_are_not() {
         let dir = tempfile::tempdir().unwrap();
         let run = RunDir::new(dir.path(), "test");
         let rejected = ProposeError::Rejected {
@@ -182,6 +137,14 @@ mod tests {
             load(&path(&run, 1, 0)).unwrap().outcome.unwrap_err(),
             rejected
         );
+        // An edit that changed nothing is a failure: not saved.
+        save(
+            &path(&run, 3, 0),
+            &Ok(Proposal::default()),
+            &Ok(Some(Inspection::default())),
+            &Ok(Some(BTreeMap::new())),
+        );
+        assert!(load(&path(&run, 3, 0)).is_none());
         let failed = ProposeError::Failed("agent exited with 1".to_string());
         save(&path(&run, 2, 0), &Err(failed), &Ok(None), &Ok(None));
         assert!(load(&path(&run, 2, 0)).is_none());

@@ -393,19 +393,7 @@ impl Session {
             self.progress.note(&format!(
                 "arun: #{n}: journaling the answer the stopped arun was given, not asking again"
             ));
-            let changed = !answer.found.edited.is_empty() || !answer.found.violations.is_empty();
-            match answer.outcome {
-                // A failure, paid for, as when it came in (its work tree is placed afresh).
-                Ok(proposal) if !changed => self.proposal_failed(
-                    n,
-                    "the proposer changed nothing".to_string(),
-                    proposal.cost_usd,
-                    proposal.tokens,
-                )?,
-                outcome => {
-                    self.proposed(n, outcome, Ok(Some(answer.found)), Ok(answer.files))?;
-                }
-            }
+            self.proposed(n, answer.outcome, Ok(Some(answer.found)), Ok(answer.files))?;
         }
         answers::forget_all(&self.run);
         Ok(())

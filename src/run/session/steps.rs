@@ -387,9 +387,7 @@ impl Session {
                 proposal.tokens,
             );
         };
-        let mut violations = found.violations;
-        violations.extend(tampered);
-        if found.edited.is_empty() && violations.is_empty() {
+        if !found.changed() && tampered.is_empty() {
             let experiment = self.experiment(n)?.clone();
             let space = self.space_of(n);
             let (head, base) = self.proposer_head(&experiment, space)?;
@@ -401,6 +399,8 @@ impl Session {
                 proposal.tokens,
             );
         }
+        let mut violations = found.violations;
+        violations.extend(tampered);
         if !found.notes.is_empty() {
             self.progress.note(&format!(
                 "arun: #{n}: undoing what the proposer did besides its edit: {}",
@@ -482,7 +482,7 @@ impl Session {
         }
     }
 
-    pub(super) fn proposal_failed(
+    fn proposal_failed(
         &mut self,
         n: u64,
         reason: String,
