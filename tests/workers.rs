@@ -264,8 +264,9 @@ fn a_kill_with_experiments_in_flight_resumes_every_one_without_proposing_again()
     assert!(common::processes_in(&target.repo).is_empty());
 }
 
-#[test]
-fn the_knob_search_never_runs_one_assignment_twice_at_once() {
+/// The knob-search fixture (val_loss a known function of its knobs) searched by `count` workers,
+/// over a depth from 2 to `max_depth` and three activations; `run` runs its trainer.
+fn knob_target(count: u32, run: &str, max_depth: u32) -> Target {
     let dir = tempfile::tempdir().unwrap();
     let pipeline = dir.path().join("pipeline.toml");
     std::fs::write(
@@ -277,7 +278,7 @@ template = "{ROOT}/tests/fixtures/knobs"
 editable = ["train.py", "config.rs"]
 
 [experiment]
-run = "python3 train.py"
+run = "{run}"
 budget = "5s"
 grace = "1s"
 
@@ -289,14 +290,14 @@ regex = '^val_loss:\s*([0-9.]+)'
 kind = "knobs"
 
 [workers]
-count = 3
+count = {count}
 
 [[knob]]
 name = "DEPTH"
 file = "config.rs"
 kind = "int"
 min = 2
-max = 5
+max = {max_depth}
 
 [[knob]]
 name = "ACTIVATION"
@@ -307,11 +308,16 @@ choices = ['"relu"', '"gelu"', '"silu"']
         ),
     )
     .unwrap();
-    let target = Target {
+    Target {
         repo: dir.path().join("repo"),
         dir,
         pipeline,
-    };
+    }
+}
+
+#[test]
+fn the_knob_search_never_runs_one_assignment_twice_at_once() {
+    let target = knob_target(3, "python3 train.py", 5);
     // 4 depths x 3 activations: 12 assignments, the baseline's among them.
     let run = target.arun(&["--max-experiments", "16"]);
     run.assert_code(0);
@@ -330,6 +336,48 @@ choices = ['"relu"', '"gelu"', '"silu"']
     let distinct: BTreeSet<&String> = assignments.iter().collect();
     assert_eq!(distinct.len(), assignments.len(), "{assignments:#?}");
     assert_eq!(assignments.len(), 11, "{assignments:#?}");
+}
+
+#[test]
+fn no_experiment_starts_while_a_result_is_due() {
+    // Runs of one pipeline take about as long as each other (here 2 s), so workers that start
+    // together finish together. A proposal made as the first of them finishes would miss the
+    // others' results, due milliseconds later; arun waits for them instead.
+    let target = knob_target(3, "python3 train.py; sleep 2", 12);
+    target.arun(&["--max-experiments", "10"]).assert_code(0);
+    let journal = target.journal();
+    let times = |event: &str| -> Vec<(u64, f64)> {
+        journal
+            .iter()
+            .filter(|e| e["event"] == event)
+            .map(|e| (e["n"].as_u64().unwrap(), e["time"].as_f64().unwrap()))
+            .collect()
+    };
+    let (started, measured) = (times("experiment-started"), times("measured"));
+    // Every run's result, repeats of the baseline and confirmations among them.
+    assert_eq!(started.len(), 10, "{journal:#?}");
+    assert!(measured.len() >= 10, "{journal:#?}");
+    for &(m, start) in &started {
+        for &(k, result) in &measured {
+            // A run takes 2 s: one that ended less than a second after an experiment started
+            // had run for more than a second, and its result was due at that start.
+            assert!(
+                k == m || result <= start || result - start >= 1.0,
+                "#{m} started {:.3} s before #{k}'s result came in",
+                result - start
+            );
+        }
+    }
+    // The experiments still run side by side: the 9 after the baseline in three rounds.
+    let side_by_side = started
+        .iter()
+        .filter(|&&(m, start)| {
+            started
+                .iter()
+                .any(|&(k, other)| k != m && (other - start).abs() < 1.0)
+        })
+        .count();
+    assert_eq!(side_by_side, 9, "{started:?}");
 }
 
 #[test]

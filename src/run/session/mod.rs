@@ -99,6 +99,8 @@ struct Flight {
     busy: bool,
     /// A failed proposal is tried again after this.
     not_before: Option<Instant>,
+    /// When its run started, while it runs.
+    running_since: Option<Instant>,
 }
 
 /// A held-out check in progress.
@@ -371,6 +373,7 @@ impl Session {
                     space: None,
                     busy: false,
                     not_before: None,
+                    running_since: None,
                 },
             );
         }

@@ -3,7 +3,7 @@
 //! every other step is taken at once.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use git2::Oid;
 
@@ -15,7 +15,7 @@ use crate::run::decide::{self, Candidate, Measurement, Status, Verdict};
 use crate::run::exec;
 use crate::run::git::{self, GitError, Head};
 use crate::run::journal::Expansion;
-use crate::run::journal::{self, Event, Experiment};
+use crate::run::journal::{self, Event, Experiment, History};
 use crate::run::scope::{Baseline, Inspection};
 use crate::run::search;
 use crate::view::results;
@@ -38,6 +38,9 @@ impl Session {
             self.limit = Some(reason);
             return Ok(true);
         }
+        if self.result_due() {
+            return Ok(false);
+        }
         let n = self.history.next_number();
         let Some(event) = self.next_experiment(n)? else {
             return Ok(false);
@@ -50,9 +53,29 @@ impl Session {
                 space: Some(space),
                 busy: false,
                 not_before: None,
+                running_since: None,
             },
         );
         Ok(true)
+    }
+
+    /// Whether another experiment's run is about to finish: it has run about as long as runs
+    /// take (the median of the latest clean runs), give or take a window of 5% of that, and at
+    /// least a second. A proposal made now would miss its result, and workers that started
+    /// together finish within milliseconds of each other; so the next experiment waits for it,
+    /// for at most the window past the usual length (docs/search-and-workers.md).
+    fn result_due(&self) -> bool {
+        let Some(usual) = usual_run(&self.history) else {
+            return false;
+        };
+        let window = usual.mul_f64(DUE_WINDOW).max(Duration::from_secs(1));
+        self.flights
+            .values()
+            .filter_map(|flight| flight.running_since)
+            .any(|since| {
+                let elapsed = since.elapsed();
+                elapsed + window >= usual && elapsed <= usual + window
+            })
     }
 
     /// Why no new experiment may start, counting those in flight.
@@ -738,6 +761,9 @@ impl Session {
             label: self.label(n, &doing, worker),
         };
         self.started_job(n, Some(worker));
+        if let Some(flight) = self.flights.get_mut(&n) {
+            flight.running_since = Some(Instant::now());
+        }
         let pipeline = Arc::clone(&self.pipeline);
         let gpu = self.local_gpu();
         super::jobs::spawn(n, self.done.clone(), move |done| {
@@ -782,6 +808,9 @@ impl Session {
             measurement,
             worker,
         })?;
+        if let Some(flight) = self.flights.get_mut(&n) {
+            flight.running_since = None;
+        }
         self.set_step(n, Step::Decide);
         Ok(())
     }
@@ -1011,4 +1040,24 @@ impl Session {
             failure,
         })
     }
+}
+
+/// The window around a run's usual length in which its result is due, as a fraction of it.
+const DUE_WINDOW: f64 = 0.05;
+
+/// How long runs take: the median of the latest 20 runs that ended cleanly, `None` before the
+/// first.
+fn usual_run(history: &History) -> Option<Duration> {
+    let mut seconds: Vec<f64> = history
+        .experiments
+        .iter()
+        .flat_map(|e| &e.runs)
+        .filter(|run| run.failure.is_none())
+        .map(|run| run.seconds)
+        .collect();
+    let latest = seconds.len().saturating_sub(20);
+    let mut latest = seconds.split_off(latest);
+    latest.sort_by(f64::total_cmp);
+    let median = *latest.get(latest.len() / 2)?;
+    Some(Duration::from_secs_f64(median.max(0.0)))
 }
