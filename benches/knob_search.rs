@@ -15,9 +15,10 @@
 //! earlier ones of its batch as pending (`strategy::with_pending`, as the `knobs` proposer sees
 //! experiments in flight), then evaluated together; their regret is reported at the same number
 //! of evaluations as the sequential search's. arun's workers do not wait for a whole batch: a
-//! worker that finishes gets the next proposal at once, made with the other workers' assignments
-//! pending. That is measured too (`w=4`: four workers, experiments of equal length, so they
-//! finish in the order they started).
+//! worker that is free gets the next proposal, made with the other workers' assignments pending,
+//! unless another run's result is due (`arun::run::due`). That is measured too (`w=4`: four
+//! workers on a simulated clock, clean runs of five minutes give or take 1%, crashes after 30 s;
+//! `ARUN_BENCH_WAIT=0` simulates workers that never wait, as arun's did before they waited).
 //!
 //! The medians of a few dozen seeds are themselves noisy, so each ratio in the tables comes with
 //! a 90% bootstrap interval over seeds: the seeds resampled with replacement, the ratio of the
@@ -39,6 +40,7 @@ use arun::config::file;
 use arun::config::knob::{Domain, Value};
 use arun::propose::knobs::random::Rng;
 use arun::propose::knobs::strategy::{Outcome, Search, Trial, with_pending};
+use arun::run::due;
 use serde_json::{Value as Json, json};
 
 const TRIALS: usize = 60;
@@ -77,8 +79,10 @@ struct Settings {
     checkpoints: Vec<usize>,
     /// Batch sizes to run (empty: none).
     batch_sizes: Vec<usize>,
-    /// Workers proposed for one at a time as each finishes (0: not run).
+    /// Workers proposed for one at a time as each is free (0: not run).
     workers: usize,
+    /// Whether the workers wait for results that are due, as arun does.
+    wait: bool,
     optuna: bool,
 }
 
@@ -109,6 +113,7 @@ impl Settings {
             checkpoints: CHECKPOINTS.into_iter().filter(|&c| c <= trials).collect(),
             batch_sizes,
             workers: number("ARUN_BENCH_WORKERS", WORKERS),
+            wait: std::env::var("ARUN_BENCH_WAIT").map_or(true, |v| v != "0"),
             optuna: std::env::var("ARUN_BENCH_OPTUNA").map_or(true, |v| v != "0"),
         }
     }
@@ -230,7 +235,10 @@ fn run_all(dir: &Path, objectives: &[Objective], settings: &Settings) -> Runs {
             workers.push(Vec::new());
             continue;
         }
-        let mode = Mode::Workers(settings.workers);
+        let mode = Mode::Workers {
+            count: settings.workers,
+            wait: settings.wait,
+        };
         workers.push(
             seeds
                 .clone()
@@ -341,8 +349,13 @@ fn print_batches(objectives: &[Objective], runs: &Runs, settings: &Settings) {
         what.push("batches of q proposals at once (earlier ones of a batch pending)".to_string());
     }
     if w > 0 {
+        let waiting = if settings.wait {
+            "none while another run's result is due"
+        } else {
+            "without waiting for results that are due"
+        };
         what.push(format!(
-            "w={w} workers, each proposed for as it finishes (the others pending)"
+            "w={w} workers on a simulated clock, each proposed for when it is free, {waiting}"
         ));
     }
     println!(
@@ -524,8 +537,47 @@ impl Optuna {
 enum Mode {
     /// `q` at a time, each batch evaluated whole before the next is proposed.
     Batches(usize),
-    /// `q` running at once; the oldest finishes first, and a new one is proposed in its place.
-    Workers(usize),
+    /// `q` workers, each given a proposal as soon as it is free, on a simulated clock (see
+    /// `run_workers`); `wait`: as arun does, no proposal while another run's result is due.
+    Workers { count: usize, wait: bool },
+}
+
+/// The workers' simulated clock: a clean run takes five minutes (autoresearch's budget) give or
+/// take up to 1%; a crash ends after a tenth of that (out of memory in the first steps).
+const RUN_SECONDS: f64 = 300.0;
+const RUN_JITTER: f64 = 0.01;
+const CRASH_SECONDS: f64 = 30.0;
+
+/// The regrets of one seed's search, kept as its trials come in.
+struct Tally<'a> {
+    objective: &'a Objective,
+    checkpoints: &'a [usize],
+    trials: Vec<Trial>,
+    /// The best value observed, and its noise-free value.
+    kept: Option<(f64, f64)>,
+    regrets: Vec<f64>,
+}
+
+impl Tally<'_> {
+    /// An observation (`None`: a crash) of `values` comes in.
+    fn add(&mut self, values: Vec<Value>, value: Option<f64>, true_value: Option<f64>) {
+        let outcome = match value {
+            Some(v) => {
+                if self.kept.is_none_or(|(best, _)| v < best) {
+                    self.kept = Some((v, true_value.unwrap()));
+                }
+                Outcome::Loss(v)
+            }
+            None => Outcome::Crash,
+        };
+        self.trials.push(Trial { values, outcome });
+        if self.checkpoints.contains(&self.trials.len()) {
+            let regret = self
+                .kept
+                .map_or(f64::NAN, |(_, truth)| truth - self.objective.optimum);
+            self.regrets.push(regret);
+        }
+    }
 }
 
 /// Runs arun's search for one seed, for the settings' trials (sequential) or `BATCH_TRIALS`
@@ -537,54 +589,147 @@ fn run_arun(
     settings: &Settings,
     server: &mut Server,
 ) -> Vec<f64> {
-    let (q, trials_wanted) = match mode {
-        Mode::Batches(1) => (1, settings.trials),
-        Mode::Batches(q) | Mode::Workers(q) => (q, BATCH_TRIALS),
+    let mut tally = Tally {
+        objective,
+        checkpoints: &settings.checkpoints,
+        trials: Vec::new(),
+        kept: None,
+        regrets: Vec::new(),
     };
     let search = Search::new(&objective.domains, seed);
-    let mut trials: Vec<Trial> = Vec::new();
-    let mut kept: Option<(f64, f64)> = None;
-    let mut regrets = Vec::new();
-    // Proposed and not yet evaluated, the oldest first.
-    let mut running: Vec<Vec<Value>> = Vec::new();
-    while trials.len() < trials_wanted {
-        if trials.is_empty() {
-            // The baseline alone first.
-            running.push(objective.start.clone());
-        } else {
-            // Proposals until q run (never past the evaluations wanted), each seeing the others
-            // as pending.
-            while running.len() < q && trials.len() + running.len() < trials_wanted {
-                let values = search
-                    .suggest(&with_pending(&trials, &running))
-                    .expect("the benchmark spaces are never exhausted");
-                running.push(values);
-            }
-        }
-        // A batch finishes whole; of the workers, the one that started first.
-        let finished: Vec<Vec<Value>> = match mode {
-            Mode::Batches(_) => std::mem::take(&mut running),
-            Mode::Workers(_) => vec![running.remove(0)],
-        };
-        for values in finished {
-            let t = trials.len();
-            let (value, true_value) = server.observe(objective, seed, t, &values);
-            let outcome = match value {
-                Some(v) => {
-                    if kept.is_none_or(|(best, _)| v < best) {
-                        kept = Some((v, true_value.unwrap()));
-                    }
-                    Outcome::Loss(v)
-                }
-                None => Outcome::Crash,
+    match mode {
+        Mode::Batches(q) => {
+            let wanted = if q == 1 {
+                settings.trials
+            } else {
+                BATCH_TRIALS
             };
-            trials.push(Trial { values, outcome });
-            if settings.checkpoints.contains(&(t + 1)) {
-                regrets.push(kept.map_or(f64::NAN, |(_, truth)| truth - objective.optimum));
-            }
+            run_batches(&mut tally, &search, q, wanted, seed, server);
+        }
+        Mode::Workers { count, wait } => {
+            run_workers(&mut tally, &search, count, wait, seed, server);
         }
     }
-    regrets
+    tally.regrets
+}
+
+/// Batches of `q`: all proposed (each seeing the earlier ones as pending), then all evaluated;
+/// the baseline alone first.
+fn run_batches(
+    tally: &mut Tally,
+    search: &Search,
+    q: usize,
+    wanted: usize,
+    seed: u64,
+    server: &mut Server,
+) {
+    while tally.trials.len() < wanted {
+        let mut batch: Vec<Vec<Value>> = Vec::new();
+        if tally.trials.is_empty() {
+            batch.push(tally.objective.start.clone());
+        }
+        while !tally.trials.is_empty()
+            && batch.len() < q
+            && tally.trials.len() + batch.len() < wanted
+        {
+            let values = search
+                .suggest(&with_pending(&tally.trials, &batch))
+                .expect("the benchmark spaces are never exhausted");
+            batch.push(values);
+        }
+        for values in batch {
+            let (value, true_value) =
+                server.observe(tally.objective, seed, tally.trials.len(), &values);
+            tally.add(values, value, true_value);
+        }
+    }
+}
+
+/// A run on the workers' simulated clock; its outcome is drawn when it starts (its length
+/// depends on it) and comes in when it ends.
+struct Running {
+    values: Vec<Value>,
+    started: f64,
+    ends: f64,
+    value: Option<f64>,
+    true_value: Option<f64>,
+}
+
+/// `count` workers to `BATCH_TRIALS` evaluations on a simulated clock: the baseline alone, then
+/// a proposal (seeing the runs in flight as pending) for each free worker, the moment it is free;
+/// with `wait`, not while another run's result is due (`arun::run::due`, the session's rule).
+fn run_workers(
+    tally: &mut Tally,
+    search: &Search,
+    count: usize,
+    wait: bool,
+    seed: u64,
+    server: &mut Server,
+) {
+    let mut clock = 0.0;
+    let mut running: Vec<Running> = Vec::new();
+    let mut lengths: Vec<f64> = Vec::new();
+    let mut proposed = 0;
+    while tally.trials.len() < BATCH_TRIALS {
+        let usual = due::usual_length(&lengths);
+        let due_now = |running: &[Running]| -> Vec<f64> {
+            let Some(usual) = usual.filter(|_| wait) else {
+                return Vec::new();
+            };
+            running
+                .iter()
+                .filter(|r| due::is_due(usual, clock - r.started))
+                .map(|r| r.started + usual + due::window(usual))
+                .collect()
+        };
+        let room = if proposed == 0 { 1 } else { count };
+        let baseline_done = !tally.trials.is_empty();
+        while (proposed == 0 || baseline_done)
+            && running.len() < room
+            && proposed < BATCH_TRIALS
+            && due_now(&running).is_empty()
+        {
+            let values = if proposed == 0 {
+                tally.objective.start.clone()
+            } else {
+                let pending: Vec<Vec<Value>> = running.iter().map(|r| r.values.clone()).collect();
+                search
+                    .suggest(&with_pending(&tally.trials, &pending))
+                    .expect("the benchmark spaces are never exhausted")
+            };
+            let (value, true_value) = server.observe(tally.objective, seed, proposed, &values);
+            let length = match value {
+                Some(_) => {
+                    let mut rng = Rng::for_step(seed, proposed as u64);
+                    RUN_SECONDS * (1.0 + RUN_JITTER * (2.0 * rng.unit() - 1.0))
+                }
+                None => CRASH_SECONDS,
+            };
+            running.push(Running {
+                values,
+                started: clock,
+                ends: clock + length,
+                value,
+                true_value,
+            });
+            proposed += 1;
+        }
+        // On to the next run's end, or to the moment a due run stops being waited for.
+        let mut next = running.iter().map(|r| r.ends).fold(f64::INFINITY, f64::min);
+        if running.len() < count && proposed < BATCH_TRIALS {
+            for leaves in due_now(&running) {
+                next = next.min(leaves + 1e-6);
+            }
+        }
+        clock = next;
+        while let Some(i) = running.iter().position(|r| r.ends <= clock) {
+            let run = running.remove(i);
+            if run.value.is_some() {
+                lengths.push(run.ends - run.started);
+            }
+            tally.add(run.values, run.value, run.true_value);
+        }
+    }
 }
 
 /// `objectives.py serve`: one JSON request and answer per line.

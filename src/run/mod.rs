@@ -2,7 +2,8 @@
 //! experiment goes through; the rest are the parts it drives:
 //!
 //! - `journal`: the append-only record a run is rebuilt from, `store`: where a run's files live
-//!   and the lock, `decide`: keep, discard or crash, `search`: which experiment the next builds on.
+//!   and the lock, `decide`: keep, discard or crash, `search`: which experiment the next builds on,
+//!   `due`: when a running experiment's result is about to come in.
 //! - `git` and `scope`: the target repository, and what a proposer may change in it.
 //! - `exec`: child processes (local, or Slurm jobs), `readings`: the metric read from their
 //!   output, `gpu`: their peak memory.
@@ -11,6 +12,7 @@
 
 pub mod check;
 pub mod decide;
+pub mod due;
 pub mod exec;
 pub mod git;
 pub mod gpu;

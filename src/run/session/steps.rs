@@ -3,7 +3,7 @@
 //! every other step is taken at once.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use git2::Oid;
 
@@ -12,10 +12,11 @@ use super::{Check, Flight, Session, Step, Stop, failure, oid, wants_fix};
 use crate::error::Error;
 use crate::propose::{self, Proposal, ProposeError, Task};
 use crate::run::decide::{self, Candidate, Measurement, Status, Verdict};
+use crate::run::due;
 use crate::run::exec;
 use crate::run::git::{self, GitError, Head};
 use crate::run::journal::Expansion;
-use crate::run::journal::{self, Event, Experiment, History};
+use crate::run::journal::{self, Event, Experiment};
 use crate::run::scope::{Baseline, Inspection};
 use crate::run::search;
 use crate::view::results;
@@ -59,23 +60,24 @@ impl Session {
         Ok(true)
     }
 
-    /// Whether another experiment's run is about to finish: it has run about as long as runs
-    /// take (the median of the latest clean runs), give or take a window of 5% of that, and at
-    /// least a second. A proposal made now would miss its result, and workers that started
-    /// together finish within milliseconds of each other; so the next experiment waits for it,
-    /// for at most the window past the usual length (docs/search-and-workers.md).
+    /// Whether another experiment's result is due (`due`): a proposal made now would miss it,
+    /// so the next experiment waits for it, for at most the window past a run's usual length.
     fn result_due(&self) -> bool {
-        let Some(usual) = usual_run(&self.history) else {
+        let seconds: Vec<f64> = self
+            .history
+            .experiments
+            .iter()
+            .flat_map(|e| &e.runs)
+            .filter(|run| run.failure.is_none())
+            .map(|run| run.seconds)
+            .collect();
+        let Some(usual) = due::usual_length(&seconds) else {
             return false;
         };
-        let window = usual.mul_f64(DUE_WINDOW).max(Duration::from_secs(1));
         self.flights
             .values()
             .filter_map(|flight| flight.running_since)
-            .any(|since| {
-                let elapsed = since.elapsed();
-                elapsed + window >= usual && elapsed <= usual + window
-            })
+            .any(|since| due::is_due(usual, since.elapsed().as_secs_f64()))
     }
 
     /// Why no new experiment may start, counting those in flight.
@@ -1040,24 +1042,4 @@ impl Session {
             failure,
         })
     }
-}
-
-/// The window around a run's usual length in which its result is due, as a fraction of it.
-const DUE_WINDOW: f64 = 0.05;
-
-/// How long runs take: the median of the latest 20 runs that ended cleanly, `None` before the
-/// first.
-fn usual_run(history: &History) -> Option<Duration> {
-    let mut seconds: Vec<f64> = history
-        .experiments
-        .iter()
-        .flat_map(|e| &e.runs)
-        .filter(|run| run.failure.is_none())
-        .map(|run| run.seconds)
-        .collect();
-    let latest = seconds.len().saturating_sub(20);
-    let mut latest = seconds.split_off(latest);
-    latest.sort_by(f64::total_cmp);
-    let median = *latest.get(latest.len() / 2)?;
-    Some(Duration::from_secs_f64(median.max(0.0)))
 }

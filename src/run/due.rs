@@ -1,0 +1,63 @@
+//! When a running experiment's result is due. Runs of one pipeline take about as long as each
+//! other, so workers that start together finish within milliseconds of each other; a proposal
+//! made as the first of them finishes would do without the others' results. The session starts
+//! no experiment while another one's result is due, and `benches/knob_search.rs` simulates the
+//! same rule.
+
+/// The window around a run's usual length in which its result is due, as a fraction of that
+/// length, and at least this many seconds.
+pub const WINDOW: f64 = 0.05;
+pub const MIN_WINDOW_SECONDS: f64 = 1.0;
+
+/// The runs the usual length is taken from: the latest ones.
+const LATEST: usize = 20;
+
+/// How long runs usually take, in seconds: the median of the latest 20 of `seconds` (the
+/// lengths of runs that ended cleanly, oldest first); `None` before the first.
+pub fn usual_length(seconds: &[f64]) -> Option<f64> {
+    let mut latest = seconds[seconds.len().saturating_sub(LATEST)..].to_vec();
+    latest.sort_by(f64::total_cmp);
+    latest.get(latest.len() / 2).copied()
+}
+
+/// The window around a usual length `usual` (seconds).
+pub fn window(usual: f64) -> f64 {
+    (usual * WINDOW).max(MIN_WINDOW_SECONDS)
+}
+
+/// Whether the result of a run that has run for `elapsed` seconds is due, when runs usually
+/// take `usual`: it is within the window of the usual length. Past the window it is no longer
+/// waited for, so a run that hangs holds nothing up for longer.
+pub fn is_due(usual: f64, elapsed: f64) -> bool {
+    (elapsed - usual).abs() <= window(usual)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_usual_length_is_the_median_of_the_latest_twenty() {
+        assert_eq!(usual_length(&[]), None);
+        assert_eq!(usual_length(&[3.0]), Some(3.0));
+        assert_eq!(usual_length(&[1.0, 9.0, 2.0]), Some(2.0));
+        // Thirty runs of 100 s, then twenty of 300 s (a change made every run longer).
+        let mut seconds = vec![100.0; 30];
+        seconds.extend([300.0; 20]);
+        assert_eq!(usual_length(&seconds), Some(300.0));
+    }
+
+    #[test]
+    fn a_result_is_due_within_five_percent_of_the_usual_length_and_at_least_a_second() {
+        // Five-minute runs: due from 285 s to 315 s.
+        assert!(!is_due(300.0, 284.0));
+        assert!(is_due(300.0, 285.0));
+        assert!(is_due(300.0, 315.0));
+        assert!(!is_due(300.0, 316.0));
+        // Two-second runs: from 1 s to 3 s.
+        assert!(!is_due(2.0, 0.9));
+        assert!(is_due(2.0, 1.0));
+        assert!(is_due(2.0, 3.0));
+        assert!(!is_due(2.0, 3.1));
+    }
+}
