@@ -17,8 +17,9 @@
 //! of evaluations as the sequential search's. arun's workers do not wait for a whole batch: a
 //! worker that is free gets the next proposal, made with the other workers' assignments pending,
 //! unless another run's result is due (`arun::run::due`). That is measured too (`w=4`: four
-//! workers on a simulated clock, clean runs of five minutes give or take 1%, crashes after 30 s;
-//! `ARUN_BENCH_WAIT=0` simulates workers that never wait, as arun's did before they waited).
+//! workers on a simulated clock, clean runs of five minutes give or take 1%, crashes after 30 s,
+//! with the simulated hours the 30 evaluations took; `ARUN_BENCH_WAIT=0` simulates workers that
+//! never wait, as arun's did before they waited).
 //!
 //! The medians of a few dozen seeds are themselves noisy, so each ratio in the tables comes with
 //! a 90% bootstrap interval over seeds: the seeds resampled with replacement, the ratio of the
@@ -125,6 +126,8 @@ struct Runs {
     sequential: Vec<Vec<Vec<f64>>>,
     batches: Vec<Vec<Vec<f64>>>,
     workers: Vec<Vec<f64>>,
+    /// The workers' simulated hours to `BATCH_TRIALS` evaluations.
+    worker_hours: Vec<Vec<f64>>,
 }
 
 fn main() {
@@ -203,7 +206,9 @@ fn run_all(dir: &Path, objectives: &[Objective], settings: &Settings) -> Runs {
         sequential.push(
             seeds
                 .clone()
-                .map(|seed| run_arun(objective, seed, Mode::Batches(1), settings, &mut server))
+                .map(|seed| {
+                    run_arun(objective, seed, Mode::Batches(1), settings, &mut server).regrets
+                })
                 .collect(),
         );
         eprintln!("arun: {} done", objective.name);
@@ -218,6 +223,7 @@ fn run_all(dir: &Path, objectives: &[Objective], settings: &Settings) -> Runs {
                     .clone()
                     .map(|seed| {
                         *run_arun(objective, seed, Mode::Batches(q), settings, &mut server)
+                            .regrets
                             .last()
                             .unwrap()
                     })
@@ -229,32 +235,30 @@ fn run_all(dir: &Path, objectives: &[Objective], settings: &Settings) -> Runs {
         }
         batches.push(per_q);
     }
-    let mut workers = Vec::new();
+    let (mut workers, mut worker_hours) = (Vec::new(), Vec::new());
     for objective in objectives {
-        if settings.workers == 0 {
-            workers.push(Vec::new());
-            continue;
-        }
         let mode = Mode::Workers {
             count: settings.workers,
             wait: settings.wait,
         };
-        workers.push(
-            seeds
+        let tallies: Vec<Tally> = match settings.workers {
+            0 => Vec::new(),
+            _ => seeds
                 .clone()
-                .map(|seed| {
-                    *run_arun(objective, seed, mode, settings, &mut server)
-                        .last()
-                        .unwrap()
-                })
+                .map(|seed| run_arun(objective, seed, mode, settings, &mut server))
                 .collect(),
-        );
-        eprintln!("arun: {} workers done", objective.name);
+        };
+        workers.push(tallies.iter().map(|t| *t.regrets.last().unwrap()).collect());
+        worker_hours.push(tallies.iter().map(|t| t.hours).collect());
+        if settings.workers > 0 {
+            eprintln!("arun: {} workers done", objective.name);
+        }
     }
     Runs {
         sequential,
         batches,
         workers,
+        worker_hours,
     }
 }
 
@@ -371,6 +375,7 @@ fn print_batches(objectives: &[Objective], runs: &Runs, settings: &Settings) {
     if w > 0 {
         heads.push(format!("w={w}"));
         heads.push(format!("w={w}/q=1"));
+        heads.push(format!("w={w} hours"));
     }
     println!(
         "| objective | set | q=1 | {} |\n|---|---|---|{}",
@@ -397,6 +402,7 @@ fn print_batches(objectives: &[Objective], runs: &Runs, settings: &Settings) {
         if w > 0 {
             cells.push(format_regret(median(&runs.workers[i])));
             cells.push(against(&runs.workers[i]));
+            cells.push(format!("{:.2}", median(&runs.worker_hours[i])));
         }
         println!(
             "| {} | {} | {} | {} |",
@@ -556,6 +562,8 @@ struct Tally<'a> {
     /// The best value observed, and its noise-free value.
     kept: Option<(f64, f64)>,
     regrets: Vec<f64>,
+    /// The workers' simulated clock when the last evaluation came in, in hours.
+    hours: f64,
 }
 
 impl Tally<'_> {
@@ -581,20 +589,22 @@ impl Tally<'_> {
 }
 
 /// Runs arun's search for one seed, for the settings' trials (sequential) or `BATCH_TRIALS`
-/// (batches, workers); the regret at each checkpoint on the way.
-fn run_arun(
-    objective: &Objective,
+/// (batches, workers): the regret at each checkpoint on the way, and (workers) the simulated
+/// hours it took.
+fn run_arun<'a>(
+    objective: &'a Objective,
     seed: u64,
     mode: Mode,
-    settings: &Settings,
+    settings: &'a Settings,
     server: &mut Server,
-) -> Vec<f64> {
+) -> Tally<'a> {
     let mut tally = Tally {
         objective,
         checkpoints: &settings.checkpoints,
         trials: Vec::new(),
         kept: None,
         regrets: Vec::new(),
+        hours: 0.0,
     };
     let search = Search::new(&objective.domains, seed);
     match mode {
@@ -610,7 +620,7 @@ fn run_arun(
             run_workers(&mut tally, &search, count, wait, seed, server);
         }
     }
-    tally.regrets
+    tally
 }
 
 /// Batches of `q`: all proposed (each seeing the earlier ones as pending), then all evaluated;
@@ -730,6 +740,7 @@ fn run_workers(
             tally.add(run.values, run.value, run.true_value);
         }
     }
+    tally.hours = clock / 3600.0;
 }
 
 /// `objectives.py serve`: one JSON request and answer per line.

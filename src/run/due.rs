@@ -5,8 +5,10 @@
 //! same rule.
 
 /// The window around a run's usual length in which its result is due, as a fraction of that
-/// length, and at least this many seconds.
-pub const WINDOW: f64 = 0.05;
+/// length, and at least this many seconds. Wide enough that workers put out of step by a crash
+/// (an experiment that ended early, so its successor started early) fall back into step; chosen
+/// on the knob-search bench's tuning objectives (docs/benchmarks.md).
+pub const WINDOW: f64 = 0.15;
 pub const MIN_WINDOW_SECONDS: f64 = 1.0;
 
 /// The runs the usual length is taken from: the latest ones.
@@ -48,12 +50,12 @@ mod tests {
     }
 
     #[test]
-    fn a_result_is_due_within_five_percent_of_the_usual_length_and_at_least_a_second() {
-        // Five-minute runs: due from 285 s to 315 s.
-        assert!(!is_due(300.0, 284.0));
-        assert!(is_due(300.0, 285.0));
-        assert!(is_due(300.0, 315.0));
-        assert!(!is_due(300.0, 316.0));
+    fn a_result_is_due_within_fifteen_percent_of_the_usual_length_and_at_least_a_second() {
+        // Five-minute runs: due from 255 s to 345 s.
+        assert!(!is_due(300.0, 254.0));
+        assert!(is_due(300.0, 255.0));
+        assert!(is_due(300.0, 345.0));
+        assert!(!is_due(300.0, 346.0));
         // Two-second runs: from 1 s to 3 s.
         assert!(!is_due(2.0, 0.9));
         assert!(is_due(2.0, 1.0));
