@@ -22,8 +22,9 @@ use crate::run::search;
 use crate::view::results;
 
 impl Session {
-    /// Starts the next experiment when there is room for one and no limit says otherwise: a
-    /// fix attempt for a crash, the baseline, or a proposal on the parent the search chooses.
+    /// Starts the next experiment when there is room for one, no limit says otherwise and no
+    /// other experiment's result is about to come in: a fix attempt for a crash, the baseline, or
+    /// a proposal on the parent the search chooses.
     pub(super) fn begin(&mut self) -> Result<bool, Error> {
         if self.ending.is_some() || self.limit.is_some() || self.flights.len() >= self.capacity() {
             return Ok(false);
