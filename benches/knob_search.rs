@@ -667,37 +667,31 @@ struct Running {
 
 /// `count` workers to `BATCH_TRIALS` evaluations on a simulated clock: the baseline alone, then
 /// a proposal (seeing the runs in flight as pending) for each free worker, the moment it is free;
-/// with `wait`, not while another run's result is due (`arun::run::due`, the session's rule).
+/// with `waits`, not while another run's result is due (`arun::run::due`, the session's rule).
 fn run_workers(
     tally: &mut Tally,
     search: &Search,
     count: usize,
-    wait: bool,
+    waits: bool,
     seed: u64,
     server: &mut Server,
 ) {
     let mut clock = 0.0;
     let mut running: Vec<Running> = Vec::new();
     let mut lengths: Vec<f64> = Vec::new();
+    let mut wait = due::Wait::default();
     let mut proposed = 0;
     while tally.trials.len() < BATCH_TRIALS {
-        let usual = due::usual_length(&lengths);
-        let due_now = |running: &[Running]| -> Vec<f64> {
-            let Some(usual) = usual.filter(|_| wait) else {
-                return Vec::new();
-            };
-            running
-                .iter()
-                .filter(|r| due::is_due(usual, clock - r.started))
-                .map(|r| r.started + usual + due::window(usual))
-                .collect()
+        let usual = due::usual_length(&lengths).filter(|_| waits);
+        let elapsed = |running: &[Running]| -> Vec<f64> {
+            running.iter().map(|r| clock - r.started).collect()
         };
         let room = if proposed == 0 { 1 } else { count };
         let baseline_done = !tally.trials.is_empty();
         while (proposed == 0 || baseline_done)
             && running.len() < room
             && proposed < BATCH_TRIALS
-            && due_now(&running).is_empty()
+            && !wait.holds(clock, usual, &elapsed(&running))
         {
             let values = if proposed == 0 {
                 tally.objective.start.clone()
@@ -724,11 +718,20 @@ fn run_workers(
             });
             proposed += 1;
         }
-        // On to the next run's end, or to the moment a due run stops being waited for.
+        // On to the next run's end, or to the moment the wait ends: a due run leaves its window,
+        // or the wait has lasted a window.
         let mut next = running.iter().map(|r| r.ends).fold(f64::INFINITY, f64::min);
-        if running.len() < count && proposed < BATCH_TRIALS {
-            for leaves in due_now(&running) {
-                next = next.min(leaves + 1e-6);
+        if let Some(usual) = usual
+            && running.len() < count
+            && proposed < BATCH_TRIALS
+        {
+            for run in &running {
+                if due::is_due(usual, clock - run.started) {
+                    next = next.min(run.started + usual + due::window(usual) + 1e-6);
+                }
+            }
+            if let Some(ends) = wait.ends(usual).filter(|&t| t > clock) {
+                next = next.min(ends);
             }
         }
         clock = next;

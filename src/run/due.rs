@@ -34,6 +34,32 @@ pub fn is_due(usual: f64, elapsed: f64) -> bool {
     (elapsed - usual).abs() <= window(usual)
 }
 
+/// A free worker's wait for due results, on the caller's clock (seconds): it waits while another
+/// run's result is due, and for at most one window from when the wait began, so that runs out of
+/// step (one always due) cannot hold workers up in turn. The wait is over once nothing is due.
+#[derive(Debug, Default)]
+pub struct Wait {
+    since: Option<f64>,
+}
+
+impl Wait {
+    /// Whether the next experiment waits at `now`, given how long each running run has run
+    /// (`elapsed`) and how long runs usually take (`usual`; `None` before the first: no wait).
+    pub fn holds(&mut self, now: f64, usual: Option<f64>, elapsed: &[f64]) -> bool {
+        let Some(usual) = usual.filter(|&u| elapsed.iter().any(|&e| is_due(u, e))) else {
+            self.since = None;
+            return false;
+        };
+        let since = *self.since.get_or_insert(now);
+        now - since < window(usual)
+    }
+
+    /// When the wait under way ends at the latest, when runs usually take `usual`.
+    pub fn ends(&self, usual: f64) -> Option<f64> {
+        self.since.map(|since| since + window(usual))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +87,23 @@ mod tests {
         assert!(is_due(2.0, 1.0));
         assert!(is_due(2.0, 3.0));
         assert!(!is_due(2.0, 3.1));
+    }
+
+    #[test]
+    fn a_wait_lasts_while_a_result_is_due_and_one_window_at_most() {
+        let mut wait = Wait::default();
+        // Nothing known yet, or nothing due: no wait.
+        assert!(!wait.holds(0.0, None, &[290.0]));
+        assert!(!wait.holds(0.0, Some(300.0), &[100.0, 200.0]));
+        // A run at 290 s of a usual 300 s: wait, for 45 s at most.
+        assert!(wait.holds(1000.0, Some(300.0), &[290.0]));
+        assert_eq!(wait.ends(300.0), Some(1045.0));
+        // Runs out of step, one always due: still no more than the window.
+        assert!(wait.holds(1030.0, Some(300.0), &[280.0]));
+        assert!(!wait.holds(1045.0, Some(300.0), &[260.0]));
+        // Once nothing is due the wait is over, and the next one starts afresh.
+        assert!(!wait.holds(1100.0, Some(300.0), &[10.0]));
+        assert!(wait.holds(1400.0, Some(300.0), &[300.0]));
+        assert_eq!(wait.ends(300.0), Some(1445.0));
     }
 }

@@ -41,6 +41,7 @@ use crate::config::resolve::ExecutorSpec;
 use crate::error::Error;
 use crate::propose::{self, Proposer, Request, Task};
 use crate::run::decide::{Measurement, Status};
+use crate::run::due;
 use crate::run::exec::{self, Environment};
 use crate::run::git::{self, Git};
 use crate::run::gpu::GpuMonitor;
@@ -147,6 +148,8 @@ pub struct Session {
     finished: Receiver<Done>,
     /// Jobs running now.
     jobs: usize,
+    /// The wait of a free worker for another experiment's result that is due.
+    wait: due::Wait,
     /// Why no new experiment starts: a limit, or the proposer has nothing left.
     limit: Option<String>,
     /// Why the run stops as soon as the jobs running have ended; nothing new starts.
@@ -292,6 +295,7 @@ impl Session {
             done,
             finished,
             jobs: 0,
+            wait: due::Wait::default(),
             limit: None,
             ending: None,
         };

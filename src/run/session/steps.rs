@@ -61,9 +61,9 @@ impl Session {
         Ok(true)
     }
 
-    /// Whether another experiment's result is due (`due`): a proposal made now would miss it,
-    /// so the next experiment waits for it, for at most the window past a run's usual length.
-    fn result_due(&self) -> bool {
+    /// Whether the next experiment waits for another one's result that is due (`due`): a
+    /// proposal made now would miss it. At most a window from when the wait began.
+    fn result_due(&mut self) -> bool {
         let seconds: Vec<f64> = self
             .history
             .experiments
@@ -72,13 +72,14 @@ impl Session {
             .filter(|run| run.failure.is_none())
             .map(|run| run.seconds)
             .collect();
-        let Some(usual) = due::usual_length(&seconds) else {
-            return false;
-        };
-        self.flights
+        let elapsed: Vec<f64> = self
+            .flights
             .values()
             .filter_map(|flight| flight.running_since)
-            .any(|since| due::is_due(usual, since.elapsed().as_secs_f64()))
+            .map(|since| since.elapsed().as_secs_f64())
+            .collect();
+        let now = self.started.elapsed().as_secs_f64();
+        self.wait.holds(now, due::usual_length(&seconds), &elapsed)
     }
 
     /// Why no new experiment may start, counting those in flight.
