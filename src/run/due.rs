@@ -1,8 +1,8 @@
 //! When a running experiment's result is due. Runs of one pipeline take about as long as each
 //! other, so workers that start together finish within milliseconds of each other; a proposal
 //! made as the first of them finishes would do without the others' results. The session starts
-//! no experiment while another one's result is due, and `benches/knob_search.rs` simulates the
-//! same rule.
+//! no experiment while another one's result is due (for one window at most), and
+//! `benches/knob_search.rs` simulates the same rule.
 
 /// The window around a run's usual length in which its result is due, as a fraction of that
 /// length, and at least this many seconds. Wide enough that workers put out of step by a crash
