@@ -682,7 +682,7 @@ fn run_workers(
     let mut wait = due::Wait::default();
     let mut proposed = 0;
     while tally.trials.len() < BATCH_TRIALS {
-        let usual = due::usual_length(&lengths).filter(|_| waits);
+        let usual = due::usual_length(lengths.iter().rev().copied()).filter(|_| waits);
         let elapsed = |running: &[Running]| -> Vec<f64> {
             running.iter().map(|r| clock - r.started).collect()
         };

@@ -14,10 +14,11 @@ pub const MIN_WINDOW_SECONDS: f64 = 1.0;
 /// The runs the usual length is taken from: the latest ones.
 const LATEST: usize = 20;
 
-/// How long runs usually take, in seconds: the median of the latest 20 of `seconds` (the
-/// lengths of runs that ended cleanly, oldest first); `None` before the first.
-pub fn usual_length(seconds: &[f64]) -> Option<f64> {
-    let mut latest = seconds[seconds.len().saturating_sub(LATEST)..].to_vec();
+/// How long runs usually take, in seconds: the median of the latest 20 of `newest_first` (the
+/// lengths of runs that ended cleanly, the latest first; no more are read); `None` before the
+/// first.
+pub fn usual_length(newest_first: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut latest: Vec<f64> = newest_first.take(LATEST).collect();
     latest.sort_by(f64::total_cmp);
     latest.get(latest.len() / 2).copied()
 }
@@ -66,13 +67,13 @@ mod tests {
 
     #[test]
     fn the_usual_length_is_the_median_of_the_latest_twenty() {
-        assert_eq!(usual_length(&[]), None);
-        assert_eq!(usual_length(&[3.0]), Some(3.0));
-        assert_eq!(usual_length(&[1.0, 9.0, 2.0]), Some(2.0));
+        assert_eq!(usual_length([].into_iter()), None);
+        assert_eq!(usual_length([3.0].into_iter()), Some(3.0));
+        assert_eq!(usual_length([1.0, 9.0, 2.0].into_iter()), Some(2.0));
         // Thirty runs of 100 s, then twenty of 300 s (a change made every run longer).
         let mut seconds = vec![100.0; 30];
         seconds.extend([300.0; 20]);
-        assert_eq!(usual_length(&seconds), Some(300.0));
+        assert_eq!(usual_length(seconds.into_iter().rev()), Some(300.0));
     }
 
     #[test]

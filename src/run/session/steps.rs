@@ -64,14 +64,11 @@ impl Session {
     /// Whether the next experiment waits for another one's result that is due (`due`): a
     /// proposal made now would miss it. At most a window from when the wait began.
     fn result_due(&mut self) -> bool {
-        let seconds: Vec<f64> = self
-            .history
-            .experiments
-            .iter()
-            .flat_map(|e| &e.runs)
+        let experiments = self.history.experiments.iter().rev();
+        let clean_runs = experiments
+            .flat_map(|e| e.runs.iter().rev())
             .filter(|run| run.failure.is_none())
-            .map(|run| run.seconds)
-            .collect();
+            .map(|run| run.seconds);
         let elapsed: Vec<f64> = self
             .flights
             .values()
@@ -79,7 +76,8 @@ impl Session {
             .map(|since| since.elapsed().as_secs_f64())
             .collect();
         let now = self.started.elapsed().as_secs_f64();
-        self.wait.holds(now, due::usual_length(&seconds), &elapsed)
+        self.wait
+            .holds(now, due::usual_length(clean_runs), &elapsed)
     }
 
     /// Why no new experiment may start, counting those in flight.
