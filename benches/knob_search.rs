@@ -30,7 +30,8 @@
 //! `ARUN_BENCH_OPTUNA=0` leaves Optuna out; `ARUN_BENCH_BATCHES=0` leaves the batches out and
 //! `ARUN_BENCH_BATCHES=4` runs only that size; `ARUN_BENCH_WORKERS=0` leaves the workers out;
 //! `ARUN_BENCH_TRIALS=30` stops the sequential search at 30; `ARUN_BENCH_ONLY=branin,categorical`
-//! runs only those objectives).
+//! runs only those objectives; `ARUN_BENCH_FIRST_SEED=200` runs seeds from 200 on, to check a
+//! finding on seeds it was not made on).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -75,6 +76,8 @@ struct Objective {
 /// What to run, from the `ARUN_BENCH_*` variables.
 struct Settings {
     seeds: u64,
+    /// The first seed: the run covers `first_seed..first_seed + seeds`.
+    first_seed: u64,
     /// Evaluations of the sequential search, and the checkpoints up to them.
     trials: usize,
     checkpoints: Vec<usize>,
@@ -110,6 +113,7 @@ impl Settings {
         };
         Settings {
             seeds: number("ARUN_BENCH_SEEDS", 25) as u64,
+            first_seed: number("ARUN_BENCH_FIRST_SEED", 0) as u64,
             trials,
             checkpoints: CHECKPOINTS.into_iter().filter(|&c| c <= trials).collect(),
             batch_sizes,
@@ -146,9 +150,18 @@ fn main() {
     let optuna_json = optuna.finish();
 
     println!(
-        "median regret over {} seeds (lower is better), 90% bootstrap intervals of the ratios in \
+        "median regret over {} seeds{} (lower is better), 90% bootstrap intervals of the ratios in \
          brackets; arun's strategy took {:.1} ms per suggestion on average{}",
         settings.seeds,
+        if settings.first_seed == 0 {
+            String::new()
+        } else {
+            format!(
+                " ({}–{})",
+                settings.first_seed,
+                settings.first_seed + settings.seeds - 1
+            )
+        },
         1000.0 * arun_seconds
             / (settings.seeds as f64 * objectives.len() as f64 * (settings.trials - 1) as f64),
         optuna_json
@@ -171,6 +184,11 @@ fn start_optuna(dir: &Path, settings: &Settings) -> Optuna {
         return Optuna::Missing("ARUN_BENCH_OPTUNA=0".to_string());
     }
     if let Ok(path) = std::env::var("ARUN_BENCH_OPTUNA_JSON") {
+        assert!(
+            settings.first_seed == 0,
+            "a saved Optuna output holds seeds from 0: leave ARUN_BENCH_FIRST_SEED out with \
+             ARUN_BENCH_OPTUNA_JSON"
+        );
         return Optuna::Saved(PathBuf::from(path));
     }
     match venv_python(dir) {
@@ -178,6 +196,7 @@ fn start_optuna(dir: &Path, settings: &Settings) -> Optuna {
             Command::new(python)
                 .arg(dir.join("optuna_baselines.py"))
                 .args(["--seeds", &settings.seeds.to_string()])
+                .args(["--first-seed", &settings.first_seed.to_string()])
                 .args(["--trials", &settings.trials.to_string()])
                 .arg("--checkpoints")
                 .arg(
@@ -200,7 +219,7 @@ fn start_optuna(dir: &Path, settings: &Settings) -> Optuna {
 /// arun's search on every objective and seed: sequential, then in batches.
 fn run_all(dir: &Path, objectives: &[Objective], settings: &Settings) -> Runs {
     let mut server = Server::start(dir);
-    let seeds = 0..settings.seeds;
+    let seeds = settings.first_seed..settings.first_seed + settings.seeds;
     let mut sequential = Vec::new();
     for objective in objectives {
         sequential.push(

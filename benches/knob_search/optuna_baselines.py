@@ -95,6 +95,7 @@ def run(name, method, seed, trials, checkpoints):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--seeds", type=int, default=25)
+    parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--trials", type=int, default=60)
     parser.add_argument("--checkpoints", default="15,30,60")
     parser.add_argument("--methods", default="tpe,tpe_indep,gp,random")
@@ -113,7 +114,7 @@ def main():
     out = {"optuna": optuna.__version__, "checkpoints": checkpoints, "results": {}}
     for name in args.objectives.split(","):
         for method in methods:
-            runs = [run(name, method, s, args.trials, checkpoints) for s in range(args.seeds)]
+            runs = [run(name, method, s, args.trials, checkpoints) for s in range(args.first_seed, args.first_seed + args.seeds)]
             out["results"].setdefault(name, {})[method] = runs
             print(f"optuna: {name} {method} done", file=sys.stderr, flush=True)
     json.dump(out, sys.stdout)
