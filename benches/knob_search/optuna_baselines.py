@@ -114,7 +114,8 @@ def main():
     out = {"optuna": optuna.__version__, "checkpoints": checkpoints, "results": {}}
     for name in args.objectives.split(","):
         for method in methods:
-            runs = [run(name, method, s, args.trials, checkpoints) for s in range(args.first_seed, args.first_seed + args.seeds)]
+            seeds = range(args.first_seed, args.first_seed + args.seeds)
+            runs = [run(name, method, s, args.trials, checkpoints) for s in seeds]
             out["results"].setdefault(name, {})[method] = runs
             print(f"optuna: {name} {method} done", file=sys.stderr, flush=True)
     json.dump(out, sys.stdout)
