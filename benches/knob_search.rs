@@ -1,8 +1,8 @@
 //! Knob-search efficiency: arun's strategy against Optuna's samplers (TPE, which Optuna 5 makes
-//! multivariate by default, independent TPE, GP, random), on objectives that look like training (`benches/knob_search/objectives.py`, shared by
-//! every method). The objectives come in two sets, each with its own table: the tuning set the
-//! search's defaults were chosen on, and a held-out set written before any retuning and never
-//! used to choose them.
+//! multivariate by default, independent TPE, GP, random), on objectives that look like training
+//! (`benches/knob_search/objectives.py`, shared by every method). The objectives come in two
+//! sets, each with its own table: the tuning set the search's defaults were chosen on, and a
+//! held-out set written before any retuning and never used to choose them.
 //!
 //! For each objective and seed, each method gets the starting assignment (the baseline) as its
 //! first trial, then chooses the rest; the regret after N trials is the noise-free value of the
@@ -19,7 +19,9 @@
 //! unless another run's result is due (`arun::run::due`). That is measured too (`w=4`: four
 //! workers on a simulated clock, clean runs of five minutes give or take 1%, crashes after 30 s,
 //! with the simulated hours the 30 evaluations took; `ARUN_BENCH_WAIT=0` simulates workers that
-//! never wait, as arun's did before they waited).
+//! never wait, as arun's did before they waited). A crash frees a worker early, so the workers
+//! are also measured in the hours that batches of as many took (a batch lasts as long as its
+//! longest run): their regret then, and the evaluations they made in that time.
 //!
 //! The medians of a few dozen seeds are themselves noisy, so each ratio in the tables comes with
 //! a 90% bootstrap interval over seeds: the seeds resampled with replacement, the ratio of the
@@ -132,6 +134,17 @@ struct Runs {
     workers: Vec<Vec<f64>>,
     /// The workers' simulated hours to `BATCH_TRIALS` evaluations.
     worker_hours: Vec<Vec<f64>>,
+    /// With batches as large as there are workers, at the simulated hours those batches took to
+    /// their last full batch before `BATCH_TRIALS` evaluations: the batches' regret, and the
+    /// workers' regret and evaluations (empty: not run).
+    same_hours: Vec<Vec<SameHours>>,
+}
+
+/// Batches and workers compared in the same simulated hours.
+struct SameHours {
+    batches: f64,
+    workers: f64,
+    evaluations: usize,
 }
 
 fn main() {
@@ -233,32 +246,33 @@ fn run_all(dir: &Path, objectives: &[Objective], settings: &Settings) -> Runs {
         eprintln!("arun: {} done", objective.name);
     }
     let mut batches = Vec::new();
+    // Batches as large as there are workers, per objective and seed: the hours and the regret at
+    // their last full batch.
+    let mut full_batches: Vec<Vec<(f64, f64)>> = Vec::new();
     for objective in objectives {
-        let per_q: Vec<Vec<f64>> = settings
-            .batch_sizes
-            .iter()
-            .map(|&q| {
-                seeds
-                    .clone()
-                    .map(|seed| {
-                        *run_arun(objective, seed, Mode::Batches(q), settings, &mut server)
-                            .regrets
-                            .last()
-                            .unwrap()
-                    })
-                    .collect()
-            })
-            .collect();
+        let mut per_q: Vec<Vec<f64>> = Vec::new();
+        for &q in &settings.batch_sizes {
+            let tallies: Vec<Tally> = seeds
+                .clone()
+                .map(|seed| run_arun(objective, seed, Mode::Batches(q), settings, &mut server))
+                .collect();
+            per_q.push(tallies.iter().map(|t| *t.regrets.last().unwrap()).collect());
+            if q == settings.workers {
+                full_batches.push(tallies.iter().map(|t| t.full_batches).collect());
+            }
+        }
         if !per_q.is_empty() {
             eprintln!("arun: {} batches done", objective.name);
         }
         batches.push(per_q);
     }
     let (mut workers, mut worker_hours) = (Vec::new(), Vec::new());
-    for objective in objectives {
+    let mut same_hours = Vec::new();
+    for (i, objective) in objectives.iter().enumerate() {
         let mode = Mode::Workers {
             count: settings.workers,
             wait: settings.wait,
+            until: None,
         };
         let tallies: Vec<Tally> = match settings.workers {
             0 => Vec::new(),
@@ -269,6 +283,32 @@ fn run_all(dir: &Path, objectives: &[Objective], settings: &Settings) -> Runs {
         };
         workers.push(tallies.iter().map(|t| *t.regrets.last().unwrap()).collect());
         worker_hours.push(tallies.iter().map(|t| t.hours).collect());
+        // The same workers given the time the batches took: a crash frees a worker early, so in
+        // the same hours workers make more evaluations than batches do.
+        let compared: Vec<SameHours> = match full_batches.get(i) {
+            Some(full) if settings.workers > 0 => seeds
+                .clone()
+                .zip(full)
+                .map(|(seed, &(hours, batches))| {
+                    let mode = Mode::Workers {
+                        count: settings.workers,
+                        wait: settings.wait,
+                        until: Some(hours * 3600.0),
+                    };
+                    let (workers, evaluations) =
+                        run_arun(objective, seed, mode, settings, &mut server)
+                            .at_until
+                            .expect("the workers ran to the given second");
+                    SameHours {
+                        batches,
+                        workers,
+                        evaluations,
+                    }
+                })
+                .collect(),
+            _ => Vec::new(),
+        };
+        same_hours.push(compared);
         if settings.workers > 0 {
             eprintln!("arun: {} workers done", objective.name);
         }
@@ -278,6 +318,7 @@ fn run_all(dir: &Path, objectives: &[Objective], settings: &Settings) -> Runs {
         batches,
         workers,
         worker_hours,
+        same_hours,
     }
 }
 
@@ -396,6 +437,14 @@ fn print_batches(objectives: &[Objective], runs: &Runs, settings: &Settings) {
         heads.push(format!("w={w}/q=1"));
         heads.push(format!("w={w} hours"));
     }
+    // Batches and workers in the same hours (`Runs::same_hours`).
+    let same = sizes.contains(&w) && w > 0;
+    if same {
+        heads.push(format!("q={w}, full batches"));
+        heads.push(format!("w={w}, same hours"));
+        heads.push(format!("w={w} evaluations"));
+        heads.push(format!("w={w}/q={w}, same hours"));
+    }
     println!(
         "| objective | set | q=1 | {} |\n|---|---|---|{}",
         heads.join(" | "),
@@ -422,6 +471,20 @@ fn print_batches(objectives: &[Objective], runs: &Runs, settings: &Settings) {
             cells.push(format_regret(median(&runs.workers[i])));
             cells.push(against(&runs.workers[i]));
             cells.push(format!("{:.2}", median(&runs.worker_hours[i])));
+        }
+        if same {
+            let compared = &runs.same_hours[i];
+            let batches: Vec<f64> = compared.iter().map(|c| c.batches).collect();
+            let workers: Vec<f64> = compared.iter().map(|c| c.workers).collect();
+            let evaluations: Vec<f64> = compared.iter().map(|c| c.evaluations as f64).collect();
+            cells.push(format_regret(median(&batches)));
+            cells.push(format_regret(median(&workers)));
+            cells.push(format!("{:.0}", median(&evaluations)));
+            cells.push(format!(
+                "{:.2} ({})",
+                median(&workers) / median(&batches),
+                interval(&workers, &batches)
+            ));
         }
         println!(
             "| {} | {} | {} | {} |",
@@ -563,8 +626,13 @@ enum Mode {
     /// `q` at a time, each batch evaluated whole before the next is proposed.
     Batches(usize),
     /// `q` workers, each given a proposal as soon as it is free, on a simulated clock (see
-    /// `run_workers`); `wait`: as arun does, no proposal while another run's result is due.
-    Workers { count: usize, wait: bool },
+    /// `run_workers`); `wait`: as arun does, no proposal while another run's result is due;
+    /// `until`: run to this simulated second rather than to `BATCH_TRIALS` evaluations.
+    Workers {
+        count: usize,
+        wait: bool,
+        until: Option<f64>,
+    },
 }
 
 /// The workers' simulated clock: a clean run takes five minutes (autoresearch's budget) give or
@@ -572,6 +640,15 @@ enum Mode {
 const RUN_SECONDS: f64 = 300.0;
 const RUN_JITTER: f64 = 0.01;
 const CRASH_SECONDS: f64 = 30.0;
+
+/// How long the `n`-th run of a seed takes on the simulated clock.
+fn run_length(seed: u64, n: usize, crashed: bool) -> f64 {
+    if crashed {
+        return CRASH_SECONDS;
+    }
+    let mut rng = Rng::for_step(seed, n as u64);
+    RUN_SECONDS * (1.0 + RUN_JITTER * (2.0 * rng.unit() - 1.0))
+}
 
 /// The regrets of one seed's search, kept as its trials come in.
 struct Tally<'a> {
@@ -581,11 +658,24 @@ struct Tally<'a> {
     /// The best value observed, and its noise-free value.
     kept: Option<(f64, f64)>,
     regrets: Vec<f64>,
-    /// The workers' simulated clock when the last evaluation came in, in hours.
+    /// The simulated clock when the last evaluation came in, in hours: batches take as long
+    /// as their longest run, workers as their runs end.
     hours: f64,
+    /// Batches: the hours when the last full batch came in, and the regret then (the last batch
+    /// holds fewer than `q` when `q` does not divide the evaluations, and leaves GPUs idle).
+    full_batches: (f64, f64),
+    /// Workers run to a given second (`Mode::Workers::until`): the regret then, and the
+    /// evaluations that had come in.
+    at_until: Option<(f64, usize)>,
 }
 
 impl Tally<'_> {
+    /// The noise-free regret of the trial kept so far.
+    fn regret(&self) -> f64 {
+        self.kept
+            .map_or(f64::NAN, |(_, truth)| truth - self.objective.optimum)
+    }
+
     /// An observation (`None`: a crash) of `values` comes in.
     fn add(&mut self, values: Vec<Value>, value: Option<f64>, true_value: Option<f64>) {
         let outcome = match value {
@@ -599,10 +689,7 @@ impl Tally<'_> {
         };
         self.trials.push(Trial { values, outcome });
         if self.checkpoints.contains(&self.trials.len()) {
-            let regret = self
-                .kept
-                .map_or(f64::NAN, |(_, truth)| truth - self.objective.optimum);
-            self.regrets.push(regret);
+            self.regrets.push(self.regret());
         }
     }
 }
@@ -624,6 +711,8 @@ fn run_arun<'a>(
         kept: None,
         regrets: Vec::new(),
         hours: 0.0,
+        full_batches: (0.0, f64::NAN),
+        at_until: None,
     };
     let search = Search::new(&objective.domains, seed);
     match mode {
@@ -635,15 +724,15 @@ fn run_arun<'a>(
             };
             run_batches(&mut tally, &search, q, wanted, seed, server);
         }
-        Mode::Workers { count, wait } => {
-            run_workers(&mut tally, &search, count, wait, seed, server);
+        Mode::Workers { count, wait, until } => {
+            run_workers(&mut tally, &search, count, wait, until, seed, server);
         }
     }
     tally
 }
 
-/// Batches of `q`: all proposed (each seeing the earlier ones as pending), then all evaluated;
-/// the baseline alone first.
+/// Batches of `q`: all proposed (each seeing the earlier ones as pending), then all evaluated,
+/// taking as long as their longest run on the workers' clock; the baseline alone first.
 fn run_batches(
     tally: &mut Tally,
     search: &Search,
@@ -652,6 +741,7 @@ fn run_batches(
     seed: u64,
     server: &mut Server,
 ) {
+    let mut clock = 0.0;
     while tally.trials.len() < wanted {
         let mut batch: Vec<Vec<Value>> = Vec::new();
         if tally.trials.is_empty() {
@@ -666,12 +756,20 @@ fn run_batches(
                 .expect("the benchmark spaces are never exhausted");
             batch.push(values);
         }
+        let mut longest: f64 = 0.0;
+        let full = batch.len() == q || tally.trials.is_empty();
         for values in batch {
-            let (value, true_value) =
-                server.observe(tally.objective, seed, tally.trials.len(), &values);
+            let n = tally.trials.len();
+            let (value, true_value) = server.observe(tally.objective, seed, n, &values);
+            longest = longest.max(run_length(seed, n, value.is_none()));
             tally.add(values, value, true_value);
         }
+        clock += longest;
+        if full {
+            tally.full_batches = (clock / 3600.0, tally.regret());
+        }
     }
+    tally.hours = clock / 3600.0;
 }
 
 /// A run on the workers' simulated clock; its outcome is drawn when it starts (its length
@@ -684,14 +782,16 @@ struct Running {
     true_value: Option<f64>,
 }
 
-/// `count` workers to `BATCH_TRIALS` evaluations on a simulated clock: the baseline alone, then
-/// a proposal (seeing the runs in flight as pending) for each free worker, the moment it is free;
-/// with `waits`, not while another run's result is due (`arun::run::due`, the session's rule).
+/// `count` workers to `BATCH_TRIALS` evaluations (or to the second `until`) on a simulated
+/// clock: the baseline alone, then a proposal (seeing the runs in flight as pending) for each
+/// free worker, the moment it is free; with `waits`, not while another run's result is due
+/// (`arun::run::due`, the session's rule).
 fn run_workers(
     tally: &mut Tally,
     search: &Search,
     count: usize,
     waits: bool,
+    until: Option<f64>,
     seed: u64,
     server: &mut Server,
 ) {
@@ -700,7 +800,14 @@ fn run_workers(
     let mut lengths: Vec<f64> = Vec::new();
     let mut wait = due::Wait::default();
     let mut proposed = 0;
-    while tally.trials.len() < BATCH_TRIALS {
+    let more = |proposed: usize, clock: f64| match until {
+        Some(until) => clock < until,
+        None => proposed < BATCH_TRIALS,
+    };
+    while match until {
+        Some(_) => tally.at_until.is_none(),
+        None => tally.trials.len() < BATCH_TRIALS,
+    } {
         let usual = due::usual_length(lengths.iter().rev().copied()).filter(|_| waits);
         let elapsed = |running: &[Running]| -> Vec<f64> {
             running.iter().map(|r| clock - r.started).collect()
@@ -709,7 +816,7 @@ fn run_workers(
         let baseline_done = !tally.trials.is_empty();
         while (proposed == 0 || baseline_done)
             && running.len() < room
-            && proposed < BATCH_TRIALS
+            && more(proposed, clock)
             && !wait.holds(clock, usual, &elapsed(&running))
         {
             let values = if proposed == 0 {
@@ -721,13 +828,7 @@ fn run_workers(
                     .expect("the benchmark spaces are never exhausted")
             };
             let (value, true_value) = server.observe(tally.objective, seed, proposed, &values);
-            let length = match value {
-                Some(_) => {
-                    let mut rng = Rng::for_step(seed, proposed as u64);
-                    RUN_SECONDS * (1.0 + RUN_JITTER * (2.0 * rng.unit() - 1.0))
-                }
-                None => CRASH_SECONDS,
-            };
+            let length = run_length(seed, proposed, value.is_none());
             running.push(Running {
                 values,
                 started: clock,
@@ -742,7 +843,7 @@ fn run_workers(
         let mut next = running.iter().map(|r| r.ends).fold(f64::INFINITY, f64::min);
         if let Some(usual) = usual
             && running.len() < count
-            && proposed < BATCH_TRIALS
+            && more(proposed, clock)
         {
             for run in &running {
                 if due::is_due(usual, clock - run.started) {
@@ -752,6 +853,12 @@ fn run_workers(
             if let Some(ends) = wait.ends(usual).filter(|&t| t > clock) {
                 next = next.min(ends);
             }
+        }
+        if let Some(until) = until
+            && next > until
+        {
+            tally.at_until = Some((tally.regret(), tally.trials.len()));
+            break;
         }
         clock = next;
         while let Some(i) = running.iter().position(|r| r.ends <= clock) {
