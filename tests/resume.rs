@@ -303,3 +303,56 @@ fn a_second_arun_on_the_same_run_is_refused() {
     send(first.id(), libc::SIGINT);
     assert_eq!(first.wait().unwrap().code(), Some(130));
 }
+
+/// Every file named `name` under `dir`, the repository's `.git` (where the workers' work trees
+/// are) included.
+fn files_named(dir: &std::path::Path, name: &str) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.file_name().is_some_and(|f| f == name) {
+            found.push(path.clone());
+        }
+        if path.is_dir() && !path.is_symlink() {
+            found.extend(files_named(&path, name));
+        }
+    }
+    found
+}
+
+#[test]
+fn a_proposal_journaled_before_a_kill_is_undone_in_the_work_tree_it_was_made_in() {
+    // Two workers: #1 runs in one work tree while the agent takes its time over #2 in the
+    // other, creating an ignored file besides its edit; #3 is proposed meanwhile. arun is
+    // killed right after #2's proposal is journaled, before the ignored file is removed.
+    let target = Target::new(Setup {
+        plan: json!({
+            "1": {"LR": 0.05},
+            "2": {"LR": 0.04, "sleep": 5, "run": [
+                "mkdir -p __pycache__ && echo stray > __pycache__/stray.pyc"
+            ]},
+            "3": {"LR": 0.03, "sleep": 1},
+            "4": {"LR": 0.02},
+        }),
+        env: "NOISE_SD = \"0.0002\"",
+        experiment: "budget = \"2s\"\nhard-limit = \"6s\"\ngrace = \"1s\"",
+        extra: "[workers]\ncount = 2",
+        ..Setup::default()
+    });
+    let args = ["--max-experiments", "5"];
+    let killed = target.arun_with_env(&args, &[("ARUN_FAILPOINT", "proposed:2")]);
+    assert_ne!(killed.code(), Some(0), "{}", killed.stderr());
+    let left = files_named(&target.repo, "stray.pyc");
+    assert_eq!(left.len(), 1, "the proposer's ignored file: {left:?}");
+    target.arun(&args).assert_code(0);
+    // The resumed arun undid the proposal where it was made, whichever work tree #2 ran in.
+    let left = files_named(&target.repo, "stray.pyc");
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert_eq!(target.recorded().len(), 5);
+    let proposed = target
+        .journal()
+        .into_iter()
+        .find(|e| e["event"] == "proposed" && e["n"] == 2)
+        .unwrap();
+    assert!(proposed["space"].as_u64().is_some(), "{proposed}");
+}

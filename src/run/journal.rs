@@ -113,6 +113,11 @@ pub enum Event {
         /// this event (again after a restart). Absent in journals of older versions.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         undo: Option<crate::run::scope::Undo>,
+        /// The work tree the proposer worked in (the session's numbering: 0 is the
+        /// repository's own, `i` the run's `work/<i - 1>`), where the undo is carried out, after
+        /// a restart too. Absent in journals of older versions.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        space: Option<usize>,
     },
     /// The proposer failed to produce an edit; the experiment number is tried again.
     ProposalFailed {
@@ -433,6 +438,8 @@ pub struct Experiment {
     pub files: Option<BTreeMap<String, Option<String>>>,
     /// How to undo what the proposer did besides its edit (see `Event::Proposed`).
     pub undo: Option<crate::run::scope::Undo>,
+    /// The work tree the proposer worked in (see `Event::Proposed`).
+    pub space: Option<usize>,
     pub commit: Option<String>,
     pub lines: (usize, usize),
     /// How long its last successful build took.
@@ -463,6 +470,7 @@ impl Experiment {
                 rejected,
                 files,
                 undo,
+                space,
                 ..
             } => {
                 self.description = Some(description.clone());
@@ -472,6 +480,7 @@ impl Experiment {
                 self.rejected = rejected.clone();
                 self.files = files.clone();
                 self.undo = undo.clone();
+                self.space = *space;
             }
             Event::ProposalFailed {
                 reason,
@@ -1008,6 +1017,7 @@ mod tests {
             files: None,
             undone: Vec::new(),
             undo: None,
+            space: None,
         }
     }
 

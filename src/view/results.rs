@@ -90,6 +90,7 @@ mod tests {
             rejected: None,
             files: None,
             undo: None,
+            space: None,
             worker: None,
             commit: Some("a1b2c3d4e5f6".to_string()),
             lines: (0, 0),

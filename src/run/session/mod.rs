@@ -368,13 +368,23 @@ impl Session {
     }
 
     /// A flight for each experiment the journal shows in progress, at the step it resumes from.
+    /// A proposal journaled but not yet committed gets back the work tree its proposer worked
+    /// in: its undo is carried out there, since what the proposer left (an ignored file it
+    /// created, say) is in that work tree and nowhere else.
     fn resume_flights(&mut self) {
+        let spaces = self.flight_spaces();
+        let mut claimed = Vec::new();
         for experiment in self.history.in_flight() {
+            let step = resume_step(experiment);
+            let space = experiment
+                .space
+                .filter(|s| step == Step::Commit && spaces.contains(s) && !claimed.contains(s));
+            claimed.extend(space);
             self.flights.insert(
                 experiment.n,
                 Flight {
-                    step: resume_step(experiment),
-                    space: None,
+                    step,
+                    space,
                     busy: false,
                     not_before: None,
                     running_since: None,

@@ -449,6 +449,7 @@ impl Session {
             files: Some(files),
             undone: found.notes,
             undo: Some(found.undo),
+            space: Some(self.space_of(n)),
         })?;
         self.set_step(n, Step::Commit);
         Ok(())
@@ -483,6 +484,7 @@ impl Session {
                     rejected: Some(reason),
                     files: None,
                     undone: Vec::new(),
+                    space: found.as_ref().map(|_| self.space_of(n)),
                     undo: found.map(|found| found.undo),
                 })?;
                 self.set_step(n, Step::Commit);

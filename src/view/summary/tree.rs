@@ -461,6 +461,7 @@ mod tests {
                     files: None,
                     undone: Vec::new(),
                     undo: None,
+                    space: None,
                 });
             }
             events.push(Event::Measured {
