@@ -658,8 +658,7 @@ struct Tally<'a> {
     /// The best value observed, and its noise-free value.
     kept: Option<(f64, f64)>,
     regrets: Vec<f64>,
-    /// The simulated clock when the last evaluation came in, in hours: batches take as long
-    /// as their longest run, workers as their runs end.
+    /// The workers' simulated clock when the last evaluation came in, in hours.
     hours: f64,
     /// Batches: the hours when the last full batch came in, and the regret then (the last batch
     /// holds fewer than `q` when `q` does not divide the evaluations, and leaves GPUs idle).
@@ -769,7 +768,6 @@ fn run_batches(
             tally.full_batches = (clock / 3600.0, tally.regret());
         }
     }
-    tally.hours = clock / 3600.0;
 }
 
 /// A run on the workers' simulated clock; its outcome is drawn when it starts (its length
