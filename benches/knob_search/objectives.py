@@ -76,6 +76,43 @@ def categorical(p):
     return loss
 
 
+INITS = {
+    # loss offset, shift of the best log10 learning rate
+    "normal": (0.03, -0.3),
+    "xavier": (0.01, 0.0),
+    "scaled": (0.00, 0.3),
+}
+SECOND_MOMENT = {
+    # optimizers with a second moment: the best beta2
+    "adamw": 0.95,
+    "adafactor": 0.99,
+}
+
+
+def optimizer_init(p):
+    """Optimizer (4) and initialisation (3) choices; the best learning rate depends on both, beta2
+    matters only to the two optimizers with a second moment (each its own best), label smoothing
+    is a weak knob of its own; sgd with the `normal` init and lion above its best rate diverge."""
+    optimizer, init = p["OPTIMIZER"].strip('"'), p["INIT"].strip('"')
+    base, lr_best = {
+        "adamw": (3.06, 1e-3),
+        "lion": (3.04, 1e-4),
+        "sgdm": (3.12, 3e-2),
+        "adafactor": (3.05, 3e-3),
+    }[optimizer]
+    offset, shift = INITS[init]
+    x = math.log10(p["LR"]) - (math.log10(lr_best) + shift)
+    if optimizer == "lion" and x > 0.4:
+        return None
+    if optimizer == "sgdm" and init == "normal" and x > 0.0:
+        return None
+    loss = base + offset + 0.25 * x * x
+    if optimizer in SECOND_MOMENT:
+        loss += 8.0 * (p["BETA2"] - SECOND_MOMENT[optimizer]) ** 2
+    loss += 0.2 * (p["LABEL_SMOOTHING"] - 0.1) ** 2
+    return loss
+
+
 def branin(p):
     """Branin-Hoo on [-5, 10] x [0, 15]; three global minima of 0.397887."""
     x1, x2 = p["X1"], p["X2"]
@@ -265,6 +302,21 @@ OBJECTIVES = {
         "start": {f"X{i + 1}": 0.5 for i in range(6)},
         "noise": 0.05,
         "optimum": -3.32237,
+    },
+    "optimizer_init": {
+        "function": optimizer_init,
+        "knobs": [
+            {"name": "OPTIMIZER", "kind": "choice",
+             "choices": ['"adamw"', '"lion"', '"sgdm"', '"adafactor"']},
+            {"name": "INIT", "kind": "choice", "choices": ['"normal"', '"xavier"', '"scaled"']},
+            {"name": "LR", "kind": "float", "scale": "log", "min": 1e-5, "max": 1.0},
+            {"name": "BETA2", "kind": "float", "scale": "linear", "min": 0.9, "max": 0.999},
+            {"name": "LABEL_SMOOTHING", "kind": "float", "scale": "linear", "min": 0.0, "max": 0.3},
+        ],
+        "start": {"OPTIMIZER": '"adamw"', "INIT": '"normal"', "LR": 1e-3, "BETA2": 0.999,
+                  "LABEL_SMOOTHING": 0.0},
+        "noise": 0.01,
+        "optimum": 3.04,  # lion with the scaled init, every numeric knob at its best
     },
     "mixed_interact": {
         "function": mixed_interact,
