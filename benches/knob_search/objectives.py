@@ -76,6 +76,13 @@ def categorical(p):
     return loss
 
 
+OPTIMIZERS_BY_RATE = {
+    # base loss, best learning rate (with the `xavier` init)
+    "adamw": (3.06, 1e-3),
+    "lion": (3.04, 1e-4),
+    "sgdm": (3.12, 3e-2),
+    "adafactor": (3.05, 3e-3),
+}
 INITS = {
     # loss offset, shift of the best log10 learning rate
     "normal": (0.03, -0.3),
@@ -92,14 +99,10 @@ SECOND_MOMENT = {
 def optimizer_init(p):
     """Optimizer (4) and initialisation (3) choices; the best learning rate depends on both, beta2
     matters only to the two optimizers with a second moment (each its own best), label smoothing
-    is a weak knob of its own; sgd with the `normal` init and lion above its best rate diverge."""
+    is a weak knob of its own; sgdm with the `normal` init above its best rate, and lion above 2.5
+    times its best rate, diverge."""
     optimizer, init = p["OPTIMIZER"].strip('"'), p["INIT"].strip('"')
-    base, lr_best = {
-        "adamw": (3.06, 1e-3),
-        "lion": (3.04, 1e-4),
-        "sgdm": (3.12, 3e-2),
-        "adafactor": (3.05, 3e-3),
-    }[optimizer]
+    base, lr_best = OPTIMIZERS_BY_RATE[optimizer]
     offset, shift = INITS[init]
     x = math.log10(p["LR"]) - (math.log10(lr_best) + shift)
     if optimizer == "lion" and x > 0.4:
