@@ -54,13 +54,18 @@ pub enum Outcome {
 }
 
 /// Random candidates scored per suggestion, perturbations around each of the best results, and
-/// how many of the best candidates get a local search.
-const RANDOM_CANDIDATES: usize = 512;
-const LOCAL_CANDIDATES: usize = 64;
+/// how many of the best candidates get a local search, of how many tries per round. With twice
+/// the candidates and a longer polish than before (512, 64, 6, 12), the later proposals of a
+/// batch, which must not crowd the earlier ones, find better places: on the bench's tuning set
+/// over 400 seeds, batches of 4 went from a median regret of 0.082 to 0.064 on `hartmann6` and
+/// from 0.040 to 0.034 on `branin`; the sequential search from 0.069 to 0.068 and from 0.028 to
+/// 0.032 (better in 205 seeds, worse in 194).
+const RANDOM_CANDIDATES: usize = 1024;
+const LOCAL_CANDIDATES: usize = 128;
 const BEST_RESULTS: usize = 5;
-const POLISHED: usize = 6;
+const POLISHED: usize = 12;
 const POLISH_ROUNDS: usize = 4;
-const POLISH_TRIES: usize = 12;
+const POLISH_TRIES: usize = 32;
 /// Perturbation sizes, as fractions of each knob's range on its search scale.
 const SCALES: [f64; 4] = [0.02, 0.05, 0.12, 0.3];
 /// A candidate's expected improvement is weighed by its chance not to crash, at least this.
