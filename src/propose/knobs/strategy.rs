@@ -61,7 +61,7 @@ pub enum Outcome {
 /// from 0.040 to 0.034 on `branin`; the sequential search from 0.069 to 0.068 and from 0.028 to
 /// 0.032 (better in 205 seeds, worse in 194). Not every objective gained: over seeds 200–399
 /// batches of 4 on the held-out `high_dim` and `crash_region` read 1.30 and 1.39 times the
-/// sequential regret, against 0.99 and 1.28 before (docs/benchmarks.md).
+/// sequential regret, against 0.99 and 1.28 before (docs/knob-search-history.md).
 const RANDOM_CANDIDATES: usize = 1024;
 const LOCAL_CANDIDATES: usize = 128;
 const BEST_RESULTS: usize = 5;
