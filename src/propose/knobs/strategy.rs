@@ -851,6 +851,16 @@ mod tests {
         history
     }
 
+    /// Two float knobs over `[0, 1]`.
+    fn unit_square() -> [Domain; 2] {
+        let unit = Domain::Float {
+            min: 0.0,
+            max: 1.0,
+            log: false,
+        };
+        [unit.clone(), unit]
+    }
+
     fn number(value: Value) -> f64 {
         match value {
             Value::Number(v) => v,
@@ -938,18 +948,7 @@ mod tests {
 
     #[test]
     fn failures_shrink_the_trust_region_around_the_best_result_and_proposals_stay_inside() {
-        let domains = [
-            Domain::Float {
-                min: 0.0,
-                max: 1.0,
-                log: false,
-            },
-            Domain::Float {
-                min: 0.0,
-                max: 1.0,
-                log: false,
-            },
-        ];
+        let domains = unit_square();
         let search = Search::new(&domains, 0);
         let trial = |x: f64, y: f64, loss: f64| Trial {
             values: vec![Value::Number(x), Value::Number(y)],
@@ -1189,18 +1188,7 @@ mod tests {
     fn a_batch_spreads_out_instead_of_bunching_around_one_spot() {
         // A smooth bowl in two knobs, 12 results, then 4 proposals at once, as 4 workers get
         // them: each sees the earlier ones as still running.
-        let domains = [
-            Domain::Float {
-                min: 0.0,
-                max: 1.0,
-                log: false,
-            },
-            Domain::Float {
-                min: 0.0,
-                max: 1.0,
-                log: false,
-            },
-        ];
+        let domains = unit_square();
         let mut closest = Vec::new();
         for seed in 0..6 {
             let mut rng = Rng::new(seed + 40);
